@@ -1,0 +1,133 @@
+"""The ``supervise`` command. The only module that turns errors into exit codes.
+
+Options are generated from the settings declared in :mod:`supervisor.config`,
+so the command line, ``SUPERVISE_*`` variables and config keys cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from supervisor import _clash
+from supervisor.config import env_name, from_text, load, option_name, settings
+from supervisor.errors import SupervisorError
+from supervisor.hooks import Hooks
+from supervisor.target import resolve
+
+
+class _DefaultRun(click.Group):
+    """``supervise app:main`` means ``supervise run app:main``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for f, meta in reversed(list(settings())):
+        kwargs: dict[str, Any] = {
+            "default": None,
+            "help": meta.help + f" [env: {env_name(f.name)}]",
+        }
+        if meta.kind == "choice":
+            kwargs["type"] = click.Choice(meta.choices)
+        elif meta.kind == "bool":
+            kwargs["is_flag"] = True
+        else:
+            kwargs["metavar"] = meta.metavar or "TEXT"
+        fn = click.option(*meta.flags, f.name, **kwargs)(fn)
+    return fn
+
+
+def _explicit(options: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    out: dict[str, tuple[Any, str]] = {}
+    for f, meta in settings():
+        value = options.get(f.name)
+        if value is None:
+            continue
+        origin = option_name(meta)
+        if meta.kind in ("int", "float", "str"):
+            value = from_text(f.name, value, origin)
+        out[f.name] = (value, origin)
+    return out
+
+
+def _app_dir() -> None:
+    # Like gunicorn and uvicorn: 'app:main' is found in the current directory.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _fail(exc: SupervisorError, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    click.echo(f"supervise: error: {exc}", err=True)
+    sys.exit(int(exc.exit_code))
+
+
+def _debug(options: dict[str, Any]) -> bool:
+    return (options.get("log_level") or os.environ.get(env_name("log_level"), "")) == "debug"
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_clash.own_version(), "--version", prog_name="pg-supervise",
+                      message="%(prog)s %(version)s")
+def cli() -> None:
+    """Supervise N worker processes of a PostgreSQL application.
+
+    \b
+    supervise app:main -w 4     run main(worker) in 4 supervised workers
+    supervise check app:main    show the effective config; fork nothing
+    """
+
+
+@cli.command("run")
+@click.argument("target")
+@_setting_options
+def run_command(target: str, **options: Any) -> None:
+    """Run TARGET (module:attr) under supervision."""
+    from supervisor.api import Supervisor
+
+    _app_dir()
+    try:
+        explicit = _explicit(options)
+    except SupervisorError as exc:
+        _fail(exc, _debug(options))
+    sys.exit(Supervisor._from_cli(target, explicit).run())
+
+
+@cli.command("check")
+@click.argument("target")
+@_setting_options
+def check_command(target: str, **options: Any) -> None:
+    """Validate the config and TARGET, print the effective config. Forks nothing."""
+    _app_dir()
+    try:
+        _clash.check()
+        config = load(target, _explicit(options))
+        resolved = resolve(target, config.interface)
+        if config.hooks:
+            Hooks().load_module(config.hooks)
+    except SupervisorError as exc:
+        _fail(exc, _debug(options))
+    kind = resolved.kind.value + (" (async)" if resolved.is_async else "")
+    click.echo(f"target: {target}  [{kind}]")
+    rows = [(name, "-" if value is None else str(value), source)
+            for name, value, source in config.describe()]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    for name, value, source in rows:
+        click.echo(f"  {name:<{width}}  {value:<{vwidth}}  {source}")
+
+
+def main() -> None:
+    cli(prog_name="supervise")

@@ -1,0 +1,366 @@
+"""Settings: declared once here, read from defaults, a file, the environment
+and the command line (or ``Supervisor(...)`` keywords), validated in one place.
+
+Each setting is a field of :class:`Config` whose metadata says how it is spelled
+on the command line, what it means and how it is checked; the CLI options, the
+``SUPERVISE_*`` variables, the file keys and the reference docs are all derived
+from these fields, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from supervisor.errors import ConfigError
+
+ENV_PREFIX = "SUPERVISE_"
+CONFIG_FILE = "supervise.toml"
+
+Kind = Literal["int", "float", "str", "bool", "choice"]
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one :class:`Config` field is spelled, documented and checked."""
+
+    flags: tuple[str, ...]
+    help: str
+    kind: Kind
+    group: str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    in_file: bool = True
+    default_doc: str | None = None
+
+
+def _setting(default: Any = None, **meta: Any) -> Any:
+    factory = meta.pop("default_factory", None)
+    md = {"setting": Setting(**meta)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+def default_workers() -> int:
+    """CPUs this process may run on (respects cpusets and taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The effective, validated configuration of one supervisor.
+
+    ``sources`` maps each setting to where its value came from
+    (``default``, a file name, ``env SUPERVISE_X``, ``--x`` or ``Supervisor(x=)``).
+    """
+
+    target: str = ""
+    workers: int = _setting(
+        default_factory=default_workers,
+        flags=("-w", "--workers"),
+        kind="int",
+        minimum=1,
+        metavar="N",
+        group="Workers",
+        help="Number of worker processes.",
+        default_doc="CPU count",
+    )
+    interface: str = _setting(
+        "auto",
+        flags=("--interface",),
+        kind="choice",
+        choices=("auto", "asgi", "wsgi", "main"),
+        group="Workers",
+        help="How to treat TARGET; 'auto' tells them apart by signature.",
+    )
+    preload: bool = _setting(
+        False,
+        flags=("--preload/--no-preload",),
+        kind="bool",
+        group="Workers",
+        help="Import TARGET in the master before forking (shared memory, fast "
+        "respawn) instead of in each worker.",
+    )
+    timeout: float = _setting(
+        30.0,
+        flags=("--timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Workers",
+        help="Kill and replace a worker whose heartbeat is older than S seconds (0: off).",
+    )
+    boot_timeout: float = _setting(
+        60.0,
+        flags=("--boot-timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Workers",
+        help="Seconds a worker may take to become ready (0: no limit).",
+    )
+    graceful_timeout: float = _setting(
+        30.0,
+        flags=("--graceful-timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Workers",
+        help="Seconds a stopping worker may take to finish its work before it is killed.",
+    )
+    crash_limit: int = _setting(
+        5,
+        flags=("--crash-limit",),
+        kind="int",
+        minimum=0,
+        metavar="N",
+        group="Workers",
+        help="Give up (exit 6) when one worker slot crashes more than N times in a "
+        "row without a healthy period (0: never give up).",
+    )
+    crash_reset: float = _setting(
+        30.0,
+        flags=("--crash-reset",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Workers",
+        help="A worker that stays up S seconds clears its slot's crash count and backoff.",
+    )
+    hooks: str | None = _setting(
+        None,
+        flags=("--hooks",),
+        kind="str",
+        metavar="MODULE",
+        group="Hooks",
+        help="Module whose functions named after hooks (on_starting, after_fork, ...) "
+        "are registered.",
+    )
+    log_level: str = _setting(
+        "info",
+        flags=("--log-level",),
+        kind="choice",
+        choices=("debug", "info", "warning", "error"),
+        group="Logging",
+        help="Lowest level logged; 'debug' also shows tracebacks of reported errors.",
+    )
+    log_format: str = _setting(
+        "auto",
+        flags=("--log-format",),
+        kind="choice",
+        choices=("auto", "console", "json"),
+        group="Logging",
+        help="'auto': console when stderr is a terminal, JSON lines otherwise.",
+    )
+    config: str | None = _setting(
+        None,
+        flags=("--config",),
+        kind="str",
+        metavar="PATH",
+        group="General",
+        in_file=False,
+        help=f"Config file (default: ./{CONFIG_FILE}, else [tool.supervise] in "
+        "./pyproject.toml). Re-read on HUP.",
+    )
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def describe(self) -> list[tuple[str, Any, str]]:
+        """(setting, value, source) for every setting, in declaration order."""
+        return [(f.name, getattr(self, f.name), self.sources.get(f.name, "default")) for f, _ in settings()]
+
+
+def settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """Every declared setting with its metadata, in declaration order."""
+    for f in dataclasses.fields(Config):
+        meta = f.metadata.get("setting")
+        if meta is not None:
+            yield f, meta
+
+
+def setting_names() -> list[str]:
+    return [f.name for f, _ in settings()]
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def option_name(meta: Setting) -> str:
+    """The long flag, as a user reads it in messages (``--workers``)."""
+    long = [f for f in meta.flags if f.startswith("--")][0]
+    return long.split("/")[0]
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _from_text(name: str, meta: Setting, raw: str, origin: str) -> Any:
+    """Convert a string from the environment or command line."""
+    text = raw.strip()
+    if meta.kind == "int":
+        try:
+            value: Any = int(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {raw!r} (from {origin})") from None
+    elif meta.kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number of seconds, got {raw!r} (from {origin})") from None
+    elif meta.kind == "bool":
+        low = text.lower()
+        if low not in _TRUE | _FALSE:
+            raise ConfigError(f"{name}: expected true or false, got {raw!r} (from {origin})")
+        value = low in _TRUE
+    else:
+        value = text
+    return _check(name, meta, value, origin)
+
+
+def _check(name: str, meta: Setting, value: Any, origin: str) -> Any:
+    """Type- and range-check a value that is already a Python object."""
+    if value is None and meta.kind == "str":
+        return None
+    expected: tuple[type, ...]
+    if meta.kind == "int":
+        expected = (int,)
+    elif meta.kind == "float":
+        expected = (int, float)
+    elif meta.kind == "bool":
+        expected = (bool,)
+    else:
+        expected = (str,)
+    # bool is an int in Python; 'workers = true' is still a mistake.
+    if not isinstance(value, expected) or (meta.kind != "bool" and isinstance(value, bool)):
+        raise ConfigError(
+            f"{name}: expected {meta.kind}, got {type(value).__name__} {value!r} (from {origin})"
+        )
+    if meta.kind == "float":
+        value = float(value)
+    if meta.minimum is not None and value < meta.minimum:
+        raise ConfigError(f"{name}: must be at least {meta.minimum:g}, got {value!r} (from {origin})")
+    if meta.choices and value not in meta.choices:
+        raise ConfigError(
+            f"{name}: must be one of {', '.join(meta.choices)}, got {value!r} (from {origin})"
+            + _suggest(value, list(meta.choices))
+        )
+    return value
+
+
+def find_config_file(explicit: str | None, cwd: Path) -> tuple[Path, str] | None:
+    """The file to read and the table in it ('' for the top level)."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_absolute():
+            path = cwd / path
+        if not path.is_file():
+            raise ConfigError(f"config: file not found: {explicit}")
+        return path, "tool.supervise" if path.name == "pyproject.toml" else ""
+    own = cwd / CONFIG_FILE
+    if own.is_file():
+        return own, ""
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return None  # not ours to judge; it only matters if it had our table
+        if isinstance(data.get("tool"), dict) and "supervise" in data["tool"]:
+            return pyproject, "tool.supervise"
+    return None
+
+
+def read_config_file(path: Path, table: str) -> dict[str, Any]:
+    try:
+        data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path.name} is not valid TOML: {exc}") from None
+    for part in filter(None, table.split(".")):
+        data = data.get(part, {}) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: [{table}] in {path.name} must be a table")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def load(
+    target: str,
+    explicit: Mapping[str, tuple[Any, str]] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Build the effective :class:`Config`.
+
+    ``explicit`` holds values given on the command line or as keywords, each
+    with its origin (``--workers`` or ``Supervisor(workers=)``); they win over
+    ``SUPERVISE_*`` variables, which win over the config file, which wins over
+    defaults. Raises :class:`ConfigError` naming the setting and its origin.
+    """
+    explicit = dict(explicit or {})
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    known = dict((f.name, meta) for f, meta in settings())
+
+    for name in explicit:
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}" + _suggest(name, list(known)))
+
+    config_path = explicit.get("config", (None, ""))[0] or environ.get(env_name("config")) or None
+    found = find_config_file(config_path, cwd)
+    file_values: dict[str, Any] = {}
+    file_label = ""
+    if found:
+        path, table = found
+        file_label = path.name + (f" [{table}]" if table else "")
+        file_values = read_config_file(path, table)
+        for key in file_values:
+            if key not in known or not known[key].in_file:
+                raise ConfigError(
+                    f"{file_label}: unknown setting {key!r}"
+                    + _suggest(key, [n for n, m in known.items() if m.in_file])
+                )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, meta in known.items():
+        env_value = environ.get(env_name(name), "")
+        if name in explicit:
+            value, origin = explicit[name]
+            values[name] = _check(name, meta, value, origin)
+            sources[name] = origin
+        elif env_value.strip():
+            origin = f"env {env_name(name)}"
+            values[name] = _from_text(name, meta, env_value, origin)
+            sources[name] = origin
+        elif name in file_values:
+            values[name] = _check(name, meta, file_values[name], file_label)
+            sources[name] = file_label
+        else:
+            sources[name] = "default"
+    if found:
+        values["config"] = str(found[0])
+        sources.setdefault("config", "default")
+    return Config(target=target, sources=sources, **values)
+
+
+def from_text(name: str, raw: str, origin: str) -> Any:
+    """Convert a command-line string for setting ``name`` (used by the CLI)."""
+    meta = dict((f.name, m) for f, m in settings())[name]
+    return _from_text(name, meta, raw, origin)

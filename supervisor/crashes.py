@@ -1,0 +1,40 @@
+"""The crash-loop policy: when to replace a crashed worker, and when to give up.
+
+Pure logic (no processes), so the master's decisions are unit-tested directly.
+The first crash of a slot is replaced at once; each further crash in a row
+waits twice as long (0.5 s, 1 s, 2 s, ... up to 30 s). A worker that stayed up
+for ``reset_after`` seconds wipes its slot's record. More than ``limit``
+crashes in a row and the supervisor gives up (exit 6), so systemd or
+Kubernetes see a failure instead of a process that burns CPU forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BASE_DELAY = 0.5
+MAX_DELAY = 30.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    streak: int
+    delay: float
+    give_up: bool
+
+
+@dataclass(frozen=True)
+class CrashPolicy:
+    limit: int  # 0: never give up
+    reset_after: float
+
+    def on_crash(self, streak: int, lived: float) -> Decision:
+        """``streak``: crashes in a row so far; ``lived``: how long the crashed
+        worker ran (since it became ready, or since fork if it never did)."""
+        if lived >= self.reset_after:
+            streak = 0
+        streak += 1
+        if self.limit and streak > self.limit:
+            return Decision(streak, 0.0, True)
+        delay = 0.0 if streak == 1 else min(BASE_DELAY * 2 ** (streak - 2), MAX_DELAY)
+        return Decision(streak, delay, False)

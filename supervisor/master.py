@@ -1,0 +1,645 @@
+"""The master: one single-threaded loop that owns every decision.
+
+Signal handlers do nothing in Python; ``signal.set_wakeup_fd`` writes each
+signal's number into a pipe at C level, and the loop reads those bytes as its
+signal queue. The loop sleeps in ``select`` on that pipe and on each worker's
+report pipe until the earliest deadline (boot, heartbeat, kill, backoff), so
+a death is reaped the moment SIGCHLD arrives and an idle master does not poll.
+
+Decisions are methods that take ``now`` and talk to processes only through
+:class:`Processes`, so tests drive them without forking.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import selectors
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from supervisor import _channel, _proctitle
+from supervisor.config import Config
+from supervisor.context import MasterInfo, WorkerInfo, describe_exit
+from supervisor.crashes import CrashPolicy
+from supervisor.errors import (
+    ConfigError,
+    CrashLoopError,
+    ExitCode,
+    HookError,
+    SupervisorError,
+    TargetError,
+    WorkerBootError,
+)
+from supervisor.hooks import Hooks
+from supervisor.logging import get_logger
+from supervisor.target import Target, check_importable, resolve
+from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
+
+log = get_logger()
+
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+FAST_GRACE = 1.0  # seconds a worker gets after QUIT before SIGKILL
+ABORT_GRACE = 1.0  # seconds between the stack-dump signal and SIGKILL
+KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, then we KILL
+
+
+@dataclass(eq=False)
+class Child:
+    """A forked worker process, as the master tracks it."""
+
+    slot: int
+    pid: int
+    heartbeat: _channel.Heartbeat
+    report_fd: int
+    spawned_at: float
+    ready_at: float | None = None
+    stop_reason: str | None = None  # set when the master asked it to stop
+    failure: str | None = None  # set when the master killed it for misbehaving
+    kill_at: float | None = None
+    error: tuple[int, str] | None = None  # what it reported before exiting
+    replacing: Child | None = None  # rolling reload: the worker it will replace
+    reader: _channel.LineReader = field(default_factory=_channel.LineReader)
+
+    @property
+    def state(self) -> str:
+        if self.stop_reason or self.failure:
+            return "stopping"
+        return "ready" if self.ready_at is not None else "booting"
+
+
+@dataclass(eq=False)
+class Slot:
+    """Worker id ``id``: at most one active worker, plus a reload replacement."""
+
+    id: int
+    child: Child | None = None
+    pending: Child | None = None
+    streak: int = 0
+    spawn_at: float = 0.0
+    waited: float = 0.0  # the backoff its next spawn waited, for the log
+    finished: bool = False  # its main returned: not refilled
+
+
+class Processes(Protocol):
+    def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
+        """Fork worker ``slot``: (pid, report pipe read end, heartbeat)."""
+
+    def signal(self, pid: int, sig: int) -> None: ...
+
+    def reap(self) -> list[tuple[int, int]]:
+        """Exited children: (pid, exit code or -signal number)."""
+
+
+class Master:
+    def __init__(
+        self,
+        config: Config,
+        hooks: Hooks,
+        *,
+        target: Target | None = None,
+        reload_config: Callable[[], Config] | None = None,
+        processes: Processes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.hooks = hooks
+        self.target = target
+        self._reload_config = reload_config
+        self._procs: Processes = processes or _Forker()
+        self._clock = clock
+        self.slots: dict[int, Slot] = {}
+        self.children: dict[int, Child] = {}
+        self.stopping: str | None = None  # "graceful" or "fast"
+        self.error: SupervisorError | None = None
+        self.booted = False
+        self.started_at = clock()
+        self._reload_queue: list[int] = []
+        self._reload_again = False
+        self._policy = CrashPolicy(config.crash_limit, config.crash_reset)
+        # set up by run(); absent in unit tests
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r = self._wake_w = self._life_r = self._life_w = -1
+        self._old_handlers: dict[int, object] = {}
+        self._old_wakeup = -1
+
+    # -- views for hooks and logs --------------------------------------------
+
+    def info(self, exit_code: int | None = None) -> MasterInfo:
+        workers = tuple(WorkerInfo(c.slot, c.pid) for c in sorted(self.children.values(),
+                                                                 key=lambda c: (c.slot, c.pid)))
+        return MasterInfo(pid=os.getpid(), config=self.config, workers=workers, exit_code=exit_code)
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start, supervise until stopped, clean up. Raises the error that ended
+        the run (boot failure, crash loop, bad target...) after ``on_exit``."""
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("the supervisor must run in the main thread (it handles signals)")
+        self._open()
+        try:
+            try:
+                self.start()
+            except SupervisorError as exc:
+                self.error = exc
+            else:
+                self._loop()
+        finally:
+            self._close()
+        if self.error is not None:
+            raise self.error
+
+    def start(self) -> None:
+        """The phases before the first fork. A failure here forks nothing."""
+        cfg = self.config
+        log.info("starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload,
+                 timeout_s=cfg.timeout)
+        self.hooks.run("on_starting", self.info())
+        if cfg.preload and self.target is None:
+            self.target = resolve(cfg.target, cfg.interface)
+            log.info("target preloaded", kind=self.target.kind.value)
+        elif self.target is None:
+            check_importable(cfg.target)
+        self.started_at = self._clock()
+        for slot_id in range(1, cfg.workers + 1):
+            self.slots[slot_id] = Slot(slot_id)
+
+    def _loop(self) -> None:
+        while True:
+            self.tick(self._clock())
+            if self.stopping and not self.children:
+                return
+            self._wait(self.next_wakeup(self._clock()))
+
+    def _wait(self, timeout: float | None) -> None:
+        assert self._selector is not None
+        for key, _ in self._selector.select(timeout):
+            if key.fd == self._wake_r:
+                try:
+                    data = os.read(self._wake_r, 256)
+                except BlockingIOError:
+                    data = b""
+                for signum in data:
+                    self.on_signal(signum, self._clock())
+            else:
+                self._read_reports(key.data)
+        self._reap()
+
+    def _read_reports(self, child: Child) -> None:
+        while True:
+            try:
+                data = os.read(child.report_fd, 4096)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                self._unregister(child)
+                return
+            for line in child.reader.feed(data):
+                self.on_message(child.pid, line, self._clock())
+
+    def _reap(self) -> None:
+        for pid, code in self._procs.reap():
+            child = self.children.get(pid)
+            if child is not None and child.report_fd >= 0:
+                self._read_reports(child)  # what it said before dying comes first
+            self.on_exit(pid, code, self._clock())
+
+    # -- decisions ------------------------------------------------------------
+
+    def on_signal(self, signum: int, now: float) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            name = signal.Signals(signum).name
+            self.begin_stop("fast" if self.stopping else "graceful", f"{name} received")
+        elif signum == signal.SIGQUIT:
+            self.begin_stop("fast", "SIGQUIT received")
+        elif signum == signal.SIGHUP:
+            self.request_reload(now)
+        elif signum == signal.SIGTTIN:
+            self.scale(self.config.workers + 1)
+        elif signum == signal.SIGTTOU:
+            if self.config.workers <= 1:
+                log.warning("TTOU ignored: already at one worker")
+            else:
+                self.scale(self.config.workers - 1)
+        elif signum == signal.SIGUSR1:
+            self.log_status(now)
+
+    def on_message(self, pid: int, line: str, now: float) -> None:
+        child = self.children.get(pid)
+        if child is None:
+            return
+        kind, _, text = line.partition(" ")
+        if kind == _channel.ERROR:
+            child.error = _channel.parse_error(text)
+        elif kind == _channel.READY and child.ready_at is None:
+            self._on_ready(child, now)
+
+    def _on_ready(self, child: Child, now: float) -> None:
+        child.ready_at = now
+        slot = self.slots.get(child.slot)
+        log.info("worker ready", worker=child.slot, worker_pid=child.pid,
+                 boot_s=round(now - child.spawned_at, 4))
+        if slot is None:
+            return
+        if child.replacing is not None and slot.pending is child:
+            old = child.replacing
+            slot.child, slot.pending, child.replacing = child, None, None
+            if old.pid in self.children:
+                self.retire(old, "reload", now)
+            if not self._reload_queue:
+                self._reload_done(now)
+        if not self.booted and all(s.finished or (s.child and s.child.ready_at is not None)
+                                   for s in self.slots.values()):
+            self.booted = True
+            log.info("all workers ready", workers=len(self.slots),
+                     elapsed_s=round(now - self.started_at, 4))
+            for failure in self.hooks.run_all("when_ready", self.info()):
+                log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+
+    def on_exit(self, pid: int, code: int, now: float) -> None:
+        child = self.children.pop(pid, None)
+        if child is None:
+            return  # not ours (we may be PID 1 and inherit orphans)
+        self._unregister(child)
+        child.heartbeat.close()
+        sig = -code if code < 0 else None
+        exit_code = code if code >= 0 else None
+        desc = describe_exit(exit_code, sig)
+        slot = self.slots.get(child.slot)
+        if slot is not None and slot.child is child:
+            slot.child = None
+        if slot is not None and slot.pending is child:
+            slot.pending = None
+        info = WorkerInfo(child.slot, child.pid, exit_code, sig, child.stop_reason or child.failure)
+        for failure in self.hooks.run_all("child_exit", info):
+            log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+
+        if child.stop_reason is not None and child.failure is None:
+            log.info("worker exited", worker=child.slot, worker_pid=pid, reason=child.stop_reason,
+                     status=desc)
+            return
+        if self.stopping:
+            log.info("worker exited", worker=child.slot, worker_pid=pid, status=desc)
+            return
+        if child.replacing is not None:
+            reason = child.failure or (child.error[1] if child.error else desc)
+            log.error("reload aborted: new worker failed to boot; the running workers are kept",
+                      worker=child.slot, worker_pid=pid, error=reason)
+            self._reload_queue.clear()
+            self._reload_again = False
+            return
+        if child.ready_at is None:
+            self._boot_failed(child, slot, desc, now)
+            return
+        if exit_code == 0 and child.failure is None:
+            log.info("worker finished: main returned", worker=child.slot, worker_pid=pid)
+            if slot is not None:
+                slot.finished = True
+            if self.slots and all(s.finished for s in self.slots.values()):
+                log.info("every worker finished")
+                self.begin_stop("graceful", "every worker finished")
+            return
+        self._crashed(child, slot, child.failure or desc, now - child.ready_at, now)
+
+    def _boot_failed(self, child: Child, slot: Slot | None, desc: str, now: float) -> None:
+        if child.error is not None:
+            code, message = child.error
+        else:
+            code, message = ExitCode.BOOT_FAILED, (
+                f"worker {child.slot} {child.failure or desc} before it was ready")
+        if not self.booted:
+            error: SupervisorError = (TargetError(message) if code == ExitCode.TARGET
+                                      else WorkerBootError(message))
+            log.error("worker failed to boot", worker=child.slot, worker_pid=child.pid,
+                      status=desc, error=message)
+            self.fail(error)
+            return
+        self._crashed(child, slot, f"failed to boot: {message}", now - child.spawned_at, now)
+
+    def _crashed(self, child: Child, slot: Slot | None, why: str, lived: float, now: float) -> None:
+        if slot is None:
+            return
+        decision = self._policy.on_crash(slot.streak, lived)
+        slot.streak = decision.streak
+        if decision.give_up:
+            log.error("worker crashed", worker=child.slot, worker_pid=child.pid, status=why,
+                      crashes_in_a_row=decision.streak)
+            self.fail(CrashLoopError(
+                f"worker {child.slot} crashed {decision.streak} times in a row (last: {why}); "
+                f"giving up (--crash-limit {self.config.crash_limit})"))
+            return
+        slot.spawn_at = now + decision.delay
+        slot.waited = decision.delay
+        log.warning("worker crashed", worker=child.slot, worker_pid=child.pid, status=why,
+                    crashes_in_a_row=decision.streak, restart_in_s=decision.delay)
+
+    def fail(self, error: SupervisorError) -> None:
+        """Record the error that ends the run (the first one wins) and stop."""
+        if self.error is None:
+            self.error = error
+        self.begin_stop("graceful", str(error))
+
+    def begin_stop(self, mode: str, reason: str) -> None:
+        if self.stopping == "fast" or self.stopping == mode:
+            return
+        now = self._clock()
+        log.info("stopping", mode=mode, reason=reason, workers=len(self.children))
+        self.stopping = mode
+        self._reload_queue.clear()
+        self._reload_again = False
+        sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
+        grace = self.config.graceful_timeout + KILL_MARGIN if mode == "graceful" else FAST_GRACE
+        for child in list(self.children.values()):
+            child.stop_reason = child.stop_reason or "shutdown"
+            if child.failure is None or mode == "fast":
+                self._procs.signal(child.pid, sig)
+            deadline = now + grace
+            child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
+
+    def retire(self, child: Child, reason: str, now: float) -> None:
+        """Ask one worker to finish and exit (reload, scale down)."""
+        child.stop_reason = reason
+        child.kill_at = now + self.config.graceful_timeout + KILL_MARGIN
+        self._procs.signal(child.pid, signal.SIGTERM)
+
+    def scale(self, workers: int) -> None:
+        if self.stopping:
+            return
+        log.info("scaling", workers_from=self.config.workers, workers_to=workers)
+        self.config = replace(self.config, workers=workers)
+
+    def request_reload(self, now: float) -> None:
+        if self.stopping:
+            return
+        if self._reload_queue or any(s.pending for s in self.slots.values()):
+            log.info("reload already in progress; another will follow it")
+            self._reload_again = True
+            return
+        if self._reload_config is not None:
+            try:
+                new = self._reload_config()
+            except SupervisorError as exc:
+                log.error("reload aborted: invalid configuration; the running workers are kept",
+                          error=str(exc))
+                return
+            changed = {name: value for name, value, _ in new.describe()
+                       if getattr(self.config, name) != value}
+            self.config = replace(new, target=self.config.target)
+            self._policy = CrashPolicy(new.crash_limit, new.crash_reset)
+        else:
+            changed = {}
+        try:
+            self.hooks.run("on_reload", self.info())
+        except HookError as exc:
+            log.error("reload aborted: hook failed", hook=exc.hook, exc_info=exc.original)
+            return
+        if self.config.preload:
+            log.warning("reloading workers; with --preload they fork from the code the master "
+                        "imported at start (restart the master to load new code)")
+        self._reload_queue = sorted(sid for sid, s in self.slots.items()
+                                    if s.child is not None and s.child.ready_at is not None)
+        log.info("reloading", workers=len(self._reload_queue), changed=changed or None)
+        if not self._reload_queue:
+            self._reload_done(now)
+
+    def _reload_done(self, now: float) -> None:
+        log.info("reload complete")
+        if self._reload_again:
+            self._reload_again = False
+            self.request_reload(now)
+
+    def log_status(self, now: float) -> None:
+        for slot_id in sorted(self.slots):
+            slot = self.slots[slot_id]
+            for child in (slot.child, slot.pending):
+                if child is not None:
+                    self._status_line(child, slot, now)
+        for child in self.children.values():
+            slot = self.slots.get(child.slot)
+            if slot is None or child not in (slot.child, slot.pending):
+                self._status_line(child, slot, now)
+
+    def _status_line(self, child: Child, slot: Slot | None, now: float) -> None:
+        log.info("worker status", worker=child.slot, worker_pid=child.pid, state=child.state,
+                 age_s=round(now - child.spawned_at, 3),
+                 heartbeat_age_s=round(max(0.0, now - child.heartbeat.last), 3),
+                 work=child.heartbeat.work, crashes_in_a_row=slot.streak if slot else 0)
+
+    def tick(self, now: float) -> None:
+        """Enforce deadlines, then make the set of workers match the config."""
+        cfg = self.config
+        for child in list(self.children.values()):
+            if child.kill_at is not None and now >= child.kill_at:
+                if child.failure is None:
+                    log.warning("worker did not stop in time; killing", worker=child.slot,
+                                worker_pid=child.pid)
+                child.kill_at = None
+                self._procs.signal(child.pid, signal.SIGKILL)
+            elif child.failure or child.stop_reason:
+                continue
+            elif child.ready_at is None:
+                if cfg.boot_timeout and now - child.spawned_at >= cfg.boot_timeout:
+                    self._abort(child, f"did not become ready within {cfg.boot_timeout:g} s", now)
+            elif cfg.timeout and now - child.heartbeat.last >= cfg.timeout:
+                self._abort(child, f"heartbeat timeout (none for {now - child.heartbeat.last:.1f} s)",
+                            now)
+        if self.stopping:
+            return
+        self._reconcile(now)
+
+    def _abort(self, child: Child, why: str, now: float) -> None:
+        log.error("worker stuck; dumping its stacks to stderr, then killing it", worker=child.slot,
+                  worker_pid=child.pid, reason=why)
+        child.failure = why
+        child.kill_at = now + ABORT_GRACE
+        self._procs.signal(child.pid, DUMP_SIGNAL)
+
+    def _reconcile(self, now: float) -> None:
+        wanted = self.config.workers
+        for slot_id in range(1, wanted + 1):
+            self.slots.setdefault(slot_id, Slot(slot_id))
+        for slot_id in [s for s in self.slots if s > wanted]:
+            slot = self.slots.pop(slot_id)
+            for child in (slot.child, slot.pending):
+                if child is not None and child.pid in self.children:
+                    self.retire(child, "scaled down", now)
+        if self._reload_queue and not any(s.pending for s in self.slots.values()):
+            slot_id = self._reload_queue.pop(0)
+            slot = self.slots.get(slot_id)
+            if slot is not None and slot.child is not None:
+                slot.pending = self._spawn(slot, now, replacing=slot.child)
+            elif not self._reload_queue:
+                self._reload_done(now)
+        for slot in sorted(self.slots.values(), key=lambda s: s.id):
+            if self.stopping:
+                return  # a failed before_fork may have just begun a stop
+            if slot.child is None and slot.pending is None and not slot.finished:
+                if now >= slot.spawn_at:
+                    slot.child = self._spawn(slot, now)
+
+    def _spawn(self, slot: Slot, now: float, replacing: Child | None = None) -> Child | None:
+        try:
+            self.hooks.run("before_fork", WorkerInfo(slot.id, None))
+        except HookError as exc:
+            log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            if not self.booted:
+                self.fail(WorkerBootError(str(exc)))
+            elif replacing is None:
+                self._crashed(Child(slot.id, 0, _channel.Heartbeat(), -1, now), slot, str(exc), 0.0, now)
+            else:
+                self._reload_queue.clear()
+            return None
+        pid, fd, heartbeat = self._procs.spawn(self, slot.id)
+        child = Child(slot.id, pid, heartbeat, fd, now, replacing=replacing)
+        self.children[pid] = child
+        if fd >= 0 and self._selector is not None:
+            self._selector.register(fd, selectors.EVENT_READ, child)
+        fields = {"worker": slot.id, "worker_pid": pid}
+        if slot.waited:
+            fields["after_backoff_s"] = slot.waited  # type: ignore[assignment]
+            slot.waited = 0.0
+        if replacing is not None:
+            fields["replacing_pid"] = replacing.pid
+        log.info("worker spawned", **fields)
+        return child
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Seconds until the next deadline, or None to sleep until a signal."""
+        deadlines: list[float] = []
+        cfg = self.config
+        for child in self.children.values():
+            if child.kill_at is not None:
+                deadlines.append(child.kill_at)
+            elif child.failure or child.stop_reason:
+                continue
+            elif child.ready_at is None:
+                if cfg.boot_timeout:
+                    deadlines.append(child.spawned_at + cfg.boot_timeout)
+            elif cfg.timeout:
+                deadlines.append(child.heartbeat.last + cfg.timeout)
+        if not self.stopping:
+            for slot in self.slots.values():
+                if slot.child is None and slot.pending is None and not slot.finished:
+                    deadlines.append(slot.spawn_at)
+        if not deadlines:
+            return None
+        # a hair late, so the deadline has passed when we look again
+        return max(0.0, min(deadlines) - now) + 0.001
+
+    # -- process plumbing (only in real runs) -----------------------------------
+
+    def _open(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        self._life_r, self._life_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in HANDLED:
+            self._old_handlers[sig] = signal.signal(sig, _record_only)
+        _proctitle.set_title(f"master {self.config.target}")
+
+    def _close(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._old_wakeup)
+        exit_code = int(self.error.exit_code) if self.error else 0
+        for failure in self.hooks.run_all("on_exit", self.info(exit_code)):
+            log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+        if self._selector is not None:
+            self._selector.close()
+        for fd in (self._wake_r, self._wake_w, self._life_r, self._life_w):
+            if fd >= 0:
+                os.close(fd)
+
+    def _unregister(self, child: Child) -> None:
+        if child.report_fd < 0:
+            return
+        if self._selector is not None:
+            try:
+                self._selector.unregister(child.report_fd)
+            except (KeyError, ValueError):
+                pass
+        os.close(child.report_fd)
+        child.report_fd = -1
+
+    def master_fds(self) -> list[int]:
+        """Descriptors only the master may hold; a new worker closes them."""
+        fds = [self._wake_r, self._wake_w, self._life_w]
+        if self._selector is not None:
+            fds.append(self._selector.fileno())
+        fds += [c.report_fd for c in self.children.values() if c.report_fd >= 0]
+        return [fd for fd in fds if fd >= 0]
+
+
+def _record_only(signum: int, frame: object) -> None:
+    """Installed for every handled signal so the C handler writes its number to
+    the wake-up pipe; the loop does the work. Nothing else is safe here."""
+
+
+class _Forker:
+    """The real :class:`Processes`: fork, kill, waitpid."""
+
+    def __init__(self) -> None:
+        self._warned_threads: set[str] = set()
+
+    def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
+        self._warn_threads()
+        read_fd, write_fd = os.pipe()
+        heartbeat = _channel.Heartbeat()
+        spec = WorkerSpec(
+            id=slot,
+            config=master.config,
+            hooks=master.hooks,
+            target=master.target,
+            heartbeat=heartbeat,
+            report_fd=write_fd,
+            lifeline_fd=master._life_r,
+            close_fds=[*master.master_fds(), read_fd],
+            close_heartbeats=[c.heartbeat for c in master.children.values()],
+        )
+        if master.config.preload:
+            # Move everything imported so far out of the collector's reach: a
+            # worker's first full collection then leaves those pages shared.
+            gc.freeze()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            run_worker(spec)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        return pid, read_fd, heartbeat
+
+    def signal(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass  # already dead; the reap will tell
+
+    def reap(self) -> list[tuple[int, int]]:
+        out = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return out
+            if pid == 0:
+                return out
+            out.append((pid, os.waitstatus_to_exitcode(status)))
+
+    def _warn_threads(self) -> None:
+        others = [t.name for t in threading.enumerate()
+                  if t is not threading.main_thread() and t.name not in self._warned_threads]
+        for name in others:
+            self._warned_threads.add(name)
+            log.warning("a thread is running in the master at fork; it will not exist in "
+                        "workers and may hold locks they need", thread=name)

@@ -1,0 +1,300 @@
+"""Inside a worker: bootstrap after fork, the control thread, graceful stop.
+
+The child of ``fork()`` never returns into the master's code: :func:`run_worker`
+ends with ``os._exit``, so the master's ``atexit`` handlers, buffered files and
+finalizers never run twice.
+
+Signals are recorded at C level with ``signal.set_wakeup_fd`` and acted on by
+one control thread, which also watches the *lifeline* (a pipe whose only
+writer is the master: end-of-file means the master is gone, even if it was
+SIGKILLed) and beats the heartbeat for synchronous targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from supervisor import _channel, _proctitle
+from supervisor.config import Config
+from supervisor.errors import ExitCode, HookError, SupervisorError, TargetError
+from supervisor.hooks import Hooks
+from supervisor.logging import get_logger, set_process
+from supervisor.serve import runner_for
+from supervisor.target import Target, resolve
+
+log = get_logger()
+
+# Signals the master handles; a worker starts from their defaults, then takes
+# the ones it acts on. HUP/TTIN/TTOU/USR2 are the master's business: a worker
+# that gets them (say, from a process-group kill) ignores them.
+_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+_IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+DUMP_SIGNAL = signal.SIGUSR2  # "write your stacks to stderr"
+_STOP = (signal.SIGTERM, signal.SIGINT)
+ORPHAN_GRACE = 1.5  # seconds an orphaned worker gets to finish before it exits
+
+
+class Worker:
+    """A running worker, seen from inside it.
+
+    It is the argument of ``main(worker)`` and of the ``after_fork``,
+    ``worker_ready`` and ``worker_exit`` hooks. ``id`` is stable (1..N): a
+    replacement takes the id of the worker it replaces. ``stopping`` is set
+    when the worker should finish its current work and return.
+    """
+
+    def __init__(self, id: int, config: Config, heartbeat: _channel.Heartbeat) -> None:
+        self.id = id
+        self.pid = os.getpid()
+        self.config = config
+        self.stopping = threading.Event()
+        self.started_at = time.time()
+        self._heartbeat = heartbeat
+        self._manual_heartbeat = False
+        # "thread": the control thread beats; "loop": a runner beats from its event loop.
+        self._beat_source = "thread"
+        self._beat_interval = heartbeat_interval(config.timeout)
+        self._lock = threading.Lock()
+        self._stop_callbacks: list[Callable[[], None]] = []
+
+    def heartbeat(self) -> None:
+        """Tell the master this worker is making progress.
+
+        Until a target calls this, the worker beats on its own: from a thread
+        for a synchronous ``main``, from inside the event loop for an async one
+        (so a blocked loop is caught). After the first call only explicit calls
+        count, so a loop that hangs for longer than ``--timeout`` gets the
+        worker killed and replaced.
+        """
+        self._manual_heartbeat = True
+        self._heartbeat.beat()
+
+    def count_work(self, n: int = 1) -> None:
+        """Add to the units of work shown in the master's status line (USR1)."""
+        self._heartbeat.add_work(n)
+
+    async def stop_requested(self) -> None:
+        """Wait, in an event loop, until the worker is asked to stop."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        with self._lock:
+            if self.stopping.is_set():
+                return
+            self._stop_callbacks.append(wake)
+        try:
+            await done
+        finally:
+            with self._lock:
+                if wake in self._stop_callbacks:
+                    self._stop_callbacks.remove(wake)
+
+    def _request_stop(self) -> None:
+        with self._lock:
+            self.stopping.set()
+            callbacks = list(self._stop_callbacks)
+        for callback in callbacks:
+            callback()
+
+    async def beat_from_loop(self) -> None:
+        """Beat from inside the running event loop until cancelled (runners use
+        this, so a loop blocked longer than ``--timeout`` is detected)."""
+        self._beat_source = "loop"
+        while True:
+            if not self._manual_heartbeat:
+                self._heartbeat.beat()
+            await asyncio.sleep(self._beat_interval)
+
+    def __repr__(self) -> str:
+        return f"<Worker id={self.id} pid={self.pid}>"
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a child needs, prepared by the master before ``fork()``."""
+
+    id: int
+    config: Config
+    hooks: Hooks
+    target: Target | None  # already imported (preload), else imported in the child
+    heartbeat: _channel.Heartbeat
+    report_fd: int
+    lifeline_fd: int
+    close_fds: list[int] = field(default_factory=list)
+    close_heartbeats: list[_channel.Heartbeat] = field(default_factory=list)
+
+
+def heartbeat_interval(timeout: float) -> float:
+    return min(1.0, timeout / 4) if timeout > 0 else 1.0
+
+
+class _WorkerProcess:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.worker = Worker(spec.id, spec.config, spec.heartbeat)
+        self._deadline: float | None = None
+        self._deadline_reason = ""
+        self._wake_r, self._wake_w = os.pipe()
+
+    # -- process set-up -------------------------------------------------------
+
+    def _reset_process(self) -> None:
+        for sig in _MASTER_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in self.spec.close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for hb in self.spec.close_heartbeats:
+            hb.close()
+        set_process("worker", self.spec.id)
+        _proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        noop: Callable[[int, object], None] = lambda signum, frame: None  # noqa: E731
+        for sig in (*_STOP, signal.SIGQUIT, signal.SIGUSR1):
+            signal.signal(sig, noop)
+        for sig in _IGNORED:
+            signal.signal(sig, signal.SIG_IGN)
+        # The master sends DUMP_SIGNAL to a worker that missed its heartbeat,
+        # then SIGKILL: every thread's stack is written first, at C level, so it
+        # works even when the main thread is stuck. (Not SIGABRT: Python cannot
+        # catch it without aborting, which can leave core files behind.)
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+        faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+
+    # -- the control thread ---------------------------------------------------
+
+    def _control(self) -> None:
+        lifeline: int | None = self.spec.lifeline_fd
+        while True:
+            watch = [self._wake_r] + ([lifeline] if lifeline is not None else [])
+            from_thread = self.worker._beat_source == "thread"
+            timeout = self.worker._beat_interval if from_thread else None
+            if self._deadline is not None:
+                left = max(0.0, self._deadline - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
+            readable, _, _ = select.select(watch, [], [], timeout)
+            if self._wake_r in readable:
+                for signum in os.read(self._wake_r, 64):
+                    self._on_signal(signum)
+            if lifeline is not None and lifeline in readable and not os.read(lifeline, 64):
+                lifeline = None
+                log.warning("master process is gone; stopping", grace_s=ORPHAN_GRACE)
+                self._stop(min(self.config.graceful_timeout, ORPHAN_GRACE), "master is gone")
+            if from_thread and not self.worker._manual_heartbeat:
+                self.spec.heartbeat.beat()
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                log.warning("did not stop in time; exiting", reason=self._deadline_reason)
+                os._exit(1)
+
+    def _on_signal(self, signum: int) -> None:
+        # A repeated TERM/INT is not an escalation here: Ctrl-C delivers INT to
+        # the whole process group and the master adds its own TERM. The master
+        # escalates (QUIT) when the user insists.
+        if signum in _STOP and not self.worker.stopping.is_set():
+            log.info("stopping gracefully", signal=signal.Signals(signum).name,
+                     graceful_timeout_s=self.config.graceful_timeout)
+            self._stop(self.config.graceful_timeout, "graceful timeout")
+        elif signum == signal.SIGQUIT:
+            os._exit(0)
+        elif signum == signal.SIGUSR1:
+            log.info("worker status", uptime_s=round(time.time() - self.worker.started_at, 3),
+                     threads=threading.active_count(), work=self.spec.heartbeat.work,
+                     heartbeat="manual" if self.worker._manual_heartbeat else "automatic")
+
+    def _stop(self, grace: float, reason: str) -> None:
+        deadline = time.monotonic() + grace
+        if self._deadline is None or deadline < self._deadline:
+            self._deadline, self._deadline_reason = deadline, reason
+        self.worker._request_stop()
+
+    # -- the worker's life ----------------------------------------------------
+
+    def _fail_boot(self, code: int, message: str) -> int:
+        _channel.send_error(self.spec.report_fd, code, message)
+        log.error("worker failed to boot", error=message)
+        return code
+
+    def run(self) -> int:
+        self._reset_process()
+        threading.Thread(target=self._control, name="supervise-control", daemon=True).start()
+        hooks = self.spec.hooks
+        try:
+            hooks.run("after_fork", self.worker)
+            target = self.spec.target or resolve(self.config.target, self.config.interface)
+        except HookError as exc:
+            log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except TargetError as exc:
+            return self._fail_boot(ExitCode.TARGET, str(exc))
+        runner = runner_for(target)
+        if runner is None:
+            return self._fail_boot(
+                ExitCode.TARGET,
+                f"target {target.spec!r} is an {target.kind.value.upper()} app; this version of "
+                "pg-supervise runs main(worker) targets only",
+            )
+
+        def ready() -> None:
+            if self.worker.stopping.is_set():
+                raise _StoppedBeforeReady
+            hooks.run("worker_ready", self.worker)
+            _channel.send(self.spec.report_fd, _channel.READY)
+
+        code = 0
+        try:
+            code = runner(target, self.worker, ready)
+        except _StoppedBeforeReady:
+            return 0
+        except HookError as exc:
+            log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception:
+            log.exception("main raised; worker exiting")
+            code = 1
+        for failure in hooks.run_all("worker_exit", self.worker):
+            log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+        return code
+
+
+class _StoppedBeforeReady(Exception):
+    """A stop arrived while the worker was still booting: leave quietly."""
+
+
+def run_worker(spec: WorkerSpec) -> NoReturn:
+    """Entry point of a forked child. Never returns."""
+    code = ExitCode.INTERNAL.value
+    try:
+        code = _WorkerProcess(spec).run()
+    except SupervisorError as exc:
+        log.error(str(exc))
+    except BaseException:
+        try:
+            log.exception("worker crashed in bootstrap")
+        except BaseException:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
