@@ -67,7 +67,11 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+        structlog.stdlib.ProcessorFormatter(
+            # stdlib records keep their extra={...} fields as key-values
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+            processors=final,
+        )
     )
     root = logging.getLogger()
     for old in list(root.handlers):

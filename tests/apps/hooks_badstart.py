@@ -1,0 +1,2 @@
+def on_starting(master):
+    raise RuntimeError("cannot start today")

@@ -1,0 +1,5 @@
+import time
+
+
+def worker_ready(worker):
+    time.sleep(30)

@@ -1,0 +1,6 @@
+SETTINGS = {}
+PORT = SETTINGS["port"]
+
+
+def main(worker):
+    pass
