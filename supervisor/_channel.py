@@ -12,6 +12,7 @@ The pipe carries rare, ordered events as text lines: ``ready`` and
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -56,10 +57,9 @@ class Heartbeat:
 def send(fd: int, kind: str, text: str = "") -> None:
     """Write one message; a short line is written atomically on a pipe."""
     line = f"{kind} {text}".strip().replace("\n", " ")
-    try:
+    # If the master is gone the write fails; the lifeline will tell the worker.
+    with contextlib.suppress(OSError):
         os.write(fd, (line[:3000] + "\n").encode("utf-8", "replace"))
-    except OSError:
-        pass  # the master is gone; the lifeline will tell the worker
 
 
 def send_error(fd: int, code: int, message: str) -> None:

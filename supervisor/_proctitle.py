@@ -6,6 +6,9 @@ a password must not be readable by every user of the machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+_set: Callable[[str], None] | None
 try:
     from setproctitle import setproctitle as _set
 except ImportError:  # optional extra: pg-supervise[proctitle]

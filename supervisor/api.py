@@ -117,8 +117,9 @@ class Supervisor:
                 target = classify(self._spec, self._target_obj, config.interface)
             Master(config, hooks, target=target, reload_config=self.load_config).run()
         except SupervisorError as exc:
-            log.error(str(exc), exit_code=int(exc.exit_code),
-                      exc_info=exc if config.log_level == "debug" else None)
+            log.error(
+                str(exc), exit_code=int(exc.exit_code), exc_info=exc if config.log_level == "debug" else None
+            )
             return int(exc.exit_code)
         except Exception:
             log.exception("internal error", exit_code=int(ExitCode.INTERNAL))

@@ -79,8 +79,9 @@ def _debug(options: dict[str, Any]) -> bool:
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_clash.own_version(), "--version", prog_name="pg-supervise",
-                      message="%(prog)s %(version)s")
+@click.version_option(
+    _clash.own_version(), "--version", prog_name="pg-supervise", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """Supervise N worker processes of a PostgreSQL application.
 
@@ -121,8 +122,7 @@ def check_command(target: str, **options: Any) -> None:
         _fail(exc, _debug(options))
     kind = resolved.kind.value + (" (async)" if resolved.is_async else "")
     click.echo(f"target: {target}  [{kind}]")
-    rows = [(name, "-" if value is None else str(value), source)
-            for name, value, source in config.describe()]
+    rows = [(name, "-" if value is None else str(value), source) for name, value, source in config.describe()]
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     for name, value, source in rows:

@@ -146,8 +146,7 @@ class Config:
         kind="str",
         metavar="MODULE",
         group="Hooks",
-        help="Module whose functions named after hooks (on_starting, after_fork, ...) "
-        "are registered.",
+        help="Module whose functions named after hooks (on_starting, after_fork, ...) are registered.",
     )
     log_level: str = _setting(
         "info",
@@ -200,7 +199,7 @@ def env_name(name: str) -> str:
 
 def option_name(meta: Setting) -> str:
     """The long flag, as a user reads it in messages (``--workers``)."""
-    long = [f for f in meta.flags if f.startswith("--")][0]
+    long = next(f for f in meta.flags if f.startswith("--"))
     return long.split("/")[0]
 
 

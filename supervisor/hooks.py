@@ -30,28 +30,62 @@ class HookSpec:
 
 
 SPECS: tuple[HookSpec, ...] = (
-    HookSpec("on_starting", "master", "after config is loaded, before anything else",
-             "start aborted, exit 1"),
-    HookSpec("before_migrate", "master", "before migrations run (once per start)",
-             "start aborted, exit 1"),
-    HookSpec("after_migrate", "master", "after migrations succeeded",
-             "start aborted, exit 1"),
-    HookSpec("when_ready", "master", "once every initial worker has reported ready",
-             "logged; the supervisor keeps running"),
-    HookSpec("before_fork", "master", "just before each worker is forked",
-             "that worker is not forked: a boot failure at start, a crash later"),
-    HookSpec("after_fork", "worker", "first thing in a new worker, signals already reset",
-             "the worker fails to boot"),
-    HookSpec("worker_ready", "worker", "after the target is loaded, just before the worker "
-             "reports ready", "the worker fails to boot"),
-    HookSpec("worker_exit", "worker", "after the target returned or stopped, before the "
-             "process exits", "logged; the worker still exits", teardown=True),
-    HookSpec("child_exit", "master", "after a worker process was reaped",
-             "logged; supervision goes on", teardown=True),
-    HookSpec("on_reload", "master", "on HUP, after the config file was re-read, before "
-             "new workers start", "reload aborted; running workers are kept"),
-    HookSpec("on_exit", "master", "last thing before the master exits",
-             "logged; the exit code is unchanged", teardown=True),
+    HookSpec(
+        "on_starting", "master", "after config is loaded, before anything else", "start aborted, exit 1"
+    ),
+    HookSpec("before_migrate", "master", "before migrations run (once per start)", "start aborted, exit 1"),
+    HookSpec("after_migrate", "master", "after migrations succeeded", "start aborted, exit 1"),
+    HookSpec(
+        "when_ready",
+        "master",
+        "once every initial worker has reported ready",
+        "logged; the supervisor keeps running",
+    ),
+    HookSpec(
+        "before_fork",
+        "master",
+        "just before each worker is forked",
+        "that worker is not forked: a boot failure at start, a crash later",
+    ),
+    HookSpec(
+        "after_fork",
+        "worker",
+        "first thing in a new worker, signals already reset",
+        "the worker fails to boot",
+    ),
+    HookSpec(
+        "worker_ready",
+        "worker",
+        "after the target is loaded, just before the worker reports ready",
+        "the worker fails to boot",
+    ),
+    HookSpec(
+        "worker_exit",
+        "worker",
+        "after the target returned or stopped, before the process exits",
+        "logged; the worker still exits",
+        teardown=True,
+    ),
+    HookSpec(
+        "child_exit",
+        "master",
+        "after a worker process was reaped",
+        "logged; supervision goes on",
+        teardown=True,
+    ),
+    HookSpec(
+        "on_reload",
+        "master",
+        "on HUP, after the config file was re-read, before new workers start",
+        "reload aborted; running workers are kept",
+    ),
+    HookSpec(
+        "on_exit",
+        "master",
+        "last thing before the master exits",
+        "logged; the exit code is unchanged",
+        teardown=True,
+    ),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 BY_NAME = {s.name: s for s in SPECS}
@@ -83,8 +117,9 @@ class Hooks:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise TargetError(f"hooks module {module_name!r} could not be imported: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise TargetError(
+                f"hooks module {module_name!r} could not be imported: {type(exc).__name__}: {exc}"
+            ) from exc
         for name in NAMES:
             fn = getattr(module, name, None)
             if fn is not None:

@@ -12,6 +12,7 @@ Decisions are methods that take ``now`` and talk to processes only through
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import selectors
@@ -43,8 +44,16 @@ from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
 
 log = get_logger()
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-           signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
 FAST_GRACE = 1.0  # seconds a worker gets after QUIT before SIGKILL
 ABORT_GRACE = 1.0  # seconds between the stack-dump signal and SIGKILL
 KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, then we KILL
@@ -132,8 +141,9 @@ class Master:
     # -- views for hooks and logs --------------------------------------------
 
     def info(self, exit_code: int | None = None) -> MasterInfo:
-        workers = tuple(WorkerInfo(c.slot, c.pid) for c in sorted(self.children.values(),
-                                                                 key=lambda c: (c.slot, c.pid)))
+        workers = tuple(
+            WorkerInfo(c.slot, c.pid) for c in sorted(self.children.values(), key=lambda c: (c.slot, c.pid))
+        )
         return MasterInfo(pid=os.getpid(), config=self.config, workers=workers, exit_code=exit_code)
 
     # -- running ----------------------------------------------------------------
@@ -159,8 +169,9 @@ class Master:
     def start(self) -> None:
         """The phases before the first fork. A failure here forks nothing."""
         cfg = self.config
-        log.info("starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload,
-                 timeout_s=cfg.timeout)
+        log.info(
+            "starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout
+        )
         self.hooks.run("on_starting", self.info())
         if cfg.preload and self.target is None:
             self.target = resolve(cfg.target, cfg.interface)
@@ -244,8 +255,9 @@ class Master:
     def _on_ready(self, child: Child, now: float) -> None:
         child.ready_at = now
         slot = self.slots.get(child.slot)
-        log.info("worker ready", worker=child.slot, worker_pid=child.pid,
-                 boot_s=round(now - child.spawned_at, 4))
+        log.info(
+            "worker ready", worker=child.slot, worker_pid=child.pid, boot_s=round(now - child.spawned_at, 4)
+        )
         if slot is None:
             return
         if child.replacing is not None and slot.pending is child:
@@ -255,11 +267,11 @@ class Master:
                 self.retire(old, "reload", now)
             if not self._reload_queue:
                 self._reload_done(now)
-        if not self.booted and all(s.finished or (s.child and s.child.ready_at is not None)
-                                   for s in self.slots.values()):
+        if not self.booted and all(
+            s.finished or (s.child and s.child.ready_at is not None) for s in self.slots.values()
+        ):
             self.booted = True
-            log.info("all workers ready", workers=len(self.slots),
-                     elapsed_s=round(now - self.started_at, 4))
+            log.info("all workers ready", workers=len(self.slots), elapsed_s=round(now - self.started_at, 4))
             for failure in self.hooks.run_all("when_ready", self.info()):
                 log.error("hook failed", hook=failure.hook, exc_info=failure.original)
 
@@ -282,16 +294,21 @@ class Master:
             log.error("hook failed", hook=failure.hook, exc_info=failure.original)
 
         if child.stop_reason is not None and child.failure is None:
-            log.info("worker exited", worker=child.slot, worker_pid=pid, reason=child.stop_reason,
-                     status=desc)
+            log.info(
+                "worker exited", worker=child.slot, worker_pid=pid, reason=child.stop_reason, status=desc
+            )
             return
         if self.stopping:
             log.info("worker exited", worker=child.slot, worker_pid=pid, status=desc)
             return
         if child.replacing is not None:
             reason = child.failure or (child.error[1] if child.error else desc)
-            log.error("reload aborted: new worker failed to boot; the running workers are kept",
-                      worker=child.slot, worker_pid=pid, error=reason)
+            log.error(
+                "reload aborted: new worker failed to boot; the running workers are kept",
+                worker=child.slot,
+                worker_pid=pid,
+                error=reason,
+            )
             self._reload_queue.clear()
             self._reload_again = False
             return
@@ -312,13 +329,17 @@ class Master:
         if child.error is not None:
             code, message = child.error
         else:
-            code, message = ExitCode.BOOT_FAILED, (
-                f"worker {child.slot} {child.failure or desc} before it was ready")
+            code, message = (
+                ExitCode.BOOT_FAILED,
+                (f"worker {child.slot} {child.failure or desc} before it was ready"),
+            )
         if not self.booted:
-            error: SupervisorError = (TargetError(message) if code == ExitCode.TARGET
-                                      else WorkerBootError(message))
-            log.error("worker failed to boot", worker=child.slot, worker_pid=child.pid,
-                      status=desc, error=message)
+            error: SupervisorError = (
+                TargetError(message) if code == ExitCode.TARGET else WorkerBootError(message)
+            )
+            log.error(
+                "worker failed to boot", worker=child.slot, worker_pid=child.pid, status=desc, error=message
+            )
             self.fail(error)
             return
         self._crashed(child, slot, f"failed to boot: {message}", now - child.spawned_at, now)
@@ -329,16 +350,30 @@ class Master:
         decision = self._policy.on_crash(slot.streak, lived)
         slot.streak = decision.streak
         if decision.give_up:
-            log.error("worker crashed", worker=child.slot, worker_pid=child.pid, status=why,
-                      crashes_in_a_row=decision.streak)
-            self.fail(CrashLoopError(
-                f"worker {child.slot} crashed {decision.streak} times in a row (last: {why}); "
-                f"giving up (--crash-limit {self.config.crash_limit})"))
+            log.error(
+                "worker crashed",
+                worker=child.slot,
+                worker_pid=child.pid,
+                status=why,
+                crashes_in_a_row=decision.streak,
+            )
+            self.fail(
+                CrashLoopError(
+                    f"worker {child.slot} crashed {decision.streak} times in a row (last: {why}); "
+                    f"giving up (--crash-limit {self.config.crash_limit})"
+                )
+            )
             return
         slot.spawn_at = now + decision.delay
         slot.waited = decision.delay
-        log.warning("worker crashed", worker=child.slot, worker_pid=child.pid, status=why,
-                    crashes_in_a_row=decision.streak, restart_in_s=decision.delay)
+        log.warning(
+            "worker crashed",
+            worker=child.slot,
+            worker_pid=child.pid,
+            status=why,
+            crashes_in_a_row=decision.streak,
+            restart_in_s=decision.delay,
+        )
 
     def fail(self, error: SupervisorError) -> None:
         """Record the error that ends the run (the first one wins) and stop."""
@@ -386,11 +421,13 @@ class Master:
             try:
                 new = self._reload_config()
             except SupervisorError as exc:
-                log.error("reload aborted: invalid configuration; the running workers are kept",
-                          error=str(exc))
+                log.error(
+                    "reload aborted: invalid configuration; the running workers are kept", error=str(exc)
+                )
                 return
-            changed = {name: value for name, value, _ in new.describe()
-                       if getattr(self.config, name) != value}
+            changed = {
+                name: value for name, value, _ in new.describe() if getattr(self.config, name) != value
+            }
             self.config = replace(new, target=self.config.target)
             self._policy = CrashPolicy(new.crash_limit, new.crash_reset)
         else:
@@ -401,10 +438,13 @@ class Master:
             log.error("reload aborted: hook failed", hook=exc.hook, exc_info=exc.original)
             return
         if self.config.preload:
-            log.warning("reloading workers; with --preload they fork from the code the master "
-                        "imported at start (restart the master to load new code)")
-        self._reload_queue = sorted(sid for sid, s in self.slots.items()
-                                    if s.child is not None and s.child.ready_at is not None)
+            log.warning(
+                "reloading workers; with --preload they fork from the code the master "
+                "imported at start (restart the master to load new code)"
+            )
+        self._reload_queue = sorted(
+            sid for sid, s in self.slots.items() if s.child is not None and s.child.ready_at is not None
+        )
         log.info("reloading", workers=len(self._reload_queue), changed=changed or None)
         if not self._reload_queue:
             self._reload_done(now)
@@ -422,15 +462,21 @@ class Master:
                 if child is not None:
                     self._status_line(child, slot, now)
         for child in self.children.values():
-            slot = self.slots.get(child.slot)
-            if slot is None or child not in (slot.child, slot.pending):
-                self._status_line(child, slot, now)
+            owner = self.slots.get(child.slot)
+            if owner is None or child not in (owner.child, owner.pending):
+                self._status_line(child, owner, now)
 
     def _status_line(self, child: Child, slot: Slot | None, now: float) -> None:
-        log.info("worker status", worker=child.slot, worker_pid=child.pid, state=child.state,
-                 age_s=round(now - child.spawned_at, 3),
-                 heartbeat_age_s=round(max(0.0, now - child.heartbeat.last), 3),
-                 work=child.heartbeat.work, crashes_in_a_row=slot.streak if slot else 0)
+        log.info(
+            "worker status",
+            worker=child.slot,
+            worker_pid=child.pid,
+            state=child.state,
+            age_s=round(now - child.spawned_at, 3),
+            heartbeat_age_s=round(max(0.0, now - child.heartbeat.last), 3),
+            work=child.heartbeat.work,
+            crashes_in_a_row=slot.streak if slot else 0,
+        )
 
     def tick(self, now: float) -> None:
         """Enforce deadlines, then make the set of workers match the config."""
@@ -438,8 +484,9 @@ class Master:
         for child in list(self.children.values()):
             if child.kill_at is not None and now >= child.kill_at:
                 if child.failure is None:
-                    log.warning("worker did not stop in time; killing", worker=child.slot,
-                                worker_pid=child.pid)
+                    log.warning(
+                        "worker did not stop in time; killing", worker=child.slot, worker_pid=child.pid
+                    )
                 child.kill_at = None
                 self._procs.signal(child.pid, signal.SIGKILL)
             elif child.failure or child.stop_reason:
@@ -448,15 +495,18 @@ class Master:
                 if cfg.boot_timeout and now - child.spawned_at >= cfg.boot_timeout:
                     self._abort(child, f"did not become ready within {cfg.boot_timeout:g} s", now)
             elif cfg.timeout and now - child.heartbeat.last >= cfg.timeout:
-                self._abort(child, f"heartbeat timeout (none for {now - child.heartbeat.last:.1f} s)",
-                            now)
+                self._abort(child, f"heartbeat timeout (none for {now - child.heartbeat.last:.1f} s)", now)
         if self.stopping:
             return
         self._reconcile(now)
 
     def _abort(self, child: Child, why: str, now: float) -> None:
-        log.error("worker stuck; dumping its stacks to stderr, then killing it", worker=child.slot,
-                  worker_pid=child.pid, reason=why)
+        log.error(
+            "worker stuck; dumping its stacks to stderr, then killing it",
+            worker=child.slot,
+            worker_pid=child.pid,
+            reason=why,
+        )
         child.failure = why
         child.kill_at = now + ABORT_GRACE
         self._procs.signal(child.pid, DUMP_SIGNAL)
@@ -471,18 +521,16 @@ class Master:
                 if child is not None and child.pid in self.children:
                     self.retire(child, "scaled down", now)
         if self._reload_queue and not any(s.pending for s in self.slots.values()):
-            slot_id = self._reload_queue.pop(0)
-            slot = self.slots.get(slot_id)
-            if slot is not None and slot.child is not None:
-                slot.pending = self._spawn(slot, now, replacing=slot.child)
+            rolling = self.slots.get(self._reload_queue.pop(0))
+            if rolling is not None and rolling.child is not None:
+                rolling.pending = self._spawn(rolling, now, replacing=rolling.child)
             elif not self._reload_queue:
                 self._reload_done(now)
         for slot in sorted(self.slots.values(), key=lambda s: s.id):
             if self.stopping:
                 return  # a failed before_fork may have just begun a stop
-            if slot.child is None and slot.pending is None and not slot.finished:
-                if now >= slot.spawn_at:
-                    slot.child = self._spawn(slot, now)
+            if slot.child is None and slot.pending is None and not slot.finished and now >= slot.spawn_at:
+                slot.child = self._spawn(slot, now)
 
     def _spawn(self, slot: Slot, now: float, replacing: Child | None = None) -> Child | None:
         try:
@@ -564,18 +612,17 @@ class Master:
         if child.report_fd < 0:
             return
         if self._selector is not None:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(child.report_fd)
-            except (KeyError, ValueError):
-                pass
         os.close(child.report_fd)
         child.report_fd = -1
 
     def master_fds(self) -> list[int]:
         """Descriptors only the master may hold; a new worker closes them."""
         fds = [self._wake_r, self._wake_w, self._life_w]
-        if self._selector is not None:
-            fds.append(self._selector.fileno())
+        fileno = getattr(self._selector, "fileno", None)  # epoll/kqueue hold a descriptor
+        if callable(fileno):
+            fds.append(fileno())
         fds += [c.report_fd for c in self.children.values() if c.report_fd >= 0]
         return [fd for fd in fds if fd >= 0]
 
@@ -620,13 +667,11 @@ class _Forker:
         return pid, read_fd, heartbeat
 
     def signal(self, pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already dead; the reap will tell
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass  # already dead; the reap will tell
 
     def reap(self) -> list[tuple[int, int]]:
-        out = []
+        out: list[tuple[int, int]] = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -637,9 +682,15 @@ class _Forker:
             out.append((pid, os.waitstatus_to_exitcode(status)))
 
     def _warn_threads(self) -> None:
-        others = [t.name for t in threading.enumerate()
-                  if t is not threading.main_thread() and t.name not in self._warned_threads]
+        others = [
+            t.name
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and t.name not in self._warned_threads
+        ]
         for name in others:
             self._warned_threads.add(name)
-            log.warning("a thread is running in the master at fork; it will not exist in "
-                        "workers and may hold locks they need", thread=name)
+            log.warning(
+                "a thread is running in the master at fork; it will not exist in "
+                "workers and may hold locks they need",
+                thread=name,
+            )

@@ -13,6 +13,7 @@ SIGKILLed) and beats the heartbeat for synchronous targets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import os
 import select
@@ -37,11 +38,21 @@ log = get_logger()
 # Signals the master handles; a worker starts from their defaults, then takes
 # the ones it acts on. HUP/TTIN/TTOU/USR2 are the master's business: a worker
 # that gets them (say, from a process-group kill) ignores them.
-_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+_MASTER_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCHLD,
+)
 _IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 DUMP_SIGNAL = signal.SIGUSR2  # "write your stacks to stderr"
 _STOP = (signal.SIGTERM, signal.SIGINT)
+_ARTICLE = {"asgi": "an", "wsgi": "a", "main": "a"}
 ORPHAN_GRACE = 1.5  # seconds an orphaned worker gets to finish before it exits
 
 
@@ -89,8 +100,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
+        def resolve_done() -> None:
+            if not done.done():
+                done.set_result(None)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(resolve_done)
 
         with self._lock:
             if self.stopping.is_set():
@@ -157,10 +172,8 @@ class _WorkerProcess:
         for sig in _MASTER_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         for fd in self.spec.close_fds:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         for hb in self.spec.close_heartbeats:
             hb.close()
         set_process("worker", self.spec.id)
@@ -209,15 +222,22 @@ class _WorkerProcess:
         # the whole process group and the master adds its own TERM. The master
         # escalates (QUIT) when the user insists.
         if signum in _STOP and not self.worker.stopping.is_set():
-            log.info("stopping gracefully", signal=signal.Signals(signum).name,
-                     graceful_timeout_s=self.config.graceful_timeout)
+            log.info(
+                "stopping gracefully",
+                signal=signal.Signals(signum).name,
+                graceful_timeout_s=self.config.graceful_timeout,
+            )
             self._stop(self.config.graceful_timeout, "graceful timeout")
         elif signum == signal.SIGQUIT:
             os._exit(0)
         elif signum == signal.SIGUSR1:
-            log.info("worker status", uptime_s=round(time.time() - self.worker.started_at, 3),
-                     threads=threading.active_count(), work=self.spec.heartbeat.work,
-                     heartbeat="manual" if self.worker._manual_heartbeat else "automatic")
+            log.info(
+                "worker status",
+                uptime_s=round(time.time() - self.worker.started_at, 3),
+                threads=threading.active_count(),
+                work=self.spec.heartbeat.work,
+                heartbeat="manual" if self.worker._manual_heartbeat else "automatic",
+            )
 
     def _stop(self, grace: float, reason: str) -> None:
         deadline = time.monotonic() + grace
@@ -248,7 +268,8 @@ class _WorkerProcess:
         if runner is None:
             return self._fail_boot(
                 ExitCode.TARGET,
-                f"target {target.spec!r} is an {target.kind.value.upper()} app; this version of "
+                f"target {target.spec!r} is {_ARTICLE[target.kind.value]} {target.kind.value.upper()} "
+                "app; this version of "
                 "pg-supervise runs main(worker) targets only",
             )
 
@@ -288,10 +309,8 @@ def run_worker(spec: WorkerSpec) -> NoReturn:
     except SupervisorError as exc:
         log.error(str(exc))
     except BaseException:
-        try:
+        with contextlib.suppress(BaseException):
             log.exception("worker crashed in bootstrap")
-        except BaseException:
-            pass
     finally:
         try:
             sys.stdout.flush()

@@ -7,6 +7,7 @@ that session is still alive after the master exited.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -57,8 +58,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 class Run:
     """One ``supervise`` process: its log lines (parsed), signals, exit code."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
-                 cmd: list[str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, env: dict[str, str] | None = None, cmd: list[str] | None = None
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update({"PYTHONPATH": str(APPS), "PYTHONUNBUFFERED": "1"})
         for key in list(full_env):
@@ -67,8 +69,13 @@ class Run:
         full_env.update(env or {})
         self.cmd = (cmd or SUPERVISE) + args
         self.proc = subprocess.Popen(
-            self.cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            self.cmd,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.pid = self.proc.pid
         self.lines: list[str] = []
@@ -93,14 +100,20 @@ class Run:
 
     def find(self, event: str, **match: Any) -> list[dict[str, Any]]:
         with self._lock:
-            return [e for e in self.events if e.get("event") == event
-                    and all(e.get(k) == v for k, v in match.items())]
+            return [
+                e
+                for e in self.events
+                if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+            ]
 
-    def wait_event(self, event: str, count: int = 1, timeout: float = 10.0, **match: Any
-                   ) -> list[dict[str, Any]]:
+    def wait_event(
+        self, event: str, count: int = 1, timeout: float = 10.0, **match: Any
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = wait_until(
             lambda: (lambda f: f if len(f) >= count else None)(self.find(event, **match)),
-            timeout, f"{count}x {event!r} {match or ''}\n--- output ---\n{self.output()}")
+            timeout,
+            f"{count}x {event!r} {match or ''}\n--- output ---\n{self.output()}",
+        )
         return found
 
     def ready_pids(self) -> dict[int, int]:
@@ -132,19 +145,13 @@ class Run:
             self.proc.stdout.close()
 
     def kill_all(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for pid in session_pids(self.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @pytest.fixture
@@ -152,8 +159,9 @@ def supervise(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     """Start ``python -m supervisor ARGS`` in ``tmp_path``; cleaned up after the test."""
     runs: list[Run] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-              cmd: list[str] | None = None) -> Run:
+    def start(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, cmd: list[str] | None = None
+    ) -> Run:
         run = Run(list(args), cwd or tmp_path, env, cmd)
         runs.append(run)
         return run

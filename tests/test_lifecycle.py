@@ -123,9 +123,9 @@ def test_hup_reloads_one_worker_at_a_time_and_rereads_config(supervise, tmp_path
     assert new[1] != old[1] and new[2] != old[2]
     # a replacement is ready before the worker it replaces is asked to stop
     for slot in (1, 2):
-        ready = [e for e in run.find("worker ready", worker=slot) if e["worker_pid"] == new[slot]][0]
+        ready = next(e for e in run.find("worker ready", worker=slot) if e["worker_pid"] == new[slot])
         exited = run.find("worker exited", worker=slot, worker_pid=old[slot])[0]
-        stopping = [e for e in run.find("stopping gracefully") if e["pid"] == old[slot]][0]
+        stopping = next(e for e in run.find("stopping gracefully") if e["pid"] == old[slot])
         assert ready["_t"] <= stopping["_t"] <= exited["_t"]
     reloading = run.find("reloading")[0]
     assert reloading["changed"] == {"workers": 3}
@@ -218,8 +218,9 @@ def test_preload_freezes_the_heap_before_fork(supervise):
 def test_process_titles(supervise):
     run = supervise("mains:wait", "-w", "1")
     pids = run.wait_ready(1)
-    titles = subprocess.run(["ps", "-o", "pid=,args=", "-p", f"{run.pid},{pids[1]}"],
-                            capture_output=True, text=True, check=True).stdout
+    titles = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-p", f"{run.pid},{pids[1]}"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"{run.pid} supervise: master mains:wait" in titles
     assert f"{pids[1]} supervise: worker 1 mains:wait" in titles
     run.signal(signal.SIGTERM)

@@ -30,8 +30,11 @@ def crash(worker):
 
 
 def crash_slot_2(worker):
-    if worker.id == 2 and os.environ.get("CRASH_ONCE_FILE") and not os.path.exists(
-            os.environ["CRASH_ONCE_FILE"]):
+    if (
+        worker.id == 2
+        and os.environ.get("CRASH_ONCE_FILE")
+        and not os.path.exists(os.environ["CRASH_ONCE_FILE"])
+    ):
         open(os.environ["CRASH_ONCE_FILE"], "w").close()
         raise RuntimeError("slot 2 crashes once")
     worker.stopping.wait()

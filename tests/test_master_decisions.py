@@ -1,0 +1,264 @@
+"""The master's decisions, driven without fork: a fake process table records
+what the master asked for, and the tests play the workers' side."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import replace
+
+import pytest
+
+from supervisor import _channel
+from supervisor.config import Config
+from supervisor.crashes import CrashPolicy
+from supervisor.errors import CrashLoopError, ExitCode, TargetError, WorkerBootError
+from supervisor.hooks import Hooks
+from supervisor.master import Master
+from supervisor.worker import DUMP_SIGNAL
+
+
+class FakeHeartbeat(_channel.Heartbeat):
+    def __init__(self) -> None:
+        self._mm = None
+        self.at = 0.0
+
+    def beat(self, now: float | None = None) -> None:
+        self.at = now or 0.0
+
+    @property
+    def last(self) -> float:
+        return self.at
+
+
+class FakeProcesses:
+    def __init__(self) -> None:
+        self.next_pid = 100
+        self.sent: list[tuple[int, int]] = []
+        self.spawned: list[tuple[int, int]] = []  # (slot, pid)
+
+    def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
+        self.next_pid += 1
+        self.spawned.append((slot, self.next_pid))
+        hb = FakeHeartbeat()
+        hb.at = master._clock()
+        return self.next_pid, -1, hb
+
+    def signal(self, pid: int, sig: int) -> None:
+        self.sent.append((pid, sig))
+
+    def reap(self) -> list[tuple[int, int]]:
+        return []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(**settings: object) -> tuple[Master, FakeProcesses, Clock]:
+    cfg = replace(
+        Config(
+            target="app:main",
+            workers=2,
+            timeout=10,
+            boot_timeout=5,
+            graceful_timeout=3,
+            crash_limit=3,
+            crash_reset=30,
+        ),
+        **settings,
+    )
+    procs, clock = FakeProcesses(), Clock()
+    master = Master(cfg, Hooks(), processes=procs, clock=clock)
+    for slot_id in range(1, cfg.workers + 1):
+        from supervisor.master import Slot
+
+        master.slots[slot_id] = Slot(slot_id)
+    master.started_at = clock.t
+    return master, procs, clock
+
+
+def pid_of(master: Master, slot: int) -> int:
+    child = master.slots[slot].child
+    assert child is not None
+    return child.pid
+
+
+def boot(master: Master, clock: Clock) -> None:
+    master.tick(clock.t)
+    for slot in list(master.slots.values()):
+        if slot.child is not None and slot.child.ready_at is None:
+            master.on_message(slot.child.pid, "ready", clock.t)
+
+
+def test_initial_spawn_and_ready():
+    master, procs, clock = make()
+    master.tick(clock.t)
+    assert [s for s, _ in procs.spawned] == [1, 2]
+    assert not master.booted
+    boot(master, clock)
+    assert master.booted
+    assert master.next_wakeup(clock.t) == pytest.approx(10.001)  # next heartbeat deadline
+
+
+def test_no_deadline_means_sleep_until_a_signal():
+    master, _, clock = make(timeout=0)
+    boot(master, clock)
+    assert master.next_wakeup(clock.t) is None
+
+
+def test_exit_before_ready_is_a_boot_failure_even_when_several_fail():
+    master, procs, clock = make(workers=3)
+    master.tick(clock.t)
+    for _, pid in procs.spawned:
+        master.on_message(pid, "error 3 hook after_fork failed", clock.t)
+    for _, pid in procs.spawned:
+        master.on_exit(pid, 3, clock.t)
+    assert isinstance(master.error, WorkerBootError)
+    assert str(master.error) == "hook after_fork failed"
+    assert master.stopping == "graceful"
+    assert not master.children
+
+
+def test_import_error_reported_by_a_worker_becomes_exit_4():
+    master, procs, clock = make(workers=1)
+    master.tick(clock.t)
+    pid = procs.spawned[0][1]
+    master.on_message(pid, "error 4 module 'app' has no attribute 'mian'", clock.t)
+    master.on_exit(pid, 4, clock.t)
+    assert isinstance(master.error, TargetError)
+    assert master.error.exit_code == ExitCode.TARGET
+
+
+def test_crash_after_ready_replaces_at_once_then_backs_off_then_gives_up():
+    master, procs, clock = make(workers=1, crash_limit=2)
+    boot(master, clock)
+    master.on_exit(pid_of(master, 1), 1, clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 2  # replaced immediately
+    master.on_message(pid_of(master, 1), "ready", clock.t)
+    master.on_exit(pid_of(master, 1), -9, clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 2  # waiting out the backoff
+    assert master.next_wakeup(clock.t) == pytest.approx(0.501)
+    clock.t += 0.5
+    master.tick(clock.t)
+    assert len(procs.spawned) == 3
+    master.on_message(pid_of(master, 1), "ready", clock.t)
+    master.on_exit(pid_of(master, 1), 1, clock.t)
+    assert isinstance(master.error, CrashLoopError)
+    assert master.error.exit_code == 6
+
+
+def test_a_long_healthy_run_forgives_earlier_crashes():
+    policy = CrashPolicy(limit=3, reset_after=30)
+    d = policy.on_crash(0, 1)
+    d = policy.on_crash(d.streak, 1)
+    d = policy.on_crash(d.streak, 1)
+    assert (d.streak, d.delay, d.give_up) == (3, 1.0, False)
+    d = policy.on_crash(d.streak, 31)
+    assert (d.streak, d.delay, d.give_up) == (1, 0.0, False)
+    assert CrashPolicy(limit=0, reset_after=30).on_crash(1000, 0).give_up is False
+    assert CrashPolicy(limit=0, reset_after=30).on_crash(100, 0).delay == 30.0
+
+
+def test_a_returned_main_is_not_refilled_and_all_finished_stops():
+    master, procs, clock = make()
+    boot(master, clock)
+    master.on_exit(pid_of(master, 1), 0, clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 2 and master.stopping is None
+    master.on_exit(pid_of(master, 2), 0, clock.t)
+    assert master.stopping == "graceful" and master.error is None
+
+
+def test_stuck_worker_gets_a_stack_dump_then_kill():
+    master, procs, clock = make(workers=1)
+    boot(master, clock)
+    pid = pid_of(master, 1)
+    clock.t += 10
+    master.tick(clock.t)
+    assert procs.sent == [(pid, DUMP_SIGNAL)]
+    clock.t += 1
+    master.tick(clock.t)
+    assert procs.sent[-1] == (pid, signal.SIGKILL)
+    master.on_exit(pid, -9, clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 2 and master.error is None
+
+
+def test_boot_timeout_kills_and_fails_the_start():
+    master, procs, clock = make(workers=1)
+    master.tick(clock.t)
+    pid = procs.spawned[0][1]
+    clock.t += 5
+    master.tick(clock.t)
+    assert procs.sent == [(pid, DUMP_SIGNAL)]
+    master.on_exit(pid, -9, clock.t)
+    assert isinstance(master.error, WorkerBootError)
+    assert "did not become ready within 5 s" in str(master.error)
+
+
+def test_term_is_graceful_and_a_second_one_is_fast():
+    master, procs, clock = make()
+    boot(master, clock)
+    pids = [pid_of(master, 1), pid_of(master, 2)]
+    master.on_signal(signal.SIGTERM, clock.t)
+    assert procs.sent == [(p, signal.SIGTERM) for p in pids]
+    assert master.next_wakeup(clock.t) == pytest.approx(3 + 1 + 0.001)
+    master.on_signal(signal.SIGINT, clock.t)
+    assert procs.sent[2:] == [(p, signal.SIGQUIT) for p in pids]
+    clock.t += 1
+    master.tick(clock.t)
+    assert procs.sent[4:] == [(p, signal.SIGKILL) for p in pids]
+
+
+def test_rolling_reload_one_slot_at_a_time():
+    master, procs, clock = make()
+    boot(master, clock)
+    old = {1: pid_of(master, 1), 2: pid_of(master, 2)}
+    master.on_signal(signal.SIGHUP, clock.t)
+    master.tick(clock.t)
+    assert procs.spawned[-1][0] == 1 and len(procs.spawned) == 3
+    master.tick(clock.t)
+    assert len(procs.spawned) == 3  # slot 2 waits until slot 1's replacement is ready
+    assert procs.sent == []  # nothing retired before its replacement is ready
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    assert procs.sent == [(old[1], signal.SIGTERM)]
+    master.tick(clock.t)
+    assert procs.spawned[-1][0] == 2
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    assert procs.sent[-1] == (old[2], signal.SIGTERM)
+    master.on_exit(old[1], 0, clock.t)
+    master.on_exit(old[2], 0, clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 4 and master.error is None
+
+
+def test_reload_aborts_when_the_replacement_fails_to_boot():
+    master, procs, clock = make()
+    boot(master, clock)
+    old = pid_of(master, 1)
+    master.on_signal(signal.SIGHUP, clock.t)
+    master.tick(clock.t)
+    new = procs.spawned[-1][1]
+    master.on_exit(new, 4, clock.t)
+    master.tick(clock.t)
+    assert pid_of(master, 1) == old and len(procs.spawned) == 3
+    assert procs.sent == [] and master.error is None
+
+
+def test_ttin_and_ttou():
+    master, procs, clock = make()
+    boot(master, clock)
+    master.on_signal(signal.SIGTTIN, clock.t)
+    master.tick(clock.t)
+    assert procs.spawned[-1][0] == 3
+    third = procs.spawned[-1][1]
+    master.on_signal(signal.SIGTTOU, clock.t)
+    master.tick(clock.t)
+    assert procs.sent == [(third, signal.SIGTERM)]
+    assert sorted(master.slots) == [1, 2]

@@ -1,0 +1,105 @@
+"""Pure logic: config loading and target classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor import config
+from supervisor.errors import ConfigError, TargetError
+from supervisor.hooks import NAMES, Hooks
+from supervisor.target import Kind, classify, split
+
+
+def test_defaults_and_sources(tmp_path: Path):
+    cfg = config.load("app:main", environ={}, cwd=tmp_path)
+    assert cfg.timeout == 30.0 and cfg.preload is False and cfg.workers >= 1
+    assert set(cfg.sources.values()) == {"default"}
+
+
+def test_programmatic_values_are_checked():
+    with pytest.raises(ConfigError, match=r"workers: expected int, got str '4' \(from Supervisor"):
+        config.load("a:b", {"workers": ("4", "Supervisor(workers=)")}, environ={})
+    with pytest.raises(
+        ConfigError,
+        match=r"log_format: must be one of auto, console, json, got 'jsn' "
+        r"\(from x\); did you mean 'json'\?",
+    ):
+        config.load("a:b", {"log_format": ("jsn", "x")}, environ={})
+
+
+def test_empty_env_var_counts_as_unset(tmp_path: Path):
+    cfg = config.load("a:b", environ={"SUPERVISE_WORKERS": " "}, cwd=tmp_path)
+    assert cfg.sources["workers"] == "default"
+
+
+def test_dashed_keys_in_the_file(tmp_path: Path):
+    (tmp_path / "supervise.toml").write_text("graceful-timeout = 2\n")
+    cfg = config.load("a:b", environ={}, cwd=tmp_path)
+    assert cfg.graceful_timeout == 2.0
+
+
+def test_config_key_is_refused_inside_a_config_file(tmp_path: Path):
+    (tmp_path / "supervise.toml").write_text("config = 'x.toml'\n")
+    with pytest.raises(ConfigError, match="unknown setting 'config'"):
+        config.load("a:b", environ={}, cwd=tmp_path)
+
+
+def test_every_setting_has_a_long_flag_and_help():
+    for field, meta in config.settings():
+        assert config.option_name(meta).startswith("--"), field.name
+        assert meta.help.endswith((".", ")")), field.name
+
+
+def _main(worker): ...
+async def _amain(worker): ...
+def _wsgi(environ, start_response): ...
+async def _asgi(scope, receive, send): ...
+def _two_defaults(a, b=1, c=2): ...
+
+
+@pytest.mark.parametrize(
+    ("obj", "kind", "is_async"),
+    [
+        (_main, Kind.MAIN, False),
+        (_amain, Kind.MAIN, True),
+        (_wsgi, Kind.WSGI, False),
+        (_asgi, Kind.ASGI, True),
+        (_two_defaults, Kind.MAIN, False),
+    ],
+)
+def test_classify(obj, kind, is_async):
+    target = classify("m:x", obj)
+    assert (target.kind, target.is_async) == (kind, is_async)
+
+
+def test_classify_refuses_what_it_cannot_tell():
+    with pytest.raises(TargetError, match="cannot tell what kind of target"):
+        classify("m:x", lambda a, b, c, d: None)
+    with pytest.raises(TargetError, match="is a int, not a callable"):
+        classify("m:x", 3)
+    with pytest.raises(TargetError, match="must take one argument"):
+        classify("m:x", _wsgi, "main")
+
+
+def test_split():
+    assert split("pkg.mod:obj.attr") == ("pkg.mod", "obj.attr")
+    for bad in ("app", "app:", ":main"):
+        with pytest.raises(TargetError, match="must look like 'module:attribute'"):
+            split(bad)
+
+
+def test_hooks_setup_order_and_teardown_order():
+    calls = []
+    hooks = Hooks()
+    hooks.register("after_fork", lambda w: calls.append("user"))
+    hooks.register("after_fork", lambda w: calls.append("builtin"), builtin=True)
+    hooks.register("worker_exit", lambda w: calls.append("user-exit"))
+    hooks.register("worker_exit", lambda w: calls.append("builtin-exit"), builtin=True)
+    hooks.run("after_fork", None)
+    hooks.run_all("worker_exit", None)
+    assert calls == ["builtin", "user", "user-exit", "builtin-exit"]
+    with pytest.raises(ValueError, match="unknown hook 'after_frok'"):
+        hooks.register("after_frok", print)
+    assert len(NAMES) == 11
