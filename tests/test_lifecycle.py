@@ -225,3 +225,17 @@ def test_process_titles(supervise):
     assert f"{pids[1]} supervise: worker 1 mains:wait" in titles
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_hup_picks_up_new_code_without_preload(supervise, app_dir: Path):
+    run = supervise("mains:wait", "-w", "1", cwd=app_dir, env={"PYTHONPATH": str(app_dir)})
+    run.wait_ready(1)
+    source = (app_dir / "mains.py").read_text()
+    (app_dir / "mains.py").write_text(
+        source.replace('log.info("main started"', 'log.info("new code started"')
+    )
+    run.signal(signal.SIGHUP)
+    run.wait_event("new code started")
+    run.wait_event("reload complete")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
