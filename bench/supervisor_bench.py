@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
+import shutil
 import json
 import os
 import platform
@@ -215,8 +216,7 @@ class Server:
             text = raw.decode(errors="replace").rstrip("\n")
             with self.cond:
                 self.lines.append((t, stream, text))
-                m = MARKER_RE.search(text) if stream == "err" else None
-                if m:
+                for m in (MARKER_RE.finditer(text) if stream == "err" else ()):
                     hook_t = float(m.group(2)) - self.t0_wall if m.group(2) else None
                     self.markers.append((t, int(m.group(1)), hook_t))
                 self.cond.notify_all()
@@ -308,7 +308,7 @@ def _cmdline(pid):
 
 def classify(kind, text):
     """(level, short event) for a log line, or None for ordinary lines."""
-    if MARKER_RE.search(text):
+    if MARKER_RE.fullmatch(text.strip()):
         return None
     if kind == "pg-supervise":
         try:
@@ -355,10 +355,13 @@ def build_command(args, kind, n, preload, ctl_dir):
     return argv
 
 
-def server_env(args):
+def server_env(args, kind="pg-supervise"):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SUPERVISE_") and k not in ("GUNICORN_CMD_ARGS", "PYTHONPATH")}
     env["PYTHONPATH"] = APPS
+    if kind == "pg-supervise" and args.src_dir:
+        # the frozen copy of supervisor/ comes before the editable install
+        env["PYTHONPATH"] += os.pathsep + os.path.dirname(args.src_dir)
     env["PYTHONUNBUFFERED"] = "1"
     env["BENCH_IMPORT_DELAY"] = str(args.import_delay)
     env["BENCH_IMPORT_MODE"] = args.import_mode
@@ -368,7 +371,7 @@ def server_env(args):
 def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
     label = f"{kind} N={n} {'preload' if preload else 'no-preload'} rep={rep}"
     argv = build_command(args, kind, n, preload, ctl_dir)
-    srv = Server(kind, argv, server_env(args), label)
+    srv = Server(kind, argv, server_env(args, kind), label)
     rec = {"record": "trial", "server": kind, "workers": n, "preload": preload, "rep": rep,
            "import_delay_s": args.import_delay, "import_mode": args.import_mode,
            "cmd": " ".join(argv),
@@ -378,7 +381,7 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
            "worker_wakeups_per_s": None, "idle_window_s": None, "idle_log_lines": None,
            "replacement_s": None, "victim_reaped_s": None, "new_process_s": None,
            "stop_master_exit_s": None, "stop_all_gone_s": None, "exit_code": None,
-           "problems": [], "supervisor_source_sha": source_fingerprint(),
+           "problems": [], "supervisor_source_sha": source_fingerprint(args.src_dir),
            "loadavg": open("/proc/loadavg").read().split()[:3]}
     t_phase = {}
     try:
@@ -613,9 +616,9 @@ def anomaly_report(trials):
 
 # --------------------------------------------------------------------------- run
 
-def source_fingerprint():
+def source_fingerprint(base=None):
     h = hashlib.sha256()
-    base = os.path.join(ROOT, "supervisor")
+    base = base or os.path.join(ROOT, "supervisor")
     for dirpath, dirnames, filenames in sorted(os.walk(base)):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for name in sorted(filenames):
@@ -659,7 +662,7 @@ def versions(args):
                        ("gunicorn", [os.path.join(bindir, "gunicorn"), "--version"])):
         try:
             out[name] = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                                       cwd=APPS).stdout.strip()
+                                       cwd=APPS, env=server_env(args, name)).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             out[name] = f"? ({exc})"
     return out
@@ -684,6 +687,10 @@ def main():
     ap.add_argument("--replace-timeout", type=float, default=10.0)
     ap.add_argument("--stop-timeout", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="reps 2, N=2 only")
+    ap.add_argument("--source", choices=("worktree", "head", "live"), default="worktree",
+                    help="which supervisor/ code pg-supervise runs: 'worktree' (default) a copy of "
+                    "the working tree taken at start, 'head' a copy of git HEAD, 'live' the editable "
+                    "install as it is on disk at each launch (changes mid-run are then measured)")
     ap.add_argument("--venv", default=os.path.join(ROOT, ".venv"))
     ap.add_argument("--out-dir", default=RESULTS)
     args = ap.parse_args()
@@ -700,8 +707,60 @@ def main():
     mdpath = os.path.join(args.out_dir, f"{stamp}.md")
     ctl_dir = f"/tmp/supervisor-bench-{os.getpid()}"
     os.makedirs(ctl_dir, exist_ok=True)
+    try:
+        return _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir)
+    finally:
+        shutil.rmtree(ctl_dir, ignore_errors=True)
 
-    fp0 = source_fingerprint()
+
+def freeze_source(args, ctl_dir):
+    """Copy supervisor/ so that edits during the run do not mix versions."""
+    args.src_dir = None
+    if args.source == "live":
+        return None
+    src_root = os.path.join(ctl_dir, "src")
+    os.makedirs(src_root, exist_ok=True)
+    if args.source == "worktree":
+        shutil.copytree(os.path.join(ROOT, "supervisor"), os.path.join(src_root, "supervisor"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        arch = subprocess.run(["git", "-C", ROOT, "archive", "HEAD", "supervisor"],
+                              capture_output=True, timeout=60, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", src_root], input=arch, check=True, timeout=60)
+    args.src_dir = os.path.join(src_root, "supervisor")
+    probe = subprocess.run([os.path.join(args.venv, "bin", "python"), "-c",
+                            "import supervisor; print(supervisor.__file__)"],
+                           env=server_env(args), cwd=APPS, capture_output=True, text=True, timeout=60)
+    where = probe.stdout.strip()
+    if not where.startswith(args.src_dir):
+        sys.exit(f"supervisor_bench: the frozen copy is not the one imported ({where!r}, "
+                 f"{probe.stderr.strip()[-300:]!r}); try --source live")
+    return where
+
+
+def preflight(args, ctl_dir):
+    """One N=1 launch of each server: fail fast, with its log, if it cannot start."""
+    for kind in SERVERS:
+        argv = build_command(args, kind, 1, False, ctl_dir)
+        srv = Server(kind, argv, server_env(args, kind), f"preflight {kind}")
+        try:
+            srv.start()
+            ok = srv.wait_ready(1, args.startup_timeout + args.import_delay) is not None
+            if ok:
+                os.kill(srv.pid, signal.SIGTERM)
+                srv.wait_exit(args.stop_timeout)
+        finally:
+            srv.cleanup()
+        if not ok:
+            log = "\n".join(f"  {t:8.4f} {text[:400]}" for t, _, text in srv.lines[-30:])
+            sys.exit(f"supervisor_bench: preflight: {kind} did not get one worker ready "
+                     f"(exit code {srv.returncode}).\n$ {' '.join(argv)}\n{log}")
+
+
+def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
+    imported_from = freeze_source(args, ctl_dir)
+    preflight(args, ctl_dir)
+    fp0 = source_fingerprint(args.src_dir)
     meta = {"record": "meta", "started": stamp, "argv": sys.argv, "workers": ns,
             "preload_modes": modes, "reps": args.reps, "idle_reps": args.idle_reps,
             "idle_window_s": args.idle_window, "settle_s": args.settle,
@@ -710,6 +769,8 @@ def main():
             "cpus": os.cpu_count(), "loadavg_start": open("/proc/loadavg").read().split()[:3],
             "git_head": git("rev-parse", "--short", "HEAD"),
             "git_dirty_supervisor": bool(git("status", "--porcelain", "supervisor")),
+            "git_diff_stat_supervisor": git("diff", "--stat", "HEAD", "--", "supervisor"),
+            "source": args.source, "supervisor_imported_from": imported_from,
             "supervisor_source_sha": fp0}
     n_trials = args.reps * len(ns) * len(modes) * len(SERVERS)
     print(f"supervisor_bench: {n_trials} trials, N={ns}, preload={modes}, reps={args.reps}, "
@@ -748,12 +809,8 @@ def main():
         except KeyboardInterrupt:
             print("interrupted; reporting what was measured", file=sys.stderr)
         finally:
-            fp1 = source_fingerprint()
+            fp1 = source_fingerprint(args.src_dir)
             left = leftover_check(masters)
-            try:
-                os.rmdir(ctl_dir)
-            except OSError:
-                pass
             table, summaries = make_table(trials, ns, modes, args.idle_window)
             anomalies = anomaly_report(trials)
             for (key, server, n, preload), s in sorted(summaries.items(), key=str):
@@ -768,8 +825,11 @@ def main():
               f"(idle window {args.idle_window:g} s in {min(args.idle_reps, args.reps)} of them), "
               f"import delay {args.import_delay:g} s ({args.import_mode}); "
               f"median (min–max). {meta['versions'].get('pg-supervise')}, "
-              f"{meta['versions'].get('gunicorn')}, git {meta['git_head']}"
-              f"{' (supervisor/ dirty)' if meta['git_dirty_supervisor'] else ''}.")
+              f"{meta['versions'].get('gunicorn')}; pg-supervise code: "
+              + {"worktree": "copy of the working tree at start", "head": "copy of git HEAD",
+                 "live": "editable install as on disk"}[args.source]
+              + f" (git {meta['git_head']}{', supervisor/ modified' if meta['git_dirty_supervisor'] and args.source != 'head' else ''}"
+              f", sha {fp0}).")
     problems = [(t["server"], t["workers"], t["preload"], t["rep"], p)
                 for t in trials for p in t["problems"]]
     report = [header, "", table, "", "Log lines at warning/error level (or unparsable), by phase:", "",

@@ -22,6 +22,7 @@ _LAYOUT = struct.Struct("dQ")  # last beat (monotonic s), units of work done
 
 READY = "ready"
 ERROR = "error"
+RECYCLE = "recycle"  # "replace me": unhealthy, or a recycling limit was reached
 
 
 class Heartbeat:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from supervisor import _clash
 from supervisor import logging as slog
 from supervisor.config import Config, load, setting_names
+from supervisor.database import Database
 from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.master import Master
@@ -27,7 +28,9 @@ class Supervisor:
     and returns the exit code; it never raises for a failure it can name.
     """
 
-    def __init__(self, target: str | Callable[..., Any], **settings: Any) -> None:
+    def __init__(
+        self, target: str | Callable[..., Any], *, database: Database | None = None, **settings: Any
+    ) -> None:
         known = setting_names()
         for name in settings:
             if name not in known:
@@ -48,6 +51,7 @@ class Supervisor:
             name: (value, f"Supervisor({name}=)") for name, value in settings.items()
         }
         self.hooks = Hooks()
+        self.database = database
 
     @classmethod
     def _from_cli(cls, target: str, explicit: Mapping[str, tuple[Any, str]]) -> Supervisor:
@@ -115,7 +119,10 @@ class Supervisor:
             target: Target | None = None
             if self._target_obj is not None:
                 target = classify(self._spec, self._target_obj, config.interface)
-            Master(config, hooks, target=target, reload_config=self.load_config).run()
+            database = self.database
+            if database is None and config.database_url:
+                database = Database(name="db")
+            Master(config, hooks, target=target, reload_config=self.load_config, database=database).run()
         except SupervisorError as exc:
             log.error(
                 str(exc), exit_code=int(exc.exit_code), exc_info=exc if config.log_level == "debug" else None

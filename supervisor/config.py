@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class Setting:
     metavar: str | None = None
     in_file: bool = True
     default_doc: str | None = None
+    secret: bool = False  # redacted wherever the value is shown
+    also_env: tuple[str, ...] = ()  # conventional variables read after SUPERVISE_*
 
 
 def _setting(default: Any = None, **meta: Any) -> Any:
@@ -140,6 +143,123 @@ class Config:
         group="Workers",
         help="A worker that stays up S seconds clears its slot's crash count and backoff.",
     )
+    database_url: str | None = _setting(
+        None,
+        flags=("--database-url",),
+        kind="str",
+        metavar="URL",
+        group="Database",
+        secret=True,
+        also_env=("DATABASE_URL",),
+        help="PostgreSQL URL or conninfo for migrations and the per-worker pools "
+        "(also read from DATABASE_URL).",
+    )
+    pool_min_size: int = _setting(
+        1,
+        flags=("--pool-min-size",),
+        kind="int",
+        minimum=0,
+        metavar="N",
+        group="Database",
+        help="Connections each worker opens before it reports ready.",
+    )
+    pool_max_size: int = _setting(
+        4,
+        flags=("--pool-max-size",),
+        kind="int",
+        minimum=1,
+        metavar="N",
+        group="Database",
+        help="Most connections one worker's pool may hold (counts toward the budget).",
+    )
+    pool_max_lifetime: float = _setting(
+        3600.0,
+        flags=("--pool-max-lifetime",),
+        kind="float",
+        minimum=1,
+        metavar="S",
+        group="Database",
+        help="Replace a pooled connection after S seconds.",
+    )
+    pool_max_idle: float = _setting(
+        600.0,
+        flags=("--pool-max-idle",),
+        kind="float",
+        minimum=1,
+        metavar="S",
+        group="Database",
+        help="Close connections above the minimum that were unused for S seconds.",
+    )
+    pool_timeout: float = _setting(
+        30.0,
+        flags=("--pool-timeout",),
+        kind="float",
+        minimum=0.1,
+        metavar="S",
+        group="Database",
+        help="How long a request for a connection waits before PoolTimeout.",
+    )
+    pool_reconnect_timeout: float = _setting(
+        60.0,
+        flags=("--pool-reconnect-timeout",),
+        kind="float",
+        minimum=1,
+        metavar="S",
+        group="Database",
+        help="A worker whose pool cannot reconnect for S seconds is reported unhealthy and replaced.",
+    )
+    pool_stats_interval: float = _setting(
+        60.0,
+        flags=("--pool-stats-interval",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Database",
+        help="Each worker logs its pool statistics every S seconds (0: only on USR1).",
+    )
+    max_db_connections: int | None = _setting(
+        None,
+        flags=("--max-db-connections",),
+        kind="int",
+        minimum=1,
+        metavar="N",
+        group="Database",
+        help="Connection budget: start and TTIN refuse when workers x pool max size + 1 exceeds it.",
+        default_doc="server's max_connections less reserved slots",
+    )
+    db_wait_timeout: float = _setting(
+        60.0,
+        flags=("--db-wait-timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Database",
+        help="At start, wait up to S seconds (with backoff) for PostgreSQL to accept connections.",
+    )
+    migrations: str | None = _setting(
+        None,
+        flags=("--migrations",),
+        kind="str",
+        metavar="SPEC",
+        group="Migrations",
+        help="A directory of NNNN_name.sql files, or module:callable taking the locked connection.",
+    )
+    migrate: bool = _setting(
+        True,
+        flags=("--migrate/--no-migrate",),
+        kind="bool",
+        group="Migrations",
+        help="Apply pending migrations at start, before any worker is forked.",
+    )
+    migration_lock_timeout: float = _setting(
+        300.0,
+        flags=("--migration-lock-timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Migrations",
+        help="How long to wait for another master's migration lock before exit 5.",
+    )
     hooks: str | None = _setting(
         None,
         flags=("--hooks",),
@@ -176,9 +296,26 @@ class Config:
     )
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def describe(self) -> list[tuple[str, Any, str]]:
-        """(setting, value, source) for every setting, in declaration order."""
-        return [(f.name, getattr(self, f.name), self.sources.get(f.name, "default")) for f, _ in settings()]
+    def describe(self, *, redact: bool = True) -> list[tuple[str, Any, str]]:
+        """(setting, value, source) for every setting, in declaration order; secret
+        values (passwords in URLs) are masked unless ``redact=False``."""
+        out = []
+        for f, meta in settings():
+            value = getattr(self, f.name)
+            if redact and meta.secret and isinstance(value, str):
+                value = redact_secret(value)
+            out.append((f.name, value, self.sources.get(f.name, "default")))
+        return out
+
+
+# greedy up to the last '@' before the path: an unencoded '@' may be in the password
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^\s/]*(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_secret(text: str) -> str:
+    """``text`` (a URL or conninfo string) with any password replaced by ``***``."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
 
 
 def settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
@@ -339,13 +476,17 @@ def load(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, meta in known.items():
-        env_value = environ.get(env_name(name), "")
+        env_var = env_name(name)
+        env_value = environ.get(env_var, "")
+        for other in meta.also_env:
+            if not env_value.strip() and environ.get(other, "").strip():
+                env_var, env_value = other, environ[other]
         if name in explicit:
             value, origin = explicit[name]
             values[name] = _check(name, meta, value, origin)
             sources[name] = origin
         elif env_value.strip():
-            origin = f"env {env_name(name)}"
+            origin = f"env {env_var}"
             values[name] = _from_text(name, meta, env_value, origin)
             sources[name] = origin
         elif name in file_values:
@@ -356,7 +497,23 @@ def load(
     if found:
         values["config"] = str(found[0])
         sources.setdefault("config", "default")
-    return Config(target=target, sources=sources, **values)
+    config = Config(target=target, sources=sources, **values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    """Rules that involve more than one setting."""
+    if config.pool_min_size > config.pool_max_size:
+        raise ConfigError(
+            f"pool_min_size ({config.pool_min_size}, from {config.sources['pool_min_size']}) is "
+            f"larger than pool_max_size ({config.pool_max_size}, from "
+            f"{config.sources['pool_max_size']})"
+        )
+    if config.migrations and config.migrate and not config.database_url:
+        raise ConfigError(
+            "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"
+        )
 
 
 def from_text(name: str, raw: str, origin: str) -> Any:

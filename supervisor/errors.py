@@ -50,6 +50,20 @@ class HookError(SupervisorError):
         self.original = exc
 
 
+class ForkSafetyError(SupervisorError):
+    """A pool or connection was used in a process other than the one that opened it."""
+
+
+class MigrationError(SupervisorError):
+    """Migrations failed (nothing of the failed one is applied) or the lock timed out."""
+
+    exit_code = ExitCode.MIGRATION
+
+
+class DatabaseUnavailableError(MigrationError):
+    """PostgreSQL did not accept connections within --db-wait-timeout at start."""
+
+
 class WorkerBootError(SupervisorError):
     """A worker failed to become ready (exited, raised or timed out while booting)."""
 

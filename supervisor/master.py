@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from supervisor import _channel, _proctitle
+from supervisor import _channel, _proctitle, forksafety, migrate
+from supervisor import database as dbmod
 from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
@@ -73,7 +74,8 @@ class Child:
     failure: str | None = None  # set when the master killed it for misbehaving
     kill_at: float | None = None
     error: tuple[int, str] | None = None  # what it reported before exiting
-    replacing: Child | None = None  # rolling reload: the worker it will replace
+    replacing: Child | None = None  # rolling replacement: the worker it will replace
+    replace_reason: str = "reload"
     reader: _channel.LineReader = field(default_factory=_channel.LineReader)
 
     @property
@@ -114,6 +116,7 @@ class Master:
         *,
         target: Target | None = None,
         reload_config: Callable[[], Config] | None = None,
+        database: dbmod.Database | None = None,
         processes: Processes | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -121,6 +124,8 @@ class Master:
         self.hooks = hooks
         self.target = target
         self._reload_config = reload_config
+        self.database = database
+        self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
         self._procs: Processes = processes or _Forker()
         self._clock = clock
         self.slots: dict[int, Slot] = {}
@@ -173,6 +178,8 @@ class Master:
             "starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout
         )
         self.hooks.run("on_starting", self.info())
+        if cfg.database_url:
+            self._database_phases()
         if cfg.preload and self.target is None:
             self.target = resolve(cfg.target, cfg.interface)
             log.info("target preloaded", kind=self.target.kind.value)
@@ -181,6 +188,21 @@ class Master:
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
+
+    def _database_phases(self) -> None:
+        """Wait for the server, check the connection budget, migrate once."""
+        cfg = self.config
+        with dbmod.wait_for_server(cfg) as conn:
+            limit, how = dbmod.connection_limit(conn)
+        if cfg.max_db_connections is not None:
+            limit, how = cfg.max_db_connections, "--max-db-connections"
+        self._budget = (limit, how)
+        dbmod.check_budget(cfg.workers, cfg.pool_max_size, limit, how)
+        if cfg.migrations and cfg.migrate:
+            self.hooks.run("before_migrate", self.info())
+            applied = migrate.run(cfg)
+            log.info("migrations done", applied=len(applied))
+            self.hooks.run("after_migrate", self.info())
 
     def _loop(self) -> None:
         while True:
@@ -251,6 +273,24 @@ class Master:
             child.error = _channel.parse_error(text)
         elif kind == _channel.READY and child.ready_at is None:
             self._on_ready(child, now)
+        elif kind == _channel.RECYCLE:
+            self.recycle(child, text or "asked by the worker", now)
+
+    def recycle(self, child: Child, reason: str, now: float) -> None:
+        """Replace one worker through the rolling path: its successor must be
+        ready before it is asked to stop."""
+        slot = self.slots.get(child.slot)
+        if (
+            self.stopping
+            or slot is None
+            or slot.child is not child
+            or slot.pending is not None
+            or child.stop_reason
+            or child.failure
+        ):
+            return
+        log.info("recycling worker", worker=child.slot, worker_pid=child.pid, reason=reason)
+        slot.pending = self._spawn(slot, now, replacing=child, reason=f"recycled: {reason}")
 
     def _on_ready(self, child: Child, now: float) -> None:
         child.ready_at = now
@@ -261,11 +301,11 @@ class Master:
         if slot is None:
             return
         if child.replacing is not None and slot.pending is child:
-            old = child.replacing
+            old, reason = child.replacing, child.replace_reason
             slot.child, slot.pending, child.replacing = child, None, None
             if old.pid in self.children:
-                self.retire(old, "reload", now)
-            if not self._reload_queue:
+                self.retire(old, reason, now)
+            if reason == "reload" and not self._reload_queue:
                 self._reload_done(now)
         if not self.booted and all(
             s.finished or (s.child and s.child.ready_at is not None) for s in self.slots.values()
@@ -407,6 +447,12 @@ class Master:
     def scale(self, workers: int) -> None:
         if self.stopping:
             return
+        if self._budget is not None and workers > self.config.workers:
+            try:
+                dbmod.check_budget(workers, self.config.pool_max_size, *self._budget)
+            except ConfigError as exc:
+                log.warning("scale-up refused", error=str(exc))
+                return
         log.info("scaling", workers_from=self.config.workers, workers_to=workers)
         self.config = replace(self.config, workers=workers)
 
@@ -532,7 +578,9 @@ class Master:
             if slot.child is None and slot.pending is None and not slot.finished and now >= slot.spawn_at:
                 slot.child = self._spawn(slot, now)
 
-    def _spawn(self, slot: Slot, now: float, replacing: Child | None = None) -> Child | None:
+    def _spawn(
+        self, slot: Slot, now: float, replacing: Child | None = None, reason: str = "reload"
+    ) -> Child | None:
         try:
             self.hooks.run("before_fork", WorkerInfo(slot.id, None))
         except HookError as exc:
@@ -545,7 +593,7 @@ class Master:
                 self._reload_queue.clear()
             return None
         pid, fd, heartbeat = self._procs.spawn(self, slot.id)
-        child = Child(slot.id, pid, heartbeat, fd, now, replacing=replacing)
+        child = Child(slot.id, pid, heartbeat, fd, now, replacing=replacing, replace_reason=reason)
         self.children[pid] = child
         if fd >= 0 and self._selector is not None:
             self._selector.register(fd, selectors.EVENT_READ, child)
@@ -639,6 +687,7 @@ class _Forker:
         self._warned_threads: set[str] = set()
 
     def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
+        forksafety.before_fork()
         self._warn_threads()
         read_fd, write_fd = os.pipe()
         heartbeat = _channel.Heartbeat()
@@ -652,6 +701,7 @@ class _Forker:
             lifeline_fd=master._life_r,
             close_fds=[*master.master_fds(), read_fd],
             close_heartbeats=[c.heartbeat for c in master.children.values()],
+            database=master.database,
         )
         if master.config.preload:
             # Move everything imported so far out of the collector's reach: a

@@ -25,9 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from supervisor import _channel, _proctitle
+from supervisor import _channel, _proctitle, forksafety
 from supervisor.config import Config
-from supervisor.errors import ExitCode, HookError, SupervisorError, TargetError
+from supervisor.database import Database, databases
+from supervisor.errors import (
+    ConfigError,
+    ExitCode,
+    HookError,
+    SupervisorError,
+    TargetError,
+    WorkerBootError,
+)
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger, set_process
 from supervisor.serve import runner_for
@@ -65,7 +73,14 @@ class Worker:
     when the worker should finish its current work and return.
     """
 
-    def __init__(self, id: int, config: Config, heartbeat: _channel.Heartbeat) -> None:
+    def __init__(
+        self,
+        id: int,
+        config: Config,
+        heartbeat: _channel.Heartbeat,
+        database: Database | None = None,
+        report_fd: int = -1,
+    ) -> None:
         self.id = id
         self.pid = os.getpid()
         self.config = config
@@ -78,6 +93,21 @@ class Worker:
         self._beat_interval = heartbeat_interval(config.timeout)
         self._lock = threading.Lock()
         self._stop_callbacks: list[Callable[[], None]] = []
+        self._database = database
+        self._report_fd = report_fd
+
+    @property
+    def db(self) -> Database:
+        """The supervisor's database (``--database-url``), with this worker's own pool."""
+        if self._database is None:
+            from supervisor.errors import ConfigError
+
+            raise ConfigError("no database configured: pass --database-url or set DATABASE_URL")
+        return self._database
+
+    def request_recycle(self, reason: str) -> None:
+        """Ask the master to replace this worker (a new one is started first)."""
+        _channel.send(self._report_fd, _channel.RECYCLE, reason)
 
     def heartbeat(self) -> None:
         """Tell the master this worker is making progress.
@@ -151,6 +181,7 @@ class WorkerSpec:
     lifeline_fd: int
     close_fds: list[int] = field(default_factory=list)
     close_heartbeats: list[_channel.Heartbeat] = field(default_factory=list)
+    database: Database | None = None
 
 
 def heartbeat_interval(timeout: float) -> float:
@@ -161,7 +192,9 @@ class _WorkerProcess:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.config = spec.config
-        self.worker = Worker(spec.id, spec.config, spec.heartbeat)
+        self.worker = Worker(spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd)
+        self._unreachable_reported = False
+        self._next_stats = time.monotonic() + spec.config.pool_stats_interval
         self._deadline: float | None = None
         self._deadline_reason = ""
         self._wake_r, self._wake_w = os.pipe()
@@ -176,6 +209,7 @@ class _WorkerProcess:
                 os.close(fd)
         for hb in self.spec.close_heartbeats:
             hb.close()
+        forksafety.after_fork_in_child()
         set_process("worker", self.spec.id)
         _proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
         os.set_blocking(self._wake_w, False)
@@ -203,6 +237,9 @@ class _WorkerProcess:
             if self._deadline is not None:
                 left = max(0.0, self._deadline - time.monotonic())
                 timeout = left if timeout is None else min(timeout, left)
+            if self.config.pool_stats_interval:
+                left = max(0.0, self._next_stats - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
             readable, _, _ = select.select(watch, [], [], timeout)
             if self._wake_r in readable:
                 for signum in os.read(self._wake_r, 64):
@@ -213,8 +250,12 @@ class _WorkerProcess:
                 self._stop(min(self.config.graceful_timeout, ORPHAN_GRACE), "master is gone")
             if from_thread and not self.worker._manual_heartbeat:
                 self.spec.heartbeat.beat()
+            if self.config.pool_stats_interval and time.monotonic() >= self._next_stats:
+                self._next_stats = time.monotonic() + self.config.pool_stats_interval
+                self._log_pool_stats()
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 log.warning("did not stop in time; exiting", reason=self._deadline_reason)
+                self._close_databases()
                 os._exit(1)
 
     def _on_signal(self, signum: int) -> None:
@@ -238,6 +279,32 @@ class _WorkerProcess:
                 work=self.spec.heartbeat.work,
                 heartbeat="manual" if self.worker._manual_heartbeat else "automatic",
             )
+            self._log_pool_stats()
+
+    def _log_pool_stats(self) -> None:
+        for db in databases():
+            stats = db.stats()
+            if stats:
+                log.info("pool stats", database=db.name, **stats)
+
+    def _open_databases(self) -> None:
+        """Built-in step: each Database known now gets this worker's own pool."""
+
+        def unreachable() -> None:  # called from a pool thread
+            if not self._unreachable_reported:
+                self._unreachable_reported = True
+                log.error("database unreachable past --pool-reconnect-timeout; asking to be replaced")
+                self.worker.request_recycle("database unreachable")
+
+        for db in databases():
+            db._open(self.worker, unreachable)
+
+    def _close_databases(self) -> None:
+        for db in databases():
+            try:
+                db._close()
+            except Exception:
+                log.exception("closing a database pool failed", database=db.name)
 
     def _stop(self, grace: float, reason: str) -> None:
         deadline = time.monotonic() + grace
@@ -250,6 +317,7 @@ class _WorkerProcess:
     def _fail_boot(self, code: int, message: str) -> int:
         _channel.send_error(self.spec.report_fd, code, message)
         log.error("worker failed to boot", error=message)
+        self._close_databases()
         return code
 
     def run(self) -> int:
@@ -257,13 +325,17 @@ class _WorkerProcess:
         threading.Thread(target=self._control, name="supervise-control", daemon=True).start()
         hooks = self.spec.hooks
         try:
+            self._open_databases()
             hooks.run("after_fork", self.worker)
             target = self.spec.target or resolve(self.config.target, self.config.interface)
+            self._open_databases()  # those the target's import declared
         except HookError as exc:
             log.error("hook failed", hook=exc.hook, exc_info=exc.original)
             return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
         except TargetError as exc:
             return self._fail_boot(ExitCode.TARGET, str(exc))
+        except (WorkerBootError, ConfigError) as exc:
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
         runner = runner_for(target)
         if runner is None:
             return self._fail_boot(
@@ -294,6 +366,7 @@ class _WorkerProcess:
             code = 1
         for failure in hooks.run_all("worker_exit", self.worker):
             log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+        self._close_databases()
         return code
 
 

@@ -1,0 +1,257 @@
+"""``Database``: declared anywhere, connected only inside a worker.
+
+Every ``Database`` object registers itself. The supervisor then:
+
+* in the master, before each fork, closes any pool a ``Database`` opened there;
+* in a new worker, first *drops* whatever it inherited without any I/O (a
+  ``close()`` in the child would send Terminate on the master's socket), then
+  builds a fresh ``psycopg_pool.ConnectionPool`` with ``open=False``, opens it
+  and waits for ``min_size`` connections before the worker reports ready;
+* when the worker stops, closes its pool cleanly (the server sees a normal
+  disconnection).
+
+Using a pool in a process other than the one that opened it raises
+:class:`ForkSafetyError` instead of corrupting the protocol stream.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from supervisor.config import redact_secret
+from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
+from supervisor.logging import get_logger
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+    from supervisor.worker import Worker
+
+log = get_logger()
+
+_registry: weakref.WeakSet[Database] = weakref.WeakSet()
+# Inherited pools are kept referenced in the child so that no finalizer of
+# theirs ever runs there (os._exit skips them); dropping is then truly I/O-free.
+_graveyard: list[object] = []
+
+STATS_KEYS = (
+    "pool_size",
+    "pool_available",
+    "requests_waiting",
+    "requests_num",
+    "requests_wait_ms",
+    "requests_errors",
+    "connections_errors",
+    "connections_lost",
+)
+
+
+class Database:
+    """A PostgreSQL database used by the workers, through one pool per worker.
+
+    ``url`` defaults to ``--database-url`` / ``DATABASE_URL``; pool settings
+    default to the ``--pool-*`` settings. ``configure`` is called on each new
+    connection (register adapters, ``SET search_path``), ``kwargs`` go to
+    ``psycopg.connect``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        name: str = "db",
+        min_size: int | None = None,
+        max_size: int | None = None,
+        configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._configure = configure
+        self._kwargs = dict(kwargs or {})
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        _registry.add(self)
+
+    # -- use inside a worker --------------------------------------------------
+
+    @property
+    def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """This worker's own pool. Raises :class:`ForkSafetyError` outside a worker."""
+        pool, pid = self._pool, self._pid
+        if pool is None:
+            raise ForkSafetyError(
+                f"Database {self.name!r} has no pool in this process: pools are opened in each "
+                "worker after fork. In the master (hooks, scripts) use 'with db.connect() as "
+                "conn:' for a short-lived connection."
+            )
+        if pid != os.getpid():
+            raise ForkSafetyError(
+                f"Database {self.name!r}: this pool was opened in process {pid} and this is "
+                f"process {os.getpid()}; a pool cannot cross fork(). Use the pool the worker "
+                "opened (db.pool inside the worker), or open connections after fork."
+            )
+        return pool
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """Lend a connection from this worker's pool (committed on success,
+        rolled back on error, returned to the pool either way)."""
+        with self.pool.connection(timeout=timeout) as conn:
+            yield conn
+
+    def connect(self, config: Config | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new direct connection, owned by the caller (close it). For the master
+        and for scripts; workers should use :meth:`connection`."""
+        return psycopg.connect(self.url(config), **{**self._kwargs, **kwargs})
+
+    def url(self, config: Config | None = None) -> str:
+        url = self._url or (config.database_url if config else None) or os.environ.get("DATABASE_URL")
+        if not url:
+            raise ConfigError(f"Database {self.name!r} has no URL: pass --database-url or set DATABASE_URL")
+        return url
+
+    def stats(self) -> dict[str, int]:
+        """The pool's counters since the last call (psycopg_pool's pop_stats)."""
+        if self._pool is None or self._pid != os.getpid():
+            return {}
+        raw = self._pool.pop_stats()
+        return {key: int(raw.get(key, 0)) for key in STATS_KEYS}
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None and self._pid == os.getpid() else "not open"
+        return f"<Database {self.name!r} {state}>"
+
+    # -- lifecycle, driven by the supervisor -------------------------------------
+
+    def _open(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                return
+            cfg = worker.config
+            app = cfg.target.partition(":")[0] or "supervise"
+            kwargs = {"application_name": f"{app}:worker-{worker.id}", **self._kwargs}
+            min_size = cfg.pool_min_size if self._min_size is None else self._min_size
+            max_size = max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size)
+            url = self.url(cfg)
+            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                url,
+                open=False,
+                name=f"{self.name}-w{worker.id}",
+                min_size=min_size,
+                max_size=max_size,
+                kwargs=kwargs,
+                configure=self._configure,
+                check=ConnectionPool.check_connection,
+                max_lifetime=cfg.pool_max_lifetime,
+                max_idle=cfg.pool_max_idle,
+                timeout=cfg.pool_timeout,
+                reconnect_timeout=cfg.pool_reconnect_timeout,
+                reconnect_failed=lambda _pool: on_unreachable(),
+            )
+            pool.open(wait=False)
+            try:
+                pool.wait(timeout=cfg.pool_timeout)
+            except PoolTimeout:
+                raise WorkerBootError(
+                    f"database {self.name!r} ({redact_secret(url)}): the pool could not open "
+                    f"{min_size} connection(s) within {cfg.pool_timeout:g} s (--pool-timeout)"
+                ) from None
+            self._pool, self._pid = pool, os.getpid()
+        log.info(
+            "database pool open",
+            database=self.name,
+            min_size=min_size,
+            max_size=max_size,
+            application_name=kwargs["application_name"],
+        )
+
+    def _close(self, timeout: float = 5.0) -> None:
+        """Close the pool this process opened (never one it inherited)."""
+        with self._lock:
+            pool, pid = self._pool, self._pid
+            self._pool = self._pid = None
+        if pool is not None and pid == os.getpid():
+            pool.close(timeout=timeout)
+        elif pool is not None:
+            _graveyard.append(pool)
+
+    def _drop_inherited(self) -> None:
+        """In a new child: forget the parent's pool without any I/O."""
+        if self._pool is not None and self._pid != os.getpid():
+            _graveyard.append(self._pool)
+            self._pool = self._pid = None
+        self._lock = threading.Lock()  # a parent thread may have held the old one at fork
+
+
+def databases() -> list[Database]:
+    return list(_registry)
+
+
+def wait_for_server(config: Config) -> psycopg.Connection[Any]:
+    """Connect to ``--database-url``, retrying with backoff for ``--db-wait-timeout``
+    seconds; the caller owns (and closes) the returned connection."""
+    from supervisor.errors import DatabaseUnavailableError
+
+    assert config.database_url
+    url, started, delay, attempt = config.database_url, time.monotonic(), 0.25, 0
+    app = config.target.partition(":")[0] or "supervise"
+    while True:
+        attempt += 1
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=f"{app}:master")
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            waited = time.monotonic() - started
+            if waited + delay > config.db_wait_timeout:
+                raise DatabaseUnavailableError(
+                    f"PostgreSQL at {redact_secret(url)} did not accept connections within "
+                    f"{config.db_wait_timeout:g} s (--db-wait-timeout): {reason}"
+                ) from None
+            log.warning(
+                "waiting for PostgreSQL",
+                url=redact_secret(url),
+                attempt=attempt,
+                retry_in_s=round(delay, 2),
+                error=reason,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def connection_limit(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    """What the server lets non-superusers open, and how that was worked out."""
+    settings = dict(
+        conn.execute(
+            "select name, setting from pg_settings where name in "
+            "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+        ).fetchall()
+    )
+    total = int(settings["max_connections"])
+    reserved = sum(
+        int(settings.get(k, 0)) for k in ("superuser_reserved_connections", "reserved_connections")
+    )
+    return total - reserved, f"max_connections {total} less {reserved} reserved"
+
+
+def check_budget(workers: int, pool_max_size: int, limit: int, how: str) -> None:
+    """Raise ConfigError when ``workers`` pools at their maximum, plus the
+    master's migration connection, could exceed ``limit``."""
+    need = workers * pool_max_size + 1
+    if need > limit:
+        raise ConfigError(
+            f"connection budget exceeded: {workers} workers x pool max size {pool_max_size} "
+            f"+ 1 (migrations) = {need} > {limit} ({how}); lower --workers or --pool-max-size, "
+            "or raise --max-db-connections if the server allows more"
+        )

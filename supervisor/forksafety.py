@@ -1,0 +1,95 @@
+"""The fork guard: the master holds no PostgreSQL connection and no pool
+thread at the moment of any fork.
+
+Before each fork the master closes the pools its own ``Database`` objects
+opened, then sweeps the heap for psycopg connections and pools that user code
+opened in the master (say, at import with ``--preload``), closes them and
+warns, naming each without its password. The sweep only walks objects the
+collector tracks: after ``gc.freeze()`` (preload) the frozen heap is skipped,
+so it costs a full walk once and almost nothing on later forks.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any
+
+from supervisor.config import redact_secret
+from supervisor.database import databases
+from supervisor.logging import get_logger
+
+log = get_logger()
+
+
+def before_fork() -> list[str]:
+    """Close what the master holds; return a description of each stray object."""
+    for db in databases():
+        db._close()
+    return sweep()
+
+
+def sweep() -> list[str]:
+    if "psycopg" not in sys.modules:
+        return []  # nothing could have opened a connection
+    import psycopg
+
+    pool_types: tuple[type, ...] = ()
+    if "psycopg_pool" in sys.modules:
+        import psycopg_pool
+
+        pool_types = (psycopg_pool.ConnectionPool, psycopg_pool.AsyncConnectionPool)
+    found = []
+    for obj in gc.get_objects():
+        if pool_types and isinstance(obj, pool_types):
+            if not _any(obj).closed:
+                found.append(_close_pool(obj))
+        elif isinstance(obj, psycopg.Connection | psycopg.AsyncConnection) and not obj.closed:
+            found.append(_close_connection(obj))
+    return found
+
+
+def _any(obj: object) -> Any:
+    return obj
+
+
+def _close_pool(pool: Any) -> str:
+    what = f"pool {pool.name!r} ({redact_secret(str(pool.conninfo))})"
+    import psycopg_pool
+
+    if isinstance(pool, psycopg_pool.ConnectionPool):
+        pool.close(timeout=1.0)
+        log.warning(
+            "closed a connection pool open in the master before fork; open pools in "
+            "workers (supervisor.Database) instead",
+            pool=what,
+        )
+    else:
+        # An async pool belongs to an event loop the master is not running; it
+        # cannot be closed from here. Workers will drop it without I/O.
+        log.warning(
+            "an async connection pool is open in the master at fork; workers must not "
+            "use it (open pools inside workers instead)",
+            pool=what,
+        )
+    return what
+
+
+def _close_connection(conn: Any) -> str:
+    what = f"connection ({redact_secret(conn.info.dsn)})"
+    # finish() is synchronous for both kinds of connection and sends Terminate,
+    # which is right here: this process made the connection.
+    conn.pgconn.finish()
+    log.warning(
+        "closed a PostgreSQL connection open in the master before fork; workers must "
+        "not inherit it: open connections inside workers (db.pool)",
+        connection=what,
+    )
+    return what
+
+
+def after_fork_in_child() -> None:
+    """Forget everything inherited, without I/O (a close() here would end the
+    master's session)."""
+    for db in databases():
+        db._drop_inherited()

@@ -1,0 +1,78 @@
+"""The run-once lock: a session advisory lock taken by *polling*.
+
+A blocking ``pg_advisory_lock`` waiter holds a snapshot that
+``CREATE INDEX CONCURRENTLY`` in the holder waits for: a deadlock (Flyway
+#1654, golang-migrate #960). Polling ``pg_try_advisory_lock`` between short
+sleeps holds nothing while waiting. The lock is on a dedicated direct
+connection and dies with its session, so a crashed migrator never leaves it
+stuck.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from supervisor.errors import MigrationError
+from supervisor.logging import get_logger
+
+log = get_logger()
+
+LOCK_KEY = int.from_bytes(
+    hashlib.blake2b(b"pg-supervise:migrations", digest_size=8).digest(), "big", signed=True
+)
+LOG_EVERY = 5.0
+
+
+def holder(conn: psycopg.Connection[Any], key: int = LOCK_KEY) -> str:
+    """Who holds the lock, for log lines ('pid 123 app:migrate from 10.0.0.5')."""
+    classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    row = conn.execute(
+        "select a.pid, a.application_name, a.client_addr::text, "
+        "extract(epoch from now() - a.backend_start)::int "
+        "from pg_locks l join pg_stat_activity a using (pid) "
+        "where l.locktype = 'advisory' and l.granted and l.classid = %s and l.objid = %s "
+        "and l.objsubid = 1",
+        (classid, objid),
+    ).fetchone()
+    if row is None:
+        return "nobody (just released)"
+    pid, app, addr, age = row
+    return f"pid {pid} {app or '(no application_name)'} from {addr or 'local socket'}, connected {age} s ago"
+
+
+@contextmanager
+def advisory_lock(conn: psycopg.Connection[Any], timeout: float, key: int = LOCK_KEY) -> Iterator[None]:
+    """Hold the migration lock on ``conn`` (autocommit) for the block; released
+    in all cases. Raises :class:`MigrationError` after ``timeout`` seconds."""
+    started = time.monotonic()
+    next_log = started + 1.0
+    delay = 0.05
+    while not conn.execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
+        now = time.monotonic()
+        if now - started >= timeout:
+            raise MigrationError(
+                f"the migration lock is held by {holder(conn, key)}; gave up after waiting "
+                f"{timeout:g} s (--migration-lock-timeout)"
+            )
+        if now >= next_log:
+            log.info(
+                "waiting for the migration lock", held_by=holder(conn, key), waited_s=round(now - started, 1)
+            )
+            next_log = now + LOG_EVERY
+        time.sleep(min(delay * random.uniform(0.5, 1.5), max(0.0, started + timeout - now)))
+        delay = min(delay * 2, 0.5)
+    waited = time.monotonic() - started
+    if waited > 0.5:
+        log.info("migration lock acquired", waited_s=round(waited, 2))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("select pg_advisory_unlock(%s)", (key,))

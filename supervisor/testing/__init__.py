@@ -1,0 +1,10 @@
+"""Testing helpers (also a pytest plugin, registered as ``supervisor``).
+
+Fixtures: ``postgres_server`` (session: a reachable PostgreSQL server),
+``postgres_url`` (a fresh database per test), ``supervise_process`` (run the
+supervisor as a subprocess and watch its log). See docs/testing.md.
+"""
+
+from supervisor.testing.postgres import PostgresServer, local_cluster
+
+__all__ = ["PostgresServer", "local_cluster"]

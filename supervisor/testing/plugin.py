@@ -1,0 +1,104 @@
+"""pytest plugin: PostgreSQL fixtures.
+
+``postgres_server`` finds a server once per session (see
+:mod:`supervisor.testing.postgres`). When none can be had the tests that need
+it are skipped, unless ``--require-postgres`` or ``SUPERVISE_TEST_REQUIRE_DB=1``
+asks for a failure instead (CI should).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from supervisor.testing.postgres import (
+    ENV_REQUIRE,
+    ENV_URL,
+    LocalCluster,
+    PostgresServer,
+    container,
+    local_cluster,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-postgres",
+        action="store_true",
+        default=False,
+        help="fail (instead of skip) tests that need PostgreSQL when none is found",
+    )
+
+
+def _required(config: pytest.Config) -> bool:
+    flag = os.environ.get(ENV_REQUIRE, "").strip().lower() in ("1", "true", "yes")
+    return bool(config.getoption("--require-postgres")) or flag
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test session."""
+    if os.environ.get(ENV_URL):
+        yield PostgresServer(os.environ[ENV_URL], "env")
+        return
+    reasons = []
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(container())
+            yield PostgresServer(url, "testcontainers")
+            return
+        except Exception as exc:  # no package, no engine, pull failed: try the next way
+            reasons.append(f"testcontainers: {type(exc).__name__}: {exc}")
+        try:
+            cluster = stack.enter_context(local_cluster())
+        except Exception as exc:
+            reasons.append(f"local initdb: {type(exc).__name__}: {exc}")
+        else:
+            request.config.stash[_CLUSTER] = cluster
+            yield PostgresServer(cluster.url, "local")
+            return
+    message = "no PostgreSQL server for tests: " + "; ".join(reasons)
+    if _required(request.config):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+_CLUSTER = pytest.StashKey[LocalCluster]()
+
+
+@pytest.fixture
+def postgres_cluster(request: pytest.FixtureRequest, postgres_server: PostgresServer) -> LocalCluster:
+    """The local cluster behind ``postgres_server`` (for tests that stop or restart the
+    server); skipped when the server is not a local one."""
+    cluster = request.config.stash.get(_CLUSTER, None)
+    if cluster is None:
+        pytest.skip("needs a local cluster (the server is not one we started)")
+    return cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.url_for(name)
+    finally:
+        with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def admin_query(server: PostgresServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run one query as the server's superuser (helper for assertions)."""
+    import psycopg
+
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()

@@ -1,0 +1,174 @@
+"""Find or make a PostgreSQL server for tests.
+
+In order: ``SUPERVISE_TEST_DATABASE_URL``; a testcontainers container when a
+Docker engine answers; a throwaway local cluster made with ``initdb`` and
+``pg_ctl`` (run as the ``postgres`` system user when we are root, because
+PostgreSQL refuses to run as root). Loopback only, fsync off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+ENV_URL = "SUPERVISE_TEST_DATABASE_URL"
+ENV_REQUIRE = "SUPERVISE_TEST_REQUIRE_DB"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A server tests may create databases on; ``url`` connects as a superuser."""
+
+    url: str
+    source: str  # "env", "testcontainers" or "local"
+
+    def url_for(self, dbname: str) -> str:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params: dict[str, Any] = conninfo_to_dict(self.url)
+        params["dbname"] = dbname
+        return make_conninfo(**params)
+
+
+def pg_bindir() -> str | None:
+    """Directory holding initdb and pg_ctl, or None."""
+    if os.environ.get("PG_BINDIR"):
+        return os.environ["PG_BINDIR"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        found = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        if os.path.exists(os.path.join(found, "initdb")):
+            return found
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0,
+    )
+    if versions:
+        return versions[-1]
+    initdb = shutil.which("initdb")
+    return os.path.dirname(os.path.realpath(initdb)) if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_as() -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    raise RuntimeError("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
+
+
+class LocalCluster:
+    """A throwaway cluster in a temporary directory; :meth:`stop` removes it."""
+
+    def __init__(self, bindir: str) -> None:
+        self.bindir = bindir
+        self.dir = tempfile.mkdtemp(prefix="supervise-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = _free_port()
+        self._as = _run_as()
+        if self._as:
+            os.chown(self.dir, self._as["user"], self._as["group"])
+        self.url = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _pg(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run(
+            args, check=True, capture_output=True, text=True, cwd=self.dir, timeout=timeout, **self._as
+        )
+
+    def start(self) -> None:
+        self._pg(
+            f"{self.bindir}/initdb",
+            "-D",
+            self.data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        self.restart()
+
+    def restart(self, stop_first: bool = False) -> None:
+        if stop_first:
+            self.stop_server()
+        self._pg(
+            f"{self.bindir}/pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            os.path.join(self.dir, "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "start",
+        )
+
+    def stop_server(self) -> None:
+        self._pg(f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self.stop_server()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_cluster() -> Iterator[LocalCluster]:
+    bindir = pg_bindir()
+    if bindir is None:
+        raise FileNotFoundError(
+            "initdb/pg_ctl not found (install the PostgreSQL server binaries or set PG_BINDIR)"
+        )
+    cluster = LocalCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def container() -> Iterator[str]:
+    """A testcontainers PostgreSQL, if the package is installed and an engine answers."""
+    try:
+        from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise FileNotFoundError("testcontainers is not installed") from exc
+    pg = PostgresContainer("postgres:16-alpine", driver=None)
+    pg.start()
+    try:
+        yield str(pg.get_connection_url())
+    finally:
+        pg.stop()
