@@ -15,7 +15,7 @@ import click
 
 from supervisor import _clash
 from supervisor.config import env_name, from_text, load, option_name, settings
-from supervisor.errors import SupervisorError
+from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.target import resolve
 
@@ -88,6 +88,7 @@ def cli() -> None:
     \b
     supervise app:main -w 4     run main(worker) in 4 supervised workers
     supervise check app:main    show the effective config; fork nothing
+    supervise migrate           apply pending migrations once and exit
     """
 
 
@@ -127,6 +128,48 @@ def check_command(target: str, **options: Any) -> None:
     vwidth = max(len(r[1]) for r in rows)
     for name, value, source in rows:
         click.echo(f"  {name:<{width}}  {value:<{vwidth}}  {source}")
+
+
+@cli.command("migrate")
+@click.option(
+    "--status",
+    "show_status",
+    is_flag=True,
+    help="List applied, pending and edited migrations; change nothing.",
+)
+@click.option("--dry-run", is_flag=True, help="Take the lock and say what would be applied.")
+@click.option(
+    "--accept-edit",
+    type=int,
+    metavar="VERSION",
+    help="Record the current checksum of an applied migration that was edited on purpose.",
+)
+@_setting_options
+def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, **options: Any) -> None:
+    """Apply pending migrations once, then exit (deploy step, Kubernetes Job)."""
+    from supervisor import logging as slog
+    from supervisor import migrate
+
+    _app_dir()
+    try:
+        _clash.check()
+        config = load("", _explicit(options))
+        if not config.migrations:
+            raise ConfigError("no migrations: pass --migrations DIR or module:callable")
+        slog.configure(config.log_level, config.log_format)
+        if show_status:
+            rows = migrate.status(config)
+            for row in rows:
+                click.echo(f"{row.version:>6}  {row.state:<8}  {row.file}  {row.applied_at}")
+            if not rows:
+                click.echo("no migrations")
+            return
+        if accept_edit is not None:
+            migrate.accept_edit(config, accept_edit)
+            return
+        migrate.run(config, dry_run=dry_run)
+    except SupervisorError as exc:
+        _fail(exc, _debug(options))
 
 
 def main() -> None:

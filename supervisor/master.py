@@ -263,6 +263,8 @@ class Master:
                 self.scale(self.config.workers - 1)
         elif signum == signal.SIGUSR1:
             self.log_status(now)
+            for child in self.children.values():  # each adds what only it knows (pool stats)
+                self._procs.signal(child.pid, signal.SIGUSR1)
 
     def on_message(self, pid: int, line: str, now: float) -> None:
         child = self.children.get(pid)

@@ -273,7 +273,7 @@ class _WorkerProcess:
             os._exit(0)
         elif signum == signal.SIGUSR1:
             log.info(
-                "worker status",
+                "status",
                 uptime_s=round(time.time() - self.worker.started_at, 3),
                 threads=threading.active_count(),
                 work=self.spec.heartbeat.work,

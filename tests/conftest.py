@@ -116,6 +116,14 @@ class Run:
         )
         return found
 
+    def final(self, exit_code: int) -> str:
+        """The message of the line that reported ``exit_code`` (the run's one-line error)."""
+        with self._lock:
+            for event in self.events:
+                if event.get("exit_code") == exit_code:
+                    return str(event["event"])
+        raise AssertionError(f"no line with exit_code={exit_code}\n{self.output()}")
+
     def ready_pids(self) -> dict[int, int]:
         """worker id -> pid of its latest ready worker."""
         return {e["worker"]: e["worker_pid"] for e in self.find("worker ready")}
