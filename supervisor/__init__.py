@@ -1,5 +1,7 @@
 """pg-supervise: a multiprocess worker supervisor for PostgreSQL applications."""
 
+from typing import TYPE_CHECKING, Any
+
 from supervisor._version import __version__
 from supervisor.api import Supervisor
 from supervisor.context import MasterInfo, WorkerInfo
@@ -7,19 +9,38 @@ from supervisor.errors import (
     ConfigError,
     CrashLoopError,
     ExitCode,
+    ForkSafetyError,
     HookError,
+    MigrationError,
     SupervisorError,
     TargetError,
     WorkerBootError,
 )
+from supervisor.retry import is_transient, retry_transient
 from supervisor.worker import Worker
+
+if TYPE_CHECKING:
+    from supervisor.database import Database
+
+
+def __getattr__(name: str) -> Any:
+    # Database imports psycopg (~80 ms); a supervisor without a database skips it.
+    if name == "Database":
+        from supervisor.database import Database
+
+        return Database
+    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",
     "CrashLoopError",
+    "Database",
     "ExitCode",
+    "ForkSafetyError",
     "HookError",
     "MasterInfo",
+    "MigrationError",
     "Supervisor",
     "SupervisorError",
     "TargetError",
@@ -27,4 +48,6 @@ __all__ = [
     "WorkerBootError",
     "WorkerInfo",
     "__version__",
+    "is_transient",
+    "retry_transient",
 ]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor import _clash
 from supervisor import logging as slog
 from supervisor.config import Config, load, setting_names
-from supervisor.database import Database
 from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.master import Master
 from supervisor.target import Target, classify
+
+if TYPE_CHECKING:
+    from supervisor.database import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -121,6 +123,8 @@ class Supervisor:
                 target = classify(self._spec, self._target_obj, config.interface)
             database = self.database
             if database is None and config.database_url:
+                from supervisor.database import Database
+
                 database = Database(name="db")
             Master(config, hooks, target=target, reload_config=self.load_config, database=database).run()
         except SupervisorError as exc:

@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from supervisor import _dbregistry
 from supervisor.config import redact_secret
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = get_logger()
 
-_registry: weakref.WeakSet[Database] = weakref.WeakSet()
 # Inherited pools are kept referenced in the child so that no finalizer of
 # theirs ever runs there (os._exit skips them); dropping is then truly I/O-free.
 _graveyard: list[object] = []
@@ -80,9 +79,10 @@ class Database:
         self._configure = configure
         self._kwargs = dict(kwargs or {})
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._async_pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
-        _registry.add(self)
+        _dbregistry.register(self)
 
     # -- use inside a worker --------------------------------------------------
 
@@ -90,6 +90,11 @@ class Database:
     def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         """This worker's own pool. Raises :class:`ForkSafetyError` outside a worker."""
         pool, pid = self._pool, self._pid
+        if pool is None and self._async_pool is not None and pid == os.getpid():
+            raise ForkSafetyError(
+                f"Database {self.name!r}: this worker runs an async target, so its pool is "
+                "db.async_pool (use 'async with db.async_pool.connection() as conn:')."
+            )
         if pool is None:
             raise ForkSafetyError(
                 f"Database {self.name!r} has no pool in this process: pools are opened in each "
@@ -101,6 +106,19 @@ class Database:
                 f"Database {self.name!r}: this pool was opened in process {pid} and this is "
                 f"process {os.getpid()}; a pool cannot cross fork(). Use the pool the worker "
                 "opened (db.pool inside the worker), or open connections after fork."
+            )
+        return pool
+
+    @property
+    def async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """This worker's own async pool, opened in its event loop (async targets).
+        Raises :class:`ForkSafetyError` outside such a worker."""
+        pool, pid = self._async_pool, self._pid
+        if pool is None or pid != os.getpid():
+            raise ForkSafetyError(
+                f"Database {self.name!r} has no async pool in this process: async pools are "
+                "opened inside the event loop of workers that run an async target. A sync "
+                "target uses db.pool / db.connection()."
             )
         return pool
 
@@ -124,79 +142,130 @@ class Database:
 
     def stats(self) -> dict[str, int]:
         """The pool's counters since the last call (psycopg_pool's pop_stats)."""
-        if self._pool is None or self._pid != os.getpid():
+        pool = self._pool or self._async_pool
+        if pool is None or self._pid != os.getpid():
             return {}
-        raw = self._pool.pop_stats()
+        raw = pool.pop_stats()
         return {key: int(raw.get(key, 0)) for key in STATS_KEYS}
 
     def __repr__(self) -> str:
-        state = "open" if self._pool is not None and self._pid == os.getpid() else "not open"
+        mine = self._pid == os.getpid() and (self._pool or self._async_pool) is not None
+        state = "open" if mine else "not open"
         return f"<Database {self.name!r} {state}>"
 
     # -- lifecycle, driven by the supervisor -------------------------------------
 
-    def _open(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
-        with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
-                return
-            cfg = worker.config
-            app = cfg.target.partition(":")[0] or "supervise"
-            kwargs = {"application_name": f"{app}:worker-{worker.id}", **self._kwargs}
-            min_size = cfg.pool_min_size if self._min_size is None else self._min_size
-            max_size = max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size)
-            url = self.url(cfg)
-            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                url,
-                open=False,
-                name=f"{self.name}-w{worker.id}",
-                min_size=min_size,
-                max_size=max_size,
-                kwargs=kwargs,
-                configure=self._configure,
-                check=ConnectionPool.check_connection,
-                max_lifetime=cfg.pool_max_lifetime,
-                max_idle=cfg.pool_max_idle,
-                timeout=cfg.pool_timeout,
-                reconnect_timeout=cfg.pool_reconnect_timeout,
-                reconnect_failed=lambda _pool: on_unreachable(),
-            )
-            pool.open(wait=False)
-            try:
-                pool.wait(timeout=cfg.pool_timeout)
-            except PoolTimeout:
-                raise WorkerBootError(
-                    f"database {self.name!r} ({redact_secret(url)}): the pool could not open "
-                    f"{min_size} connection(s) within {cfg.pool_timeout:g} s (--pool-timeout)"
-                ) from None
-            self._pool, self._pid = pool, os.getpid()
+    def _settings(self, worker: Worker) -> dict[str, Any]:
+        cfg = worker.config
+        app = cfg.target.partition(":")[0] or "supervise"
+        min_size = cfg.pool_min_size if self._min_size is None else self._min_size
+        return {
+            "conninfo": self.url(cfg),
+            "name": f"{self.name}-w{worker.id}",
+            "min_size": min_size,
+            "max_size": max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size),
+            "kwargs": {"application_name": f"{app}:worker-{worker.id}", **self._kwargs},
+            "max_lifetime": cfg.pool_max_lifetime,
+            "max_idle": cfg.pool_max_idle,
+            "timeout": cfg.pool_timeout,
+            "reconnect_timeout": cfg.pool_reconnect_timeout,
+        }
+
+    def _boot_error(self, settings: dict[str, Any], timeout: float) -> WorkerBootError:
+        return WorkerBootError(
+            f"database {self.name!r} ({redact_secret(settings['conninfo'])}): the pool could not "
+            f"open {settings['min_size']} connection(s) within {timeout:g} s (--pool-timeout)"
+        )
+
+    def _opened(self, settings: dict[str, Any], kind: str) -> None:
         log.info(
             "database pool open",
             database=self.name,
-            min_size=min_size,
-            max_size=max_size,
-            application_name=kwargs["application_name"],
+            kind=kind,
+            min_size=settings["min_size"],
+            max_size=settings["max_size"],
+            application_name=settings["kwargs"]["application_name"],
         )
+
+    def _open(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
+        """Open this worker's sync pool and wait until it holds ``min_size`` connections."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                return
+            settings = self._settings(worker)
+            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                open=False,
+                configure=self._configure,
+                check=ConnectionPool.check_connection,
+                reconnect_failed=lambda _pool: on_unreachable(),
+                **settings,
+            )
+            pool.open(wait=False)
+            try:
+                pool.wait(timeout=worker.config.pool_timeout)
+            except PoolTimeout:
+                raise self._boot_error(settings, worker.config.pool_timeout) from None
+            self._pool, self._pid = pool, os.getpid()
+        self._opened(settings, "sync")
+
+    async def _open_async(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
+        """Open this worker's async pool, in the running event loop."""
+        if self._async_pool is not None and self._pid == os.getpid():
+            return
+        if self._configure is not None:
+            raise ConfigError(
+                f"Database {self.name!r}: configure= takes a sync connection; async "
+                "targets are not supported with it yet"
+            )
+        settings = self._settings(worker)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            reconnect_failed=lambda _pool: on_unreachable(),
+            **settings,
+        )
+        await pool.open(wait=False)
+        try:
+            await pool.wait(timeout=worker.config.pool_timeout)
+        except PoolTimeout:
+            raise self._boot_error(settings, worker.config.pool_timeout) from None
+        self._async_pool, self._pid = pool, os.getpid()
+        self._opened(settings, "async")
+
+    async def _close_async(self, timeout: float = 5.0) -> None:
+        pool, pid = self._async_pool, self._pid
+        self._async_pool = None
+        if pool is not None and pid == os.getpid():
+            await pool.close(timeout=timeout)
 
     def _close(self, timeout: float = 5.0) -> None:
         """Close the pool this process opened (never one it inherited)."""
         with self._lock:
             pool, pid = self._pool, self._pid
-            self._pool = self._pid = None
+            self._pool = None
+            if self._async_pool is None:
+                self._pid = None
         if pool is not None and pid == os.getpid():
             pool.close(timeout=timeout)
         elif pool is not None:
             _graveyard.append(pool)
 
     def _drop_inherited(self) -> None:
-        """In a new child: forget the parent's pool without any I/O."""
-        if self._pool is not None and self._pid != os.getpid():
-            _graveyard.append(self._pool)
-            self._pool = self._pid = None
+        """In a new child: forget the parent's pools without any I/O."""
+        if self._pid != os.getpid():
+            _graveyard.extend(p for p in (self._pool, self._async_pool) if p is not None)
+            self._pool = self._async_pool = self._pid = None
         self._lock = threading.Lock()  # a parent thread may have held the old one at fork
 
 
-def databases() -> list[Database]:
-    return list(_registry)
+# server-side refusals that go away by themselves (libpq gives no SQLSTATE at connect)
+_TRANSIENT_FATAL = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "too many clients",
+    "remaining connection slots",
+)
 
 
 def wait_for_server(config: Config) -> psycopg.Connection[Any]:
@@ -213,6 +282,17 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
             return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=f"{app}:master")
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            # Waiting cures a server that is down or starting (no SQLSTATE, 57P03,
+            # class 08), not a wrong password, role or database name.
+            state = exc.sqlstate
+            if state is not None and state != "57P03" and not state.startswith("08"):
+                raise ConfigError(
+                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason} (SQLSTATE {state})"
+                ) from None
+            if state is None and "FATAL" in str(exc) and not any(t in str(exc) for t in _TRANSIENT_FATAL):
+                raise ConfigError(
+                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason}"
+                ) from None
             waited = time.monotonic() - started
             if waited + delay > config.db_wait_timeout:
                 raise DatabaseUnavailableError(

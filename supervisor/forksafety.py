@@ -15,8 +15,8 @@ import gc
 import sys
 from typing import Any
 
+from supervisor._dbregistry import databases
 from supervisor.config import redact_secret
-from supervisor.database import databases
 from supervisor.logging import get_logger
 
 log = get_logger()

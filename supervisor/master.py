@@ -22,10 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from supervisor import _channel, _proctitle, forksafety, migrate
-from supervisor import database as dbmod
+from supervisor import _channel, _proctitle, forksafety
 from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
@@ -42,6 +41,9 @@ from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
 from supervisor.target import Target, check_importable, resolve
 from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
+
+if TYPE_CHECKING:
+    from supervisor.database import Database
 
 log = get_logger()
 
@@ -116,7 +118,7 @@ class Master:
         *,
         target: Target | None = None,
         reload_config: Callable[[], Config] | None = None,
-        database: dbmod.Database | None = None,
+        database: Database | None = None,
         processes: Processes | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -191,6 +193,10 @@ class Master:
 
     def _database_phases(self) -> None:
         """Wait for the server, check the connection budget, migrate once."""
+        # imported here: a supervisor without a database never loads psycopg
+        from supervisor import database as dbmod
+        from supervisor import migrate
+
         cfg = self.config
         with dbmod.wait_for_server(cfg) as conn:
             limit, how = dbmod.connection_limit(conn)
@@ -450,6 +456,8 @@ class Master:
         if self.stopping:
             return
         if self._budget is not None and workers > self.config.workers:
+            from supervisor import database as dbmod
+
             try:
                 dbmod.check_budget(workers, self.config.pool_max_size, *self._budget)
             except ConfigError as exc:
@@ -705,10 +713,11 @@ class _Forker:
             close_heartbeats=[c.heartbeat for c in master.children.values()],
             database=master.database,
         )
-        if master.config.preload:
-            # Move everything imported so far out of the collector's reach: a
-            # worker's first full collection then leaves those pages shared.
-            gc.freeze()
+        # Move everything the master holds out of the collector's reach: a
+        # worker's first full collection then leaves those pages shared (with
+        # --preload, the whole app), and the next fork guard sweep only walks
+        # objects made since this fork.
+        gc.freeze()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

@@ -23,11 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from supervisor import _channel, _proctitle, forksafety
 from supervisor.config import Config
-from supervisor.database import Database, databases
+
+if TYPE_CHECKING:
+    from supervisor.database import Database
+from supervisor._dbregistry import databases
 from supervisor.errors import (
     ConfigError,
     ExitCode,
@@ -95,6 +98,7 @@ class Worker:
         self._stop_callbacks: list[Callable[[], None]] = []
         self._database = database
         self._report_fd = report_fd
+        self._on_unreachable: Callable[[], None] = lambda: None
 
     @property
     def db(self) -> Database:
@@ -104,6 +108,18 @@ class Worker:
 
             raise ConfigError("no database configured: pass --database-url or set DATABASE_URL")
         return self._database
+
+    async def _open_async_databases(self) -> None:
+        """Built-in step of async runners: this worker's async pools, in its loop."""
+        for db in databases():
+            await db._open_async(self, self._on_unreachable)
+
+    async def _close_async_databases(self) -> None:
+        for db in databases():
+            try:
+                await db._close_async()
+            except Exception:
+                log.exception("closing a database pool failed", database=db.name)
 
     def request_recycle(self, reason: str) -> None:
         """Ask the master to replace this worker (a new one is started first)."""
@@ -159,6 +175,8 @@ class Worker:
         """Beat from inside the running event loop until cancelled (runners use
         this, so a loop blocked longer than ``--timeout`` is detected)."""
         self._beat_source = "loop"
+        if self._beat_interval is None:
+            return
         while True:
             if not self._manual_heartbeat:
                 self._heartbeat.beat()
@@ -184,8 +202,10 @@ class WorkerSpec:
     database: Database | None = None
 
 
-def heartbeat_interval(timeout: float) -> float:
-    return min(1.0, timeout / 4) if timeout > 0 else 1.0
+def heartbeat_interval(timeout: float) -> float | None:
+    """How often to beat: four times per --timeout, at most every 10 s; never
+    when the timeout is off (nothing reads the beats then)."""
+    return min(10.0, timeout / 4) if timeout > 0 else None
 
 
 class _WorkerProcess:
@@ -194,6 +214,7 @@ class _WorkerProcess:
         self.config = spec.config
         self.worker = Worker(spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd)
         self._unreachable_reported = False
+        self.worker._on_unreachable = self._unreachable
         self._next_stats = time.monotonic() + spec.config.pool_stats_interval
         self._deadline: float | None = None
         self._deadline_reason = ""
@@ -232,7 +253,7 @@ class _WorkerProcess:
         lifeline: int | None = self.spec.lifeline_fd
         while True:
             watch = [self._wake_r] + ([lifeline] if lifeline is not None else [])
-            from_thread = self.worker._beat_source == "thread"
+            from_thread = self.worker._beat_source == "thread" and self.worker._beat_interval
             timeout = self.worker._beat_interval if from_thread else None
             if self._deadline is not None:
                 left = max(0.0, self._deadline - time.monotonic())
@@ -287,17 +308,16 @@ class _WorkerProcess:
             if stats:
                 log.info("pool stats", database=db.name, **stats)
 
+    def _unreachable(self) -> None:  # called from a pool thread or task
+        if not self._unreachable_reported:
+            self._unreachable_reported = True
+            log.error("database unreachable past --pool-reconnect-timeout; asking to be replaced")
+            self.worker.request_recycle("database unreachable")
+
     def _open_databases(self) -> None:
         """Built-in step: each Database known now gets this worker's own pool."""
-
-        def unreachable() -> None:  # called from a pool thread
-            if not self._unreachable_reported:
-                self._unreachable_reported = True
-                log.error("database unreachable past --pool-reconnect-timeout; asking to be replaced")
-                self.worker.request_recycle("database unreachable")
-
         for db in databases():
-            db._open(self.worker, unreachable)
+            db._open(self.worker, self._unreachable)
 
     def _close_databases(self) -> None:
         for db in databases():
@@ -325,10 +345,12 @@ class _WorkerProcess:
         threading.Thread(target=self._control, name="supervise-control", daemon=True).start()
         hooks = self.spec.hooks
         try:
-            self._open_databases()
             hooks.run("after_fork", self.worker)
             target = self.spec.target or resolve(self.config.target, self.config.interface)
-            self._open_databases()  # those the target's import declared
+            # Pools open once the target is known: an async target gets its pools
+            # inside its event loop (the runner calls worker._open_async_databases).
+            if not target.is_async:
+                self._open_databases()
         except HookError as exc:
             log.error("hook failed", hook=exc.hook, exc_info=exc.original)
             return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
@@ -358,6 +380,8 @@ class _WorkerProcess:
             return 0
         except HookError as exc:
             log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except (WorkerBootError, ConfigError) as exc:  # an async runner's pools
             return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

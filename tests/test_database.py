@@ -93,29 +93,39 @@ def test_stray_connection_warning_has_no_password(postgres_server):
 
 
 def test_naive_shared_connection_breaks_without_the_guard(postgres_url):
-    """The seed bug, reproduced: two processes on one inherited connection."""
+    """The seed bug, reproduced: two processes on one inherited connection.
+    Either side may be the one that sees the mixed-up protocol stream."""
     conn = psycopg.connect(postgres_url, autocommit=True)
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.read(go_r, 1)
+        code = 0
+        deadline = time.monotonic() + 3
         try:
-            deadline = time.monotonic() + 2
             while time.monotonic() < deadline:
-                conn.execute("select 2").fetchone()
+                if conn.execute("select 2").fetchone() != (2,):
+                    code = 10
+                    break
         except BaseException:
-            pass
-        os._exit(0)
-    errors, wrong = 0, 0
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
+            code = 10
+        os._exit(code)
+    os.write(go_w, b"x")
+    problems = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not problems:
         try:
             if conn.execute("select 1").fetchone() != (1,):
-                wrong += 1
+                problems += 1
         except psycopg.Error:
-            errors += 1
-            break
-    os.waitpid(pid, 0)
+            problems += 1
+    os.kill(pid, signal.SIGKILL)  # it may hang on a reply the parent consumed
+    _, status = os.waitpid(pid, 0)
+    child_saw = os.waitstatus_to_exitcode(status) == 10
     conn.close()
-    assert errors or wrong, "sharing a connection across fork went unnoticed"
+    os.close(go_r)
+    os.close(go_w)
+    assert problems or child_saw, "sharing a connection across fork went unnoticed"
 
 
 def test_child_drop_keeps_the_parent_session_and_use_raises(postgres_url):
@@ -382,3 +392,68 @@ def test_check_redacts_the_database_url(tmp_path):
 def _no_threads_left():
     yield
     assert threading.active_count() < 10
+
+
+def test_async_target_gets_an_async_pool(supervise, postgres_url):
+    run = supervise("dbapp:async_queries", "-w", "2", env={"DATABASE_URL": postgres_url})
+    lines = run.wait_event("async query ok", count=2)
+    assert {e["application_name"] for e in lines} == {"dbapp:worker-1", "dbapp:worker-2"}
+    refused = run.wait_event("sync pool refused", count=2)[0]["error"]
+    assert "runs an async target, so its pool is db.async_pool" in refused
+    assert run.find("database pool open", kind="async")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert backends(postgres_url) == []
+
+
+def test_pool_that_cannot_fill_fails_the_boot(supervise, postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("drop role if exists limited")
+        conn.execute("create role limited login connection limit 1")
+    try:
+        run = supervise(
+            "dbapp:hold",
+            "-w",
+            "1",
+            "--pool-min-size",
+            "3",
+            "--pool-max-size",
+            "3",
+            "--pool-timeout",
+            "2",
+            env={"DATABASE_URL": postgres_url + " user=limited"},
+        )
+        assert run.wait(20) == 3
+        assert "the pool could not open 3 connection(s) within 2 s" in run.final(3)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("drop role limited")
+
+
+def test_wrong_credentials_fail_at_once_without_retrying(supervise, postgres_url):
+    run = supervise("mains:wait", env={"DATABASE_URL": postgres_url + " user=nobody_here"})
+    assert run.wait(10) == 2
+    assert 'role "nobody_here" does not exist' in run.final(2)
+    assert not run.find("waiting for PostgreSQL")
+
+
+def test_worker_is_recycled_when_the_database_stays_unreachable(supervise, postgres_url, postgres_cluster):
+    run = supervise(
+        "dbapp:unreachable",
+        "-w",
+        "1",
+        "--pool-reconnect-timeout",
+        "1",
+        "--pool-timeout",
+        "1",
+        env={"DATABASE_URL": postgres_url},
+    )
+    run.wait_ready(1)
+    postgres_cluster.stop_server()
+    try:
+        run.wait_event("recycling worker", timeout=30)
+    finally:
+        postgres_cluster.restart()
+    assert run.find("database unreachable past --pool-reconnect-timeout; asking to be replaced")
+    run.signal(signal.SIGTERM)
+    assert run.wait(30) == 0

@@ -22,10 +22,12 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
     async def amain() -> None:
         beats = asyncio.create_task(worker.beat_from_loop())
         try:
+            await worker._open_async_databases()
             ready()
             await target.obj(worker)
         finally:
             beats.cancel()
+            await worker._close_async_databases()
 
     asyncio.run(amain())
     return 0

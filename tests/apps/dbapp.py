@@ -28,3 +28,24 @@ def hold(worker):
         pid = conn.execute("select pg_backend_pid()").fetchone()[0]
     log.info("backend", extra={"backend_pid": pid, "slot": worker.id})
     worker.stopping.wait()
+
+
+async def async_queries(worker):
+    async with worker.db.async_pool.connection() as conn:
+        cur = await conn.execute("select current_setting('application_name')")
+        (app,) = await cur.fetchone()
+    try:
+        worker.db.pool  # noqa: B018
+    except Exception as exc:
+        log.info("sync pool refused", extra={"error": str(exc)})
+    log.info("async query ok", extra={"application_name": app})
+    await worker.stop_requested()
+
+
+def unreachable(worker):
+    while not worker.stopping.wait(0.1):
+        try:
+            with worker.db.connection(timeout=0.5) as conn:
+                conn.execute("select 1")
+        except Exception:
+            pass
