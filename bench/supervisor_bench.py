@@ -29,11 +29,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
-import shutil
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -51,11 +51,17 @@ MARKER_RE = re.compile(r"BENCH-READY pid=(\d+)(?: t=([0-9.]+))?")
 SERVERS = ("pg-supervise", "gunicorn")
 
 
+def _loadavg() -> list[str]:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
 def now() -> float:
     return time.monotonic()
 
 
 # --------------------------------------------------------------------------- /proc helpers
+
 
 def proc_stat(pid):
     """dict(state, ppid, pgrp, session, ticks=utime+stime, start) or None."""
@@ -64,10 +70,16 @@ def proc_stat(pid):
             data = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    rest = data[data.rindex(")") + 2:].split()
+    rest = data[data.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state); utime/stime are fields 14/15; starttime is 22
-    return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]), "session": int(rest[3]),
-            "ticks": int(rest[11]) + int(rest[12]), "start": int(rest[19])}
+    return {
+        "state": rest[0],
+        "ppid": int(rest[1]),
+        "pgrp": int(rest[2]),
+        "session": int(rest[3]),
+        "ticks": int(rest[11]) + int(rest[12]),
+        "start": int(rest[19]),
+    }
 
 
 def alive(pid, start=None) -> bool:
@@ -138,7 +150,7 @@ def ctx_all(pid):
     try:
         tids = os.listdir(f"/proc/{pid}/task")
         for tid in tids:
-            try:
+            try:  # noqa: SIM105 - a thread may end between listdir and open
                 total += _status_switches(f"/proc/{pid}/task/{tid}/status")
             except (FileNotFoundError, TypeError):
                 pass
@@ -172,6 +184,7 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- stats
 
+
 def summary(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -180,6 +193,7 @@ def summary(xs):
 
 
 # --------------------------------------------------------------------------- one server process
+
 
 class Server:
     """A launched server: log capture with arrival times, readiness markers,
@@ -198,12 +212,20 @@ class Server:
     def start(self):
         self.t0_wall = time.time()
         self.t0 = now()
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=APPS, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=APPS,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
-        self.readers = [threading.Thread(target=self._read, args=(self.proc.stderr, "err"), daemon=True),
-                        threading.Thread(target=self._read, args=(self.proc.stdout, "out"), daemon=True)]
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stderr, "err"), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stdout, "out"), daemon=True),
+        ]
         for t in self.readers:
             t.start()
         self.waiter = threading.Thread(target=self._wait, daemon=True)
@@ -216,7 +238,7 @@ class Server:
             text = raw.decode(errors="replace").rstrip("\n")
             with self.cond:
                 self.lines.append((t, stream, text))
-                for m in (MARKER_RE.finditer(text) if stream == "err" else ()):
+                for m in MARKER_RE.finditer(text) if stream == "err" else ():
                     hook_t = float(m.group(2)) - self.t0_wall if m.group(2) else None
                     self.markers.append((t, int(m.group(1)), hook_t))
                 self.cond.notify_all()
@@ -306,6 +328,7 @@ def _cmdline(pid):
 
 # --------------------------------------------------------------------------- log classification
 
+
 def classify(kind, text):
     """(level, short event) for a log line, or None for ordinary lines."""
     if MARKER_RE.fullmatch(text.strip()):
@@ -319,9 +342,22 @@ def classify(kind, text):
             return ("non-json", text[:160])
         level = str(obj.get("level", "?"))
         if level in ("warning", "error", "critical", "exception"):
-            extra = {k: v for k, v in obj.items()
-                     if k not in ("event", "level", "timestamp", "pid", "worker_pid", "role",
-                                  "worker_id", "worker", "replacing_pid")}
+            extra = {
+                k: v
+                for k, v in obj.items()
+                if k
+                not in (
+                    "event",
+                    "level",
+                    "timestamp",
+                    "pid",
+                    "worker_pid",
+                    "role",
+                    "worker_id",
+                    "worker",
+                    "replacing_pid",
+                )
+            }
             return (level, f"{obj.get('event')} {json.dumps(extra, sort_keys=True)}"[:200])
         return None
     m = re.search(r"\[(WARNING|ERROR|CRITICAL)\]\s*(.*)", text)
@@ -335,16 +371,32 @@ def classify(kind, text):
 
 # --------------------------------------------------------------------------- one trial
 
+
 def build_command(args, kind, n, preload, ctl_dir):
     bindir = os.path.join(args.venv, "bin")
     if kind == "pg-supervise":
-        argv = [os.path.join(bindir, "supervise"), "bench_target:main", "-w", str(n),
-                "--hooks", "bench_hooks", "--log-format", "json"]
+        argv = [
+            os.path.join(bindir, "supervise"),
+            "bench_target:main",
+            "-w",
+            str(n),
+            "--hooks",
+            "bench_hooks",
+            "--log-format",
+            "json",
+        ]
         if preload:
             argv.append("--preload")
     else:
-        argv = [os.path.join(bindir, "gunicorn"), "-w", str(n), "-b", f"127.0.0.1:{free_port()}",
-                "-c", "bench_gunicorn_conf.py"]
+        argv = [
+            os.path.join(bindir, "gunicorn"),
+            "-w",
+            str(n),
+            "-b",
+            f"127.0.0.1:{free_port()}",
+            "-c",
+            "bench_gunicorn_conf.py",
+        ]
         if preload:
             argv.append("--preload")
         # gunicorn 27 opens a control socket by default at ~/.gunicorn/gunicorn.ctl;
@@ -356,8 +408,11 @@ def build_command(args, kind, n, preload, ctl_dir):
 
 
 def server_env(args, kind="pg-supervise"):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SUPERVISE_") and k not in ("GUNICORN_CMD_ARGS", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SUPERVISE_") and k not in ("GUNICORN_CMD_ARGS", "PYTHONPATH")
+    }
     env["PYTHONPATH"] = APPS
     if kind == "pg-supervise" and args.src_dir:
         # the frozen copy of supervisor/ comes before the editable install
@@ -372,17 +427,36 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
     label = f"{kind} N={n} {'preload' if preload else 'no-preload'} rep={rep}"
     argv = build_command(args, kind, n, preload, ctl_dir)
     srv = Server(kind, argv, server_env(args, kind), label)
-    rec = {"record": "trial", "server": kind, "workers": n, "preload": preload, "rep": rep,
-           "import_delay_s": args.import_delay, "import_mode": args.import_mode,
-           "cmd": " ".join(argv),
-           "startup_s": None, "startup_hook_s": None, "ready_times_s": None,
-           "master_wakeups_per_s": None, "master_wakeups_all_threads_per_s": None,
-           "master_threads": None, "master_cpu_ms": None, "master_cpu_sched_ms": None,
-           "worker_wakeups_per_s": None, "idle_window_s": None, "idle_log_lines": None,
-           "replacement_s": None, "victim_reaped_s": None, "new_process_s": None,
-           "stop_master_exit_s": None, "stop_all_gone_s": None, "exit_code": None,
-           "problems": [], "supervisor_source_sha": source_fingerprint(args.src_dir),
-           "loadavg": open("/proc/loadavg").read().split()[:3]}
+    rec = {
+        "record": "trial",
+        "server": kind,
+        "workers": n,
+        "preload": preload,
+        "rep": rep,
+        "import_delay_s": args.import_delay,
+        "import_mode": args.import_mode,
+        "cmd": " ".join(argv),
+        "startup_s": None,
+        "startup_hook_s": None,
+        "ready_times_s": None,
+        "master_wakeups_per_s": None,
+        "master_wakeups_all_threads_per_s": None,
+        "master_threads": None,
+        "master_cpu_ms": None,
+        "master_cpu_sched_ms": None,
+        "worker_wakeups_per_s": None,
+        "idle_window_s": None,
+        "idle_log_lines": None,
+        "replacement_s": None,
+        "victim_reaped_s": None,
+        "new_process_s": None,
+        "stop_master_exit_s": None,
+        "stop_all_gone_s": None,
+        "exit_code": None,
+        "problems": [],
+        "supervisor_source_sha": source_fingerprint(args.src_dir),
+        "loadavg": _loadavg(),
+    }
     t_phase = {}
     try:
         srv.start()
@@ -390,8 +464,10 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
         startup_timeout = args.startup_timeout + args.import_delay * (n + 1)
         ready = srv.wait_ready(n, startup_timeout)
         if ready is None:
-            rec["problems"].append(f"not {n} ready markers within {startup_timeout:.0f} s "
-                                   f"(got {len(srv.marker_pids())}; master exit code {srv.returncode})")
+            rec["problems"].append(
+                f"not {n} ready markers within {startup_timeout:.0f} s "
+                f"(got {len(srv.marker_pids())}; master exit code {srv.returncode})"
+            )
             return rec, srv
         rec["startup_s"] = ready[-1][0]
         rec["ready_times_s"] = [round(t, 4) for t, _, _ in ready]
@@ -409,7 +485,8 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
         # 2. idle window ----------------------------------------------------------
         if do_idle:
             workers = sorted(p for p in children(srv.pid) if p in set(ready_pids))
-            m0, (a0, nthr), c0, s0 = ctx_main(srv.pid), ctx_all(srv.pid), proc_stat(srv.pid), sched_ns(srv.pid)
+            m0, (a0, nthr) = ctx_main(srv.pid), ctx_all(srv.pid)
+            c0, s0 = proc_stat(srv.pid), sched_ns(srv.pid)
             w0 = {p: ctx_all(p)[0] for p in workers}
             lines0 = len(srv.lines)
             t0 = now()
@@ -427,8 +504,9 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
                 rec["master_cpu_ms"] = (c1["ticks"] - c0["ticks"]) * 1000.0 / CLK_TCK
                 if s0 is not None and s1 is not None:
                     rec["master_cpu_sched_ms"] = (s1 - s0) / 1e6
-                per = [(w1[p] - w0[p]) / dt for p in workers
-                       if w0.get(p) is not None and w1.get(p) is not None]
+                per = [
+                    (w1[p] - w0[p]) / dt for p in workers if w0.get(p) is not None and w1.get(p) is not None
+                ]
                 rec["worker_wakeups_per_s"] = statistics.median(per) if per else None
                 rec["idle_log_lines"] = len(srv.lines) - lines0
 
@@ -512,12 +590,18 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
             rec["problems"].append(f"cleanup had to SIGKILL {killed}")
         # per-phase log anomalies
         anomalies = []
-        for t, stream, text in srv.lines:
+        for t, _stream, text in srv.lines:
             c = classify(kind, text)
             if c:
-                phase = ("startup" if t < t_phase.get("ready", 1e18) else
-                         "idle" if t < t_phase.get("kill", 1e18) else
-                         "replacement" if t < t_phase.get("term", 1e18) else "stop")
+                phase = (
+                    "startup"
+                    if t < t_phase.get("ready", 1e18)
+                    else "idle"
+                    if t < t_phase.get("kill", 1e18)
+                    else "replacement"
+                    if t < t_phase.get("term", 1e18)
+                    else "stop"
+                )
                 anomalies.append({"phase": phase, "level": c[0], "event": c[1], "t": round(t, 4)})
         rec["log_anomalies"] = anomalies
         rec["log_lines"] = len(srv.lines)
@@ -569,8 +653,10 @@ def make_table(trials, ns, modes, window):
     groups = {}
     for t in trials:
         groups.setdefault((t["server"], t["workers"], t["preload"]), []).append(t)
-    lines = ["| metric | N | preload | pg-supervise | gunicorn | ours / gunicorn |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| metric | N | preload | pg-supervise | gunicorn | ours / gunicorn |",
+        "|---|---|---|---|---|---|",
+    ]
     summaries = {}
     for key, title, scale, dec in METRICS:
         for n in ns:
@@ -585,19 +671,26 @@ def make_table(trials, ns, modes, window):
                     summaries[(key, server, n, preload)] = s
                 ours, gun = cells["pg-supervise"], cells["gunicorn"]
 
-                def cell(s):
+                def cell(s, scale=scale, dec=dec):
                     txt = fmt_cell(s, scale, dec)
                     if s["n"] < s["of"]:
                         txt += f" [{s['n']}/{s['of']} ok]"
                     return txt
 
-                lines.append(f"| {title} | {n} | {'yes' if preload else 'no'} | {cell(ours)} | "
-                             f"{cell(gun)} | {ratio(ours, gun)} |")
+                lines.append(
+                    f"| {title} | {n} | {'yes' if preload else 'no'} | {cell(ours)} | "
+                    f"{cell(gun)} | {ratio(ours, gun)} |"
+                )
     return "\n".join(lines), summaries
 
 
-IDLE_KEYS = {"master_wakeups_per_s", "master_wakeups_all_threads_per_s", "master_cpu_ms",
-             "master_cpu_sched_ms", "worker_wakeups_per_s"}
+IDLE_KEYS = {
+    "master_wakeups_per_s",
+    "master_wakeups_all_threads_per_s",
+    "master_cpu_ms",
+    "master_cpu_sched_ms",
+    "worker_wakeups_per_s",
+}
 
 
 def anomaly_report(trials):
@@ -616,6 +709,7 @@ def anomaly_report(trials):
 
 # --------------------------------------------------------------------------- run
 
+
 def source_fingerprint(base=None):
     h = hashlib.sha256()
     base = base or os.path.join(ROOT, "supervisor")
@@ -624,7 +718,7 @@ def source_fingerprint(base=None):
         for name in sorted(filenames):
             if name.endswith(".py"):
                 p = os.path.join(dirpath, name)
-                h.update(p[len(base):].encode())
+                h.update(p[len(base) :].encode())
                 with open(p, "rb") as f:
                     h.update(f.read())
     return h.hexdigest()[:16]
@@ -632,8 +726,9 @@ def source_fingerprint(base=None):
 
 def git(*a):
     try:
-        return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", ROOT, *a], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -658,11 +753,14 @@ def leftover_check(master_pids):
 def versions(args):
     bindir = os.path.join(args.venv, "bin")
     out = {}
-    for name, argv in (("pg-supervise", [os.path.join(bindir, "supervise"), "--version"]),
-                       ("gunicorn", [os.path.join(bindir, "gunicorn"), "--version"])):
+    for name, argv in (
+        ("pg-supervise", [os.path.join(bindir, "supervise"), "--version"]),
+        ("gunicorn", [os.path.join(bindir, "gunicorn"), "--version"]),
+    ):
         try:
-            out[name] = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                                       cwd=APPS, env=server_env(args, name)).stdout.strip()
+            out[name] = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, cwd=APPS, env=server_env(args, name)
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             out[name] = f"? ({exc})"
     return out
@@ -670,27 +768,47 @@ def versions(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-N", "--workers", type=int, action="append",
-                    help="worker count (repeatable; default 2 and 4)")
+    ap.add_argument(
+        "-N", "--workers", type=int, action="append", help="worker count (repeatable; default 2 and 4)"
+    )
     ap.add_argument("--reps", type=int, default=5, help="trials per server and configuration (default 5)")
     ap.add_argument("--preload", choices=("both", "yes", "no"), default="both")
-    ap.add_argument("--idle-window", type=float, default=10.0, help="seconds of idle measurement (default 10)")
-    ap.add_argument("--idle-reps", type=int, default=3,
-                    help="how many of the trials of each configuration include the idle window (default 3)")
-    ap.add_argument("--import-delay", type=float, default=0.0,
-                    help="seconds bench_target takes to import (default 0)")
-    ap.add_argument("--import-mode", choices=("sleep", "cpu"), default="sleep",
-                    help="how the import delay is spent (default sleep)")
-    ap.add_argument("--settle", type=float, default=0.5,
-                    help="pause after readiness and after the replacement (default 0.5 s)")
+    ap.add_argument(
+        "--idle-window", type=float, default=10.0, help="seconds of idle measurement (default 10)"
+    )
+    ap.add_argument(
+        "--idle-reps",
+        type=int,
+        default=3,
+        help="how many of the trials of each configuration include the idle window (default 3)",
+    )
+    ap.add_argument(
+        "--import-delay", type=float, default=0.0, help="seconds bench_target takes to import (default 0)"
+    )
+    ap.add_argument(
+        "--import-mode",
+        choices=("sleep", "cpu"),
+        default="sleep",
+        help="how the import delay is spent (default sleep)",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="pause after readiness and after the replacement (default 0.5 s)",
+    )
     ap.add_argument("--startup-timeout", type=float, default=20.0)
     ap.add_argument("--replace-timeout", type=float, default=10.0)
     ap.add_argument("--stop-timeout", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="reps 2, N=2 only")
-    ap.add_argument("--source", choices=("worktree", "head", "live"), default="worktree",
-                    help="which supervisor/ code pg-supervise runs: 'worktree' (default) a copy of "
-                    "the working tree taken at start, 'head' a copy of git HEAD, 'live' the editable "
-                    "install as it is on disk at each launch (changes mid-run are then measured)")
+    ap.add_argument(
+        "--source",
+        choices=("worktree", "head", "live"),
+        default="worktree",
+        help="which supervisor/ code pg-supervise runs: 'worktree' (default) a copy of "
+        "the working tree taken at start, 'head' a copy of git HEAD, 'live' the editable "
+        "install as it is on disk at each launch (changes mid-run are then measured)",
+    )
     ap.add_argument("--venv", default=os.path.join(ROOT, ".venv"))
     ap.add_argument("--out-dir", default=RESULTS)
     args = ap.parse_args()
@@ -721,20 +839,31 @@ def freeze_source(args, ctl_dir):
     src_root = os.path.join(ctl_dir, "src")
     os.makedirs(src_root, exist_ok=True)
     if args.source == "worktree":
-        shutil.copytree(os.path.join(ROOT, "supervisor"), os.path.join(src_root, "supervisor"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            os.path.join(ROOT, "supervisor"),
+            os.path.join(src_root, "supervisor"),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     else:
-        arch = subprocess.run(["git", "-C", ROOT, "archive", "HEAD", "supervisor"],
-                              capture_output=True, timeout=60, check=True).stdout
+        arch = subprocess.run(
+            ["git", "-C", ROOT, "archive", "HEAD", "supervisor"], capture_output=True, timeout=60, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", src_root], input=arch, check=True, timeout=60)
     args.src_dir = os.path.join(src_root, "supervisor")
-    probe = subprocess.run([os.path.join(args.venv, "bin", "python"), "-c",
-                            "import supervisor; print(supervisor.__file__)"],
-                           env=server_env(args), cwd=APPS, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [os.path.join(args.venv, "bin", "python"), "-c", "import supervisor; print(supervisor.__file__)"],
+        env=server_env(args),
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     where = probe.stdout.strip()
     if not where.startswith(args.src_dir):
-        sys.exit(f"supervisor_bench: the frozen copy is not the one imported ({where!r}, "
-                 f"{probe.stderr.strip()[-300:]!r}); try --source live")
+        sys.exit(
+            f"supervisor_bench: the frozen copy is not the one imported ({where!r}, "
+            f"{probe.stderr.strip()[-300:]!r}); try --source live"
+        )
     return where
 
 
@@ -753,29 +882,46 @@ def preflight(args, ctl_dir):
             srv.cleanup()
         if not ok:
             log = "\n".join(f"  {t:8.4f} {text[:400]}" for t, _, text in srv.lines[-30:])
-            sys.exit(f"supervisor_bench: preflight: {kind} did not get one worker ready "
-                     f"(exit code {srv.returncode}).\n$ {' '.join(argv)}\n{log}")
+            sys.exit(
+                f"supervisor_bench: preflight: {kind} did not get one worker ready "
+                f"(exit code {srv.returncode}).\n$ {' '.join(argv)}\n{log}"
+            )
 
 
 def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
     imported_from = freeze_source(args, ctl_dir)
     preflight(args, ctl_dir)
     fp0 = source_fingerprint(args.src_dir)
-    meta = {"record": "meta", "started": stamp, "argv": sys.argv, "workers": ns,
-            "preload_modes": modes, "reps": args.reps, "idle_reps": args.idle_reps,
-            "idle_window_s": args.idle_window, "settle_s": args.settle,
-            "import_delay_s": args.import_delay, "import_mode": args.import_mode,
-            "versions": versions(args), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "loadavg_start": open("/proc/loadavg").read().split()[:3],
-            "git_head": git("rev-parse", "--short", "HEAD"),
-            "git_dirty_supervisor": bool(git("status", "--porcelain", "supervisor")),
-            "git_diff_stat_supervisor": git("diff", "--stat", "HEAD", "--", "supervisor"),
-            "source": args.source, "supervisor_imported_from": imported_from,
-            "supervisor_source_sha": fp0}
+    meta = {
+        "record": "meta",
+        "started": stamp,
+        "argv": sys.argv,
+        "workers": ns,
+        "preload_modes": modes,
+        "reps": args.reps,
+        "idle_reps": args.idle_reps,
+        "idle_window_s": args.idle_window,
+        "settle_s": args.settle,
+        "import_delay_s": args.import_delay,
+        "import_mode": args.import_mode,
+        "versions": versions(args),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": _loadavg(),
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "git_dirty_supervisor": bool(git("status", "--porcelain", "supervisor")),
+        "git_diff_stat_supervisor": git("diff", "--stat", "HEAD", "--", "supervisor"),
+        "source": args.source,
+        "supervisor_imported_from": imported_from,
+        "supervisor_source_sha": fp0,
+    }
     n_trials = args.reps * len(ns) * len(modes) * len(SERVERS)
-    print(f"supervisor_bench: {n_trials} trials, N={ns}, preload={modes}, reps={args.reps}, "
-          f"idle {args.idle_window:g} s x {min(args.idle_reps, args.reps)} per config, "
-          f"import delay {args.import_delay:g} s ({args.import_mode})", file=sys.stderr)
+    print(
+        f"supervisor_bench: {n_trials} trials, N={ns}, preload={modes}, reps={args.reps}, "
+        f"idle {args.idle_window:g} s x {min(args.idle_reps, args.reps)} per config, "
+        f"import delay {args.import_delay:g} s ({args.import_mode})",
+        file=sys.stderr,
+    )
     print(f"  versions: {meta['versions']}; results -> {jsonl}", file=sys.stderr)
 
     trials, masters = [], []
@@ -789,22 +935,30 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
                     for preload in modes:
                         order = SERVERS if rep % 2 == 0 else SERVERS[::-1]
                         for kind in order:
-                            rec, srv = run_trial(args, kind, n, preload, rep, rep < args.idle_reps,
-                                                 ctl_dir, logf)
+                            rec, srv = run_trial(
+                                args, kind, n, preload, rep, rep < args.idle_reps, ctl_dir, logf
+                            )
                             if srv.proc is not None:
                                 masters.append(srv.pid)
                             trials.append(rec)
                             out.write(json.dumps(rec) + "\n")
                             out.flush()
                             r = rec
-                            print(f"  [{len(trials):2d}/{n_trials}] {kind:12s} N={n} "
-                                  f"{'preload   ' if preload else 'no-preload'} rep={rep} "
-                                  f"start={_f(r['startup_s'], 3)}s repl={_f(r['replacement_s'], 4, 1000)}ms "
-                                  f"stop={_f(r['stop_all_gone_s'], 3)}s"
-                                  + (f" wake/s={_f(r['master_wakeups_per_s'], 2)}"
-                                     f" cpu={_f(r['master_cpu_ms'], 0)}ms" if r["idle_window_s"] else "")
-                                  + (f"  PROBLEMS: {r['problems']}" if r["problems"] else ""),
-                                  file=sys.stderr, flush=True)
+                            print(
+                                f"  [{len(trials):2d}/{n_trials}] {kind:12s} N={n} "
+                                f"{'preload   ' if preload else 'no-preload'} rep={rep} "
+                                f"start={_f(r['startup_s'], 3)}s repl={_f(r['replacement_s'], 4, 1000)}ms "
+                                f"stop={_f(r['stop_all_gone_s'], 3)}s"
+                                + (
+                                    f" wake/s={_f(r['master_wakeups_per_s'], 2)}"
+                                    f" cpu={_f(r['master_cpu_ms'], 0)}ms"
+                                    if r["idle_window_s"]
+                                    else ""
+                                )
+                                + (f"  PROBLEMS: {r['problems']}" if r["problems"] else ""),
+                                file=sys.stderr,
+                                flush=True,
+                            )
                             time.sleep(0.2)
         except KeyboardInterrupt:
             print("interrupted; reporting what was measured", file=sys.stderr)
@@ -814,36 +968,73 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
             table, summaries = make_table(trials, ns, modes, args.idle_window)
             anomalies = anomaly_report(trials)
             for (key, server, n, preload), s in sorted(summaries.items(), key=str):
-                out.write(json.dumps({"record": "summary", "metric": key, "server": server,
-                                      "workers": n, "preload": preload, **s}) + "\n")
-            end = {"record": "end", "elapsed_s": now() - t_start, "leftover_processes": left,
-                   "supervisor_source_sha_end": fp1, "source_changed_during_run": fp1 != fp0,
-                   "loadavg_end": open("/proc/loadavg").read().split()[:3]}
+                out.write(
+                    json.dumps(
+                        {
+                            "record": "summary",
+                            "metric": key,
+                            "server": server,
+                            "workers": n,
+                            "preload": preload,
+                            **s,
+                        }
+                    )
+                    + "\n"
+                )
+            end = {
+                "record": "end",
+                "elapsed_s": now() - t_start,
+                "leftover_processes": left,
+                "supervisor_source_sha_end": fp1,
+                "source_changed_during_run": fp1 != fp0,
+                "loadavg_end": _loadavg(),
+            }
             out.write(json.dumps(end) + "\n")
 
-    header = (f"pg-supervise vs gunicorn sync — N={ns}, reps={args.reps} "
-              f"(idle window {args.idle_window:g} s in {min(args.idle_reps, args.reps)} of them), "
-              f"import delay {args.import_delay:g} s ({args.import_mode}); "
-              f"median (min–max). {meta['versions'].get('pg-supervise')}, "
-              f"{meta['versions'].get('gunicorn')}; pg-supervise code: "
-              + {"worktree": "copy of the working tree at start", "head": "copy of git HEAD",
-                 "live": "editable install as on disk"}[args.source]
-              + f" (git {meta['git_head']}{', supervisor/ modified' if meta['git_dirty_supervisor'] and args.source != 'head' else ''}"
-              f", sha {fp0}).")
-    problems = [(t["server"], t["workers"], t["preload"], t["rep"], p)
-                for t in trials for p in t["problems"]]
-    report = [header, "", table, "", "Log lines at warning/error level (or unparsable), by phase:", "",
-              anomalies, ""]
+    modified = meta["git_dirty_supervisor"] and args.source != "head"
+    dirty = ", supervisor/ modified" if modified else ""
+    header = (
+        f"pg-supervise vs gunicorn sync — N={ns}, reps={args.reps} "
+        f"(idle window {args.idle_window:g} s in {min(args.idle_reps, args.reps)} of them), "
+        f"import delay {args.import_delay:g} s ({args.import_mode}); "
+        f"median (min–max). {meta['versions'].get('pg-supervise')}, "
+        f"{meta['versions'].get('gunicorn')}; pg-supervise code: "
+        + {
+            "worktree": "copy of the working tree at start",
+            "head": "copy of git HEAD",
+            "live": "editable install as on disk",
+        }[args.source]
+        + f" (git {meta['git_head']}{dirty}"
+        f", sha {fp0})."
+    )
+    problems = [(t["server"], t["workers"], t["preload"], t["rep"], p) for t in trials for p in t["problems"]]
+    report = [
+        header,
+        "",
+        table,
+        "",
+        "Log lines at warning/error level (or unparsable), by phase:",
+        "",
+        anomalies,
+        "",
+    ]
     if problems:
-        report += ["Problems:", ""] + [f"* {s} N={n} preload={p} rep={r}: {msg}"
-                                       for s, n, p, r, msg in problems] + [""]
+        report += (
+            ["Problems:", ""]
+            + [f"* {s} N={n} preload={p} rep={r}: {msg}" for s, n, p, r, msg in problems]
+            + [""]
+        )
     shas = sorted({t["supervisor_source_sha"] for t in trials if t["server"] == "pg-supervise"} | {fp1})
     if len(shas) > 1:
-        report.append(f"WARNING: supervisor/ sources changed during the run ({len(shas)} versions seen: "
-                      f"{', '.join(shas)}; per-trial 'supervisor_source_sha' in the JSON lines), "
-                      "so pg-supervise trials may mix versions.")
-    report.append(f"Leftover processes after the run: {left if left else 'none'} "
-                  f"(ps, {len(set(masters))} sessions checked). Elapsed {end['elapsed_s']:.0f} s.")
+        report.append(
+            f"WARNING: supervisor/ sources changed during the run ({len(shas)} versions seen: "
+            f"{', '.join(shas)}; per-trial 'supervisor_source_sha' in the JSON lines), "
+            "so pg-supervise trials may mix versions."
+        )
+    report.append(
+        f"Leftover processes after the run: {left if left else 'none'} "
+        f"(ps, {len(set(masters))} sessions checked). Elapsed {end['elapsed_s']:.0f} s."
+    )
     report.append(f"Raw: {jsonl} ; logs: {logpath}")
     text = "\n".join(report)
     with open(mdpath, "w") as f:

@@ -457,3 +457,30 @@ def test_worker_is_recycled_when_the_database_stays_unreachable(supervise, postg
     assert run.find("database unreachable past --pool-reconnect-timeout; asking to be replaced")
     run.signal(signal.SIGTERM)
     assert run.wait(30) == 0
+
+
+def test_alembic_upgrades_once_under_the_lock(supervise, postgres_url):
+    from conftest import APPS
+
+    spec = f"alembic:{APPS / 'alembic_project' / 'alembic.ini'}"
+    env = {"DATABASE_URL": postgres_url}
+    dry = supervise("migrate", "--migrations", spec, "--dry-run", env=env)
+    assert dry.wait(30) == 0
+    assert dry.find("migrations pending")[0]["pending"] == ["0001", "0002"]
+    runs = [supervise("migrate", "--migrations", spec, env=env) for _ in range(3)]
+    assert [r.wait(60) for r in runs] == [0, 0, 0]
+    assert sum(len(r.find("applying alembic migrations")) for r in runs) == 1
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("select count(*) from widgets").fetchone() == (1,)
+        assert conn.execute("select version_num from alembic_version").fetchall() == [("0002",)]
+
+
+def test_pool_stats_are_logged_periodically(supervise, postgres_url):
+    run = supervise(
+        "dbapp:query_loop", "-w", "1", "--pool-stats-interval", "0.3", env={"DATABASE_URL": postgres_url}
+    )
+    lines = run.wait_event("pool stats", count=2)
+    assert all(e["role"] == "worker" and e["database"] == "db" for e in lines)
+    assert sum(e["requests_num"] for e in lines) >= 1
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

@@ -91,10 +91,9 @@ def run(config: Config, *, dry_run: bool = False) -> list[str]:
     if not spec:
         return []
     if spec.startswith("alembic:"):
-        raise ConfigError(
-            "migrations: the Alembic adapter is not available in this version; "
-            "use a SQL directory or module:callable"
-        )
+        from supervisor.migrate.alembic import run as run_alembic
+
+        return run_alembic(config, spec.removeprefix("alembic:"), dry_run)
     if is_callable_spec(spec):
         return _run_callable(config, spec, dry_run)
     migrations = sqldir.load(spec)

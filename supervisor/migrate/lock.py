@@ -74,5 +74,22 @@ def advisory_lock(conn: psycopg.Connection[Any], timeout: float, key: int = LOCK
     try:
         yield
     finally:
-        if not conn.closed:
-            conn.execute("select pg_advisory_unlock(%s)", (key,))
+        _release(conn, key)
+
+
+def _release(conn: psycopg.Connection[Any], key: int) -> None:
+    """Unlock even after a failed migration left the session in a failed
+    transaction; if that is impossible, closing the session releases it."""
+    if conn.closed:
+        return
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.rollback()
+        conn.execute("select pg_advisory_unlock(%s)", (key,))
+        if not conn.autocommit:
+            conn.commit()
+    except psycopg.Error as exc:
+        log.warning(
+            "could not release the migration lock; closing its connection instead", error=str(exc).strip()
+        )
+        conn.close()

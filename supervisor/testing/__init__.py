@@ -6,5 +6,6 @@ supervisor as a subprocess and watch its log). See docs/testing.md.
 """
 
 from supervisor.testing.postgres import PostgresServer, local_cluster
+from supervisor.testing.process import SupervisorProcess, wait_until
 
-__all__ = ["PostgresServer", "local_cluster"]
+__all__ = ["PostgresServer", "SupervisorProcess", "local_cluster", "wait_until"]

@@ -96,6 +96,28 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def supervise_process(tmp_path: Any) -> Iterator[Any]:
+    """Start the supervisor as a subprocess: ``supervise_process("app:main", "-w", "2",
+    env={...})`` returns a :class:`~supervisor.testing.process.SupervisorProcess`.
+    After the test every process it started is gone, and the test fails if any
+    outlived its master."""
+    from supervisor.testing.process import SupervisorProcess
+
+    runs: list[SupervisorProcess] = []
+
+    def start(
+        *args: str, env: dict[str, str] | None = None, cwd: Any = None, cmd: list[str] | None = None
+    ) -> SupervisorProcess:
+        run = SupervisorProcess(list(args), cwd or tmp_path, env, cmd)
+        runs.append(run)
+        return run
+
+    yield start
+    leftovers = {run.pid: left for run in runs if (left := run.finish())}
+    assert not leftovers, f"processes outlived their master: {leftovers}"
+
+
 def admin_query(server: PostgresServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Run one query as the server's superuser (helper for assertions)."""
     import psycopg
