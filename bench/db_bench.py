@@ -51,7 +51,7 @@ def run_units(url: str, target: str, workers: int, seconds: float) -> float:
 
 
 def run_startup(url: str | None, min_size: int | None, workers: int) -> tuple[float, float]:
-    args = ["db_target:idle", "-w", str(workers), "--log-format", "json"]
+    args = ["idle_target:idle", "-w", str(workers), "--log-format", "json"]
     env = {"PYTHONPATH": str(HERE / "apps")}
     if url is not None and min_size is not None:
         args += ["--pool-min-size", str(min_size), "--pool-max-size", str(max(min_size, 4))]

@@ -49,9 +49,10 @@ class Setting:
 def _setting(default: Any = None, **meta: Any) -> Any:
     factory = meta.pop("default_factory", None)
     md = {"setting": Setting(**meta)}
+    show = not meta.get("secret", False)  # a password must not reach a repr in a log
     if factory is not None:
-        return field(default_factory=factory, metadata=md)
-    return field(default=default, metadata=md)
+        return field(default_factory=factory, metadata=md, repr=show)
+    return field(default=default, metadata=md, repr=show)
 
 
 def default_workers() -> int:
@@ -316,6 +317,19 @@ _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORE
 def redact_secret(text: str) -> str:
     """``text`` (a URL or conninfo string) with any password replaced by ``***``."""
     return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
+
+
+def scrub(text: str, url: str | None) -> str:
+    """``text`` (say, a driver's error message) with the password of ``url``
+    removed, wherever it appears, and any URL or conninfo password masked."""
+    if url:
+        for pattern in (_URL_PASSWORD, _KV_PASSWORD):
+            for match in pattern.finditer(url):
+                secret = url[match.end(1) : match.start(2)] if pattern is _URL_PASSWORD else match.group(2)
+                for form in {secret, secret.strip("'")}:
+                    if len(form) >= 3:
+                        text = text.replace(form, "***")
+    return redact_secret(text)
 
 
 def settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:

@@ -27,7 +27,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from supervisor import _dbregistry
-from supervisor.config import redact_secret
+from supervisor.config import redact_secret, scrub
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
 
@@ -204,6 +204,7 @@ class Database:
             try:
                 pool.wait(timeout=worker.config.pool_timeout)
             except PoolTimeout:
+                pool.close(timeout=1.0)  # ours, opened here: close what it did open
                 raise self._boot_error(settings, worker.config.pool_timeout) from None
             self._pool, self._pid = pool, os.getpid()
         self._opened(settings, "sync")
@@ -228,6 +229,7 @@ class Database:
         try:
             await pool.wait(timeout=worker.config.pool_timeout)
         except PoolTimeout:
+            await pool.close(timeout=1.0)
             raise self._boot_error(settings, worker.config.pool_timeout) from None
         self._async_pool, self._pid = pool, os.getpid()
         self._opened(settings, "async")
@@ -240,11 +242,17 @@ class Database:
 
     def _close(self, timeout: float = 5.0) -> None:
         """Close the pool this process opened (never one it inherited)."""
-        with self._lock:
+        # An open() may hold the lock while it waits for the pool to fill; a
+        # stopping worker must not wait that long (os._exit drops the pool).
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
             pool, pid = self._pool, self._pid
             self._pool = None
             if self._async_pool is None:
                 self._pid = None
+        finally:
+            self._lock.release()
         if pool is not None and pid == os.getpid():
             pool.close(timeout=timeout)
         elif pool is not None:
@@ -280,8 +288,11 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
         attempt += 1
         try:
             return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=f"{app}:master")
-        except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        except psycopg.Error as exc:
+            text = scrub(str(exc).strip(), url)
+            reason = text.splitlines()[-1] if text else type(exc).__name__
+            if not isinstance(exc, psycopg.OperationalError):  # a malformed URL, say
+                raise ConfigError(f"database URL {redact_secret(url)} is not usable: {reason}") from None
             # Waiting cures a server that is down or starting (no SQLSTATE, 57P03,
             # class 08), not a wrong password, role or database name.
             state = exc.sqlstate

@@ -11,8 +11,10 @@ so it costs a full walk once and almost nothing on later forks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
+import weakref
 from typing import Any
 
 from supervisor._dbregistry import databases
@@ -20,6 +22,8 @@ from supervisor.config import redact_secret
 from supervisor.logging import get_logger
 
 log = get_logger()
+
+_seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def before_fork() -> list[str]:
@@ -40,11 +44,21 @@ def sweep() -> list[str]:
 
         pool_types = (psycopg_pool.ConnectionPool, psycopg_pool.AsyncConnectionPool)
     found = []
+    conn_types = (psycopg.Connection, psycopg.AsyncConnection)
+    # gc.get_objects() skips frozen objects, so remember every pool or connection
+    # ever seen (opened or not): one made before a freeze and opened later in a
+    # hook is still checked.
+    candidates = list(_seen)
     for obj in gc.get_objects():
+        if (pool_types and isinstance(obj, pool_types)) or isinstance(obj, conn_types):
+            candidates.append(obj)
+            with contextlib.suppress(TypeError):
+                _seen.add(obj)
+    for obj in {id(o): o for o in candidates}.values():
         if pool_types and isinstance(obj, pool_types):
             if not _any(obj).closed:
                 found.append(_close_pool(obj))
-        elif isinstance(obj, psycopg.Connection | psycopg.AsyncConnection) and not obj.closed:
+        elif isinstance(obj, conn_types) and not _any(obj).closed:
             found.append(_close_connection(obj))
     return found
 

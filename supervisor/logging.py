@@ -62,7 +62,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         final += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         renderer = final[-1]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty(), sort_keys=False)
+        # plain tracebacks: rich's would print local variables, passwords included
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), sort_keys=False, exception_formatter=structlog.dev.plain_traceback
+        )
         final.append(renderer)
 
     handler = logging.StreamHandler(stream)

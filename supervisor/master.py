@@ -137,7 +137,9 @@ class Master:
         self.booted = False
         self.started_at = clock()
         self._reload_queue: list[int] = []
+        self._reloading = False  # from HUP until no slot is left to roll and none is pending
         self._reload_again = False
+        self._signalled_stop = False
         self._policy = CrashPolicy(config.crash_limit, config.crash_reset)
         # set up by run(); absent in unit tests
         self._selector: selectors.BaseSelector | None = None
@@ -164,9 +166,13 @@ class Master:
         try:
             try:
                 self.start()
+                self._arm_signals()
+            except _StartInterrupted as stop:
+                log.info("stopped before any worker started", signal=stop.signal_name)
             except SupervisorError as exc:
                 self.error = exc
             else:
+                self._wait(0)  # a signal that arrived during start-up counts before any fork
                 self._loop()
         finally:
             self._close()
@@ -174,19 +180,23 @@ class Master:
             raise self.error
 
     def start(self) -> None:
-        """The phases before the first fork. A failure here forks nothing."""
+        """The phases before the first fork. A failure here forks nothing.
+
+        Order (DESIGN.md): check the target -> on_starting -> database (wait,
+        budget, migrate) -> preload. A stop signal raises out of any wait here.
+        """
         cfg = self.config
         log.info(
             "starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout
         )
+        if self.target is None:
+            check_importable(cfg.target)  # a typo must not migrate the database first
         self.hooks.run("on_starting", self.info())
         if cfg.database_url:
             self._database_phases()
         if cfg.preload and self.target is None:
             self.target = resolve(cfg.target, cfg.interface)
             log.info("target preloaded", kind=self.target.kind.value)
-        elif self.target is None:
-            check_importable(cfg.target)
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
@@ -231,7 +241,7 @@ class Master:
                 self._read_reports(key.data)
         self._reap()
 
-    def _read_reports(self, child: Child) -> None:
+    def _read_reports(self, child: Child, alive: bool = True) -> None:
         while True:
             try:
                 data = os.read(child.report_fd, 4096)
@@ -241,13 +251,13 @@ class Master:
                 self._unregister(child)
                 return
             for line in child.reader.feed(data):
-                self.on_message(child.pid, line, self._clock())
+                self.on_message(child.pid, line, self._clock(), alive)
 
     def _reap(self) -> None:
         for pid, code in self._procs.reap():
             child = self.children.get(pid)
             if child is not None and child.report_fd >= 0:
-                self._read_reports(child)  # what it said before dying comes first
+                self._read_reports(child, alive=False)  # what it said before dying comes first
             self.on_exit(pid, code, self._clock())
 
     # -- decisions ------------------------------------------------------------
@@ -255,7 +265,11 @@ class Master:
     def on_signal(self, signum: int, now: float) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             name = signal.Signals(signum).name
-            self.begin_stop("fast" if self.stopping else "graceful", f"{name} received")
+            # Only a user's second stop escalates, not the first one after a
+            # stop the supervisor began itself (boot failure, all finished).
+            mode = "fast" if self._signalled_stop else "graceful"
+            self._signalled_stop = True
+            self.begin_stop(mode, f"{name} received")
         elif signum == signal.SIGQUIT:
             self.begin_stop("fast", "SIGQUIT received")
         elif signum == signal.SIGHUP:
@@ -272,7 +286,9 @@ class Master:
             for child in self.children.values():  # each adds what only it knows (pool stats)
                 self._procs.signal(child.pid, signal.SIGUSR1)
 
-    def on_message(self, pid: int, line: str, now: float) -> None:
+    def on_message(self, pid: int, line: str, now: float, alive: bool = True) -> None:
+        """One line from a worker. ``alive=False``: its last words, read after it
+        died; a 'ready' then only marks it as having booted (no promotion)."""
         child = self.children.get(pid)
         if child is None:
             return
@@ -280,7 +296,12 @@ class Master:
         if kind == _channel.ERROR:
             child.error = _channel.parse_error(text)
         elif kind == _channel.READY and child.ready_at is None:
-            self._on_ready(child, now)
+            if child.failure or child.stop_reason:
+                pass  # too late: the master already gave up on it or asked it to stop
+            elif not alive:
+                child.ready_at = now  # it did boot (so its death is a crash), but it is gone
+            else:
+                self._on_ready(child, now)
         elif kind == _channel.RECYCLE:
             self.recycle(child, text or "asked by the worker", now)
 
@@ -313,8 +334,9 @@ class Master:
             slot.child, slot.pending, child.replacing = child, None, None
             if old.pid in self.children:
                 self.retire(old, reason, now)
-            if reason == "reload" and not self._reload_queue:
-                self._reload_done(now)
+        self._check_booted(now)
+
+    def _check_booted(self, now: float) -> None:
         if not self.booted and all(
             s.finished or (s.child and s.child.ready_at is not None) for s in self.slots.values()
         ):
@@ -357,8 +379,7 @@ class Master:
                 worker_pid=pid,
                 error=reason,
             )
-            self._reload_queue.clear()
-            self._reload_again = False
+            self._abort_reload()
             return
         if child.ready_at is None:
             self._boot_failed(child, slot, desc, now)
@@ -390,7 +411,8 @@ class Master:
             )
             self.fail(error)
             return
-        self._crashed(child, slot, f"failed to boot: {message}", now - child.spawned_at, now)
+        # never ready: it was never healthy, however long its boot took
+        self._crashed(child, slot, f"failed to boot: {message}", 0.0, now)
 
     def _crashed(self, child: Child, slot: Slot | None, why: str, lived: float, now: float) -> None:
         if slot is None:
@@ -435,8 +457,7 @@ class Master:
         now = self._clock()
         log.info("stopping", mode=mode, reason=reason, workers=len(self.children))
         self.stopping = mode
-        self._reload_queue.clear()
-        self._reload_again = False
+        self._abort_reload()
         sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
         grace = self.config.graceful_timeout + KILL_MARGIN if mode == "graceful" else FAST_GRACE
         for child in list(self.children.values()):
@@ -448,8 +469,11 @@ class Master:
 
     def retire(self, child: Child, reason: str, now: float) -> None:
         """Ask one worker to finish and exit (reload, scale down)."""
+        if child.failure:
+            return  # already being killed for misbehaving; keep that (earlier) deadline
         child.stop_reason = reason
-        child.kill_at = now + self.config.graceful_timeout + KILL_MARGIN
+        deadline = now + self.config.graceful_timeout + KILL_MARGIN
+        child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
         self._procs.signal(child.pid, signal.SIGTERM)
 
     def scale(self, workers: int) -> None:
@@ -469,8 +493,8 @@ class Master:
     def request_reload(self, now: float) -> None:
         if self.stopping:
             return
-        if self._reload_queue or any(s.pending for s in self.slots.values()):
-            log.info("reload already in progress; another will follow it")
+        if self._reloading or any(s.pending for s in self.slots.values()):
+            log.info("a replacement is in progress; the reload will follow it")
             self._reload_again = True
             return
         if self._reload_config is not None:
@@ -498,18 +522,51 @@ class Master:
                 "reloading workers; with --preload they fork from the code the master "
                 "imported at start (restart the master to load new code)"
             )
+        if self._budget is not None:
+            from supervisor import database as dbmod
+
+            try:
+                dbmod.check_budget(self.config.workers, self.config.pool_max_size, *self._budget)
+            except ConfigError as exc:
+                log.warning(
+                    "reload keeps the current number of workers: the new one would "
+                    "exceed the connection budget",
+                    workers=len(self.slots),
+                    error=str(exc),
+                )
+                self.config = replace(self.config, workers=len(self.slots))
         self._reload_queue = sorted(
             sid for sid, s in self.slots.items() if s.child is not None and s.child.ready_at is not None
         )
+        self._reloading = True
         log.info("reloading", workers=len(self._reload_queue), changed=changed or None)
-        if not self._reload_queue:
-            self._reload_done(now)
 
-    def _reload_done(self, now: float) -> None:
-        log.info("reload complete")
-        if self._reload_again:
+    def _abort_reload(self) -> None:
+        self._reload_queue.clear()
+        self._reloading = False
+        self._reload_again = False
+
+    def _advance_reload(self, now: float) -> None:
+        """Start the next slot's replacement once none is pending; notice the end."""
+        while self._reload_queue and not any(s.pending for s in self.slots.values()):
+            rolling = self.slots.get(self._reload_queue.pop(0))
+            if rolling is None or rolling.child is None or rolling.child.ready_at is None:
+                continue  # scaled away, finished, or crashed meanwhile: nothing to roll
+            if rolling.child.stop_reason or rolling.child.failure:
+                continue
+            rolling.pending = self._spawn(rolling, now, replacing=rolling.child)
+            if rolling.pending is None:
+                return  # before_fork failed; _spawn aborted the reload
+        if any(s.pending for s in self.slots.values()):
+            return
+        if self._reloading and not self._reload_queue:
+            self._reloading = False
+            log.info("reload complete")
+        if self._reload_again and not self.stopping:
             self._reload_again = False
             self.request_reload(now)
+            if self._reload_queue:
+                self._advance_reload(now)  # start now: the loop may not tick again soon
 
     def log_status(self, now: float) -> None:
         for slot_id in sorted(self.slots):
@@ -576,12 +633,8 @@ class Master:
             for child in (slot.child, slot.pending):
                 if child is not None and child.pid in self.children:
                     self.retire(child, "scaled down", now)
-        if self._reload_queue and not any(s.pending for s in self.slots.values()):
-            rolling = self.slots.get(self._reload_queue.pop(0))
-            if rolling is not None and rolling.child is not None:
-                rolling.pending = self._spawn(rolling, now, replacing=rolling.child)
-            elif not self._reload_queue:
-                self._reload_done(now)
+        self._check_booted(now)
+        self._advance_reload(now)
         for slot in sorted(self.slots.values(), key=lambda s: s.id):
             if self.stopping:
                 return  # a failed before_fork may have just begun a stop
@@ -599,8 +652,8 @@ class Master:
                 self.fail(WorkerBootError(str(exc)))
             elif replacing is None:
                 self._crashed(Child(slot.id, 0, _channel.Heartbeat(), -1, now), slot, str(exc), 0.0, now)
-            else:
-                self._reload_queue.clear()
+            elif reason == "reload":
+                self._abort_reload()
             return None
         pid, fd, heartbeat = self._procs.spawn(self, slot.id)
         child = Child(slot.id, pid, heartbeat, fd, now, replacing=replacing, replace_reason=reason)
@@ -650,8 +703,16 @@ class Master:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in HANDLED:
-            self._old_handlers[sig] = signal.signal(sig, _record_only)
+            # Until the loop runs, a stop signal must interrupt whatever start-up
+            # is waiting for (the database, the migration lock, an import).
+            handler = _interrupt_start if sig in _STOPS else _record_only
+            self._old_handlers[sig] = signal.signal(sig, handler)
         _proctitle.set_title(f"master {self.config.target}")
+
+    def _arm_signals(self) -> None:
+        """From here on the loop acts on every signal; handlers only record."""
+        for sig in _STOPS:
+            signal.signal(sig, _record_only)
 
     def _close(self) -> None:
         for sig, handler in self._old_handlers.items():
@@ -685,6 +746,22 @@ class Master:
         return [fd for fd in fds if fd >= 0]
 
 
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+class _StartInterrupted(BaseException):
+    """A stop signal arrived before any worker was forked. A BaseException, so
+    that user code running during start-up (an import, a hook) does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal_name = signal.Signals(signum).name
+
+
+def _interrupt_start(signum: int, frame: object) -> None:
+    raise _StartInterrupted(signum)
+
+
 def _record_only(signum: int, frame: object) -> None:
     """Installed for every handled signal so the C handler writes its number to
     the wake-up pipe; the loop does the work. Nothing else is safe here."""
@@ -695,6 +772,7 @@ class _Forker:
 
     def __init__(self) -> None:
         self._warned_threads: set[str] = set()
+        self._collected = False
 
     def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
         forksafety.before_fork()
@@ -713,6 +791,9 @@ class _Forker:
             close_heartbeats=[c.heartbeat for c in master.children.values()],
             database=master.database,
         )
+        if not self._collected:
+            gc.collect()  # garbage frozen now would never be freed
+            self._collected = True
         # Move everything the master holds out of the collector's reach: a
         # worker's first full collection then leaves those pages shared (with
         # --preload, the whole app), and the next fork guard sweep only walks
@@ -720,9 +801,16 @@ class _Forker:
         gc.freeze()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            run_worker(spec)
+        # Signals that reach the child before it installs its own handlers would
+        # run the master's (writing into the master's wake-up pipe) or kill it:
+        # hold them until the child is ready for them (run_worker unblocks).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                run_worker(spec)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         return pid, read_fd, heartbeat

@@ -240,6 +240,8 @@ class _WorkerProcess:
             signal.signal(sig, noop)
         for sig in _IGNORED:
             signal.signal(sig, signal.SIG_IGN)
+        # the master blocked these around fork; what arrived meanwhile is delivered now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         # The master sends DUMP_SIGNAL to a worker that missed its heartbeat,
         # then SIGKILL: every thread's stack is written first, at C level, so it
         # works even when the main thread is stuck. (Not SIGABRT: Python cannot
@@ -377,6 +379,7 @@ class _WorkerProcess:
         try:
             code = runner(target, self.worker, ready)
         except _StoppedBeforeReady:
+            self._close_databases()
             return 0
         except HookError as exc:
             log.error("hook failed", hook=exc.hook, exc_info=exc.original)
@@ -385,6 +388,8 @@ class _WorkerProcess:
             return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not 0 <= code <= 255:
+                code = 1  # os._exit(256) would read as 0: a clean finish it was not
         except Exception:
             log.exception("main raised; worker exiting")
             code = 1

@@ -484,3 +484,36 @@ def test_pool_stats_are_logged_periodically(supervise, postgres_url):
     assert sum(e["requests_num"] for e in lines) >= 1
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_term_interrupts_the_wait_for_the_database(supervise):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = supervise(
+        "mains:wait", "--db-wait-timeout", "60", env={"DATABASE_URL": f"postgresql://app@127.0.0.1:{port}/x"}
+    )
+    run.wait_event("waiting for PostgreSQL")
+    started = time.monotonic()
+    run.signal(signal.SIGTERM)
+    assert run.wait(10) == 0
+    assert time.monotonic() - started < 3
+    assert run.find("stopped before any worker started", signal="SIGTERM")
+    assert not run.find("worker spawned")
+
+
+def test_a_malformed_url_is_a_config_error_without_the_password(supervise):
+    run = supervise("mains:wait", env={"DATABASE_URL": "postgresql://app:s3cr%ZZet@127.0.0.1/x"})
+    assert run.wait(10) == 2
+    assert "is not usable" in run.final(2)
+    assert "s3cr" not in run.output()
+
+
+def test_a_target_typo_fails_before_migrating(supervise, postgres_url, tmp_path):
+    mig = _migrations(tmp_path, {"0001_a.sql": "create table a (id int);"})
+    run = supervise("mainz:wait", "--migrations", str(mig), env={"DATABASE_URL": postgres_url})
+    assert run.wait() == 4
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("select to_regclass('supervise_migrations')").fetchone() == (None,)

@@ -262,3 +262,68 @@ def test_ttin_and_ttou():
     master.tick(clock.t)
     assert procs.sent == [(third, signal.SIGTERM)]
     assert sorted(master.slots) == [1, 2]
+
+
+def test_boot_failures_after_start_count_toward_the_crash_limit():
+    master, procs, clock = make(workers=1, crash_limit=2, crash_reset=30, boot_timeout=60)
+    boot(master, clock)
+    master.on_exit(pid_of(master, 1), -9, clock.t)
+    for _ in range(3):  # replacements that take long to fail still count
+        clock.t += 100
+        master.tick(clock.t)
+        pid = procs.spawned[-1][1]
+        clock.t += 45
+        master.on_exit(pid, 3, clock.t)
+    assert isinstance(master.error, CrashLoopError)
+
+
+def test_hup_during_a_recycle_is_not_lost():
+    master, procs, clock = make()
+    boot(master, clock)
+    first = master.slots[1].child
+    assert first is not None
+    master.recycle(first, "database unreachable", clock.t)
+    master.on_signal(signal.SIGHUP, clock.t)  # deferred behind the recycle
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    master.tick(clock.t)
+    assert procs.spawned[-1][0] == 1 and len(procs.spawned) == 4  # the reload began
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    master.tick(clock.t)
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    master.tick(clock.t)
+    assert not master._reloading and len(procs.spawned) == 5
+
+
+def test_a_stuck_worker_keeps_its_kill_deadline_when_retired():
+    master, _procs, clock = make(workers=1)
+    boot(master, clock)
+    pid = pid_of(master, 1)
+    clock.t += 10
+    master.tick(clock.t)  # heartbeat timeout: dump, then KILL in 1 s
+    child = master.children[pid]
+    kill_at = child.kill_at
+    master.retire(child, "scaled down", clock.t)
+    assert child.kill_at == kill_at
+
+
+def test_ready_from_a_worker_being_killed_does_not_count():
+    master, procs, clock = make(workers=1)
+    master.tick(clock.t)
+    pid = procs.spawned[0][1]
+    clock.t += 5
+    master.tick(clock.t)  # boot timeout
+    master.on_message(pid, "ready", clock.t)
+    assert not master.booted
+    master.on_exit(pid, -9, clock.t)
+    assert isinstance(master.error, WorkerBootError)
+
+
+def test_the_first_term_after_an_internal_stop_is_still_graceful():
+    master, _procs, clock = make(workers=1)
+    boot(master, clock)
+    master.on_exit(pid_of(master, 1), 0, clock.t)  # main returned: the master stops itself
+    assert master.stopping == "graceful"
+    master.on_signal(signal.SIGTERM, clock.t)
+    assert master.stopping == "graceful"
+    master.on_signal(signal.SIGTERM, clock.t)
+    assert master.stopping == "fast"

@@ -103,3 +103,47 @@ def test_hooks_setup_order_and_teardown_order():
     with pytest.raises(ValueError, match="unknown hook 'after_frok'"):
         hooks.register("after_frok", print)
     assert len(NAMES) == 11
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "create table a (x int); create index concurrently i on a (x);",
+            ["create table a (x int)", "create index concurrently i on a (x)"],
+        ),
+        ("insert into t values ('a;b', 'it''s; fine');", ["insert into t values ('a;b', 'it''s; fine')"]),
+        ("select E'it\\'s; here'; select 2", ["select E'it\\'s; here'", "select 2"]),
+        ("/* a /* b */ c; */ select 1; select 2", ["/* a /* b */ c; */ select 1", "select 2"]),
+        (
+            "create function f() returns int as $body$ select 1; $body$ language sql; select 3",
+            ["create function f() returns int as $body$ select 1; $body$ language sql", "select 3"],
+        ),
+        ("select a$b$c from t; select 4", ["select a$b$c from t", "select 4"]),
+        (
+            'select 1 as "x;y"; -- trailing; comment\nselect 5',
+            ['select 1 as "x;y"', "-- trailing; comment\nselect 5"],
+        ),
+        ("-- only a comment;\n", []),
+    ],
+)
+def test_split_statements(sql, expected):
+    from supervisor.migrate.sqldir import split_statements
+
+    assert split_statements(sql) == expected
+
+
+def test_checksum_ignores_line_endings_and_bom():
+    from supervisor.migrate.sqldir import checksum
+
+    assert checksum("a;\nb;\n") == checksum("a;\r\nb;\r\n") == checksum("\ufeffa;\nb;\n")
+    assert checksum("a;\n") != checksum("a; \n")
+
+
+def test_scrub_removes_the_password_anywhere():
+    from supervisor.config import scrub
+
+    url = "postgresql://app:s3cr%ZZet@db/app"
+    assert scrub('invalid percent-encoded token: "s3cr%ZZet"', url) == 'invalid percent-encoded token: "***"'
+    assert "hunter2" not in scrub("password=hunter2 failed", "host=db password=hunter2")
+    assert "hunter2" not in repr(config.Config(target="a:b", database_url="postgresql://u:hunter2@h/d"))

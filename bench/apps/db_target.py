@@ -25,7 +25,3 @@ def connect_each(worker):
             conn.execute("select 1").fetchone()
         done += 1
     log.info("units", extra={"units": done})
-
-
-def idle(worker):
-    worker.stopping.wait()

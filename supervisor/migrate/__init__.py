@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from supervisor.config import Config, redact_secret
+from supervisor.config import Config, redact_secret, scrub
 from supervisor.errors import ConfigError, MigrationError, TargetError
 from supervisor.logging import get_logger
 from supervisor.migrate import sqldir
@@ -54,10 +54,9 @@ def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]
         return psycopg.connect(
             config.database_url, autocommit=True, application_name=f"{app}:{purpose}", connect_timeout=10
         )
-    except psycopg.OperationalError as exc:
-        raise MigrationError(
-            f"cannot connect to {redact_secret(config.database_url)}: {str(exc).strip()}"
-        ) from exc
+    except psycopg.Error as exc:
+        reason = scrub(str(exc).strip(), config.database_url)
+        raise MigrationError(f"cannot connect to {redact_secret(config.database_url)}: {reason}") from None
 
 
 def _ensure_table(conn: psycopg.Connection[Any]) -> None:
@@ -181,8 +180,9 @@ def status(config: Config) -> list[Row]:
         raise ConfigError("migrations: --status needs a SQL directory (--migrations DIR)")
     migrations = sqldir.load(spec)
     with connect(config) as conn:
-        _ensure_table(conn)
-        applied = _applied(conn)
+        # read-only: a missing table means nothing is applied yet
+        exists = conn.execute("select to_regclass(%s)", (sqldir.TABLE,)).fetchone()
+        applied = _applied(conn) if exists and exists[0] else {}
     rows = []
     for m in migrations:
         if m.version not in applied:

@@ -75,35 +75,63 @@ def load(directory: str | Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
+def _ident(ch: str) -> bool:
+    return ch.isalnum() or ch in "_$"
+
+
+def _skip_quoted(sql: str, i: int) -> int:
+    """Index just past the quoted literal or identifier that starts at ``i``."""
+    quote, n = sql[i], len(sql)
+    # E'...' strings take backslash escapes ('it\'s'); plain ones only doubled quotes
+    escapes = quote == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not _ident(sql[i - 2]))
+    j = i + 1
+    while j < n:
+        if (escapes and sql[j] == "\\") or (sql[j] == quote and sql.startswith(quote * 2, j)):
+            j += 2
+        elif sql[j] == quote:
+            return j + 1
+        else:
+            j += 1
+    return n
+
+
+def _skip_block_comment(sql: str, i: int) -> int:
+    depth, j, n = 0, i, len(sql)
+    while j < n:
+        if sql.startswith("/*", j):
+            depth, j = depth + 1, j + 2
+        elif sql.startswith("*/", j):
+            depth, j = depth - 1, j + 2
+            if depth == 0:
+                return j
+        else:
+            j += 1
+    return n
+
+
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
 def split_statements(sql: str) -> list[str]:
-    """Split on semicolons outside quotes, dollar quotes and comments."""
+    """Split on semicolons outside literals, quoted identifiers, dollar quotes
+    and comments (block comments nest, as in PostgreSQL)."""
     out, start, i, n = [], 0, 0, len(sql)
     while i < n:
         c = sql[i]
-        if c == "-" and sql.startswith("--", i):
+        if sql.startswith("--", i):
             j = sql.find("\n", i)
             i = n if j < 0 else j + 1
-        elif c == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
+        elif sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
         elif c in ("'", '"'):
-            j = i + 1
-            while j < n:
-                if sql[j] == c and sql.startswith(c * 2, j):
-                    j += 2
-                elif sql[j] == c:
-                    break
-                else:
-                    j += 1
-            i = j + 1
-        elif c == "$":
-            m = re.match(r"\$[A-Za-z_]?[A-Za-z0-9_]*\$", sql[i:])
-            if m:
-                tag = m.group(0)
-                j = sql.find(tag, i + len(tag))
-                i = n if j < 0 else j + len(tag)
+            i = _skip_quoted(sql, i)
+        elif c == "$" and (i == 0 or not _ident(sql[i - 1])):
+            tag = _DOLLAR_TAG.match(sql, i)
+            if tag:
+                j = sql.find(tag.group(0), tag.end())
+                i = n if j < 0 else j + len(tag.group(0))
             else:
-                i += 1
+                i += 1  # a positional parameter such as $1
         elif c == ";":
             out.append(sql[start:i])
             start = i = i + 1
