@@ -126,6 +126,7 @@ class Supervisor:
                 from supervisor.database import Database
 
                 database = Database(name="db")
+                database._is_default = True
             Master(config, hooks, target=target, reload_config=self.load_config, database=database).run()
         except SupervisorError as exc:
             log.error(

@@ -82,6 +82,7 @@ class Database:
         self._async_pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._is_default = False  # made by the supervisor for --database-url
         _dbregistry.register(self)
 
     # -- use inside a worker --------------------------------------------------
@@ -139,6 +140,11 @@ class Database:
         if not url:
             raise ConfigError(f"Database {self.name!r} has no URL: pass --database-url or set DATABASE_URL")
         return url
+
+    @property
+    def max_size(self) -> int | None:
+        """The pool size this database asked for, or None for ``--pool-max-size``."""
+        return self._max_size
 
     def stats(self) -> dict[str, int]:
         """The pool's counters since the last call (psycopg_pool's pop_stats)."""
@@ -336,13 +342,14 @@ def connection_limit(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     return total - reserved, f"max_connections {total} less {reserved} reserved"
 
 
-def check_budget(workers: int, pool_max_size: int, limit: int, how: str) -> None:
-    """Raise ConfigError when ``workers`` pools at their maximum, plus the
-    master's migration connection, could exceed ``limit``."""
-    need = workers * pool_max_size + 1
+def check_budget(workers: int, per_worker: int, limit: int, how: str) -> None:
+    """Raise ConfigError when ``workers`` workers with ``per_worker`` connections
+    each (their pools at maximum), plus the migration connection, could exceed
+    ``limit``."""
+    need = workers * per_worker + 1
     if need > limit:
         raise ConfigError(
-            f"connection budget exceeded: {workers} workers x pool max size {pool_max_size} "
+            f"connection budget exceeded: {workers} workers x pool max size {per_worker} "
             f"+ 1 (migrations) = {need} > {limit} ({how}); lower --workers or --pool-max-size, "
             "or raise --max-db-connections if the server allows more"
         )

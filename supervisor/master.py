@@ -213,12 +213,21 @@ class Master:
         if cfg.max_db_connections is not None:
             limit, how = cfg.max_db_connections, "--max-db-connections"
         self._budget = (limit, how)
-        dbmod.check_budget(cfg.workers, cfg.pool_max_size, limit, how)
+        dbmod.check_budget(cfg.workers, self._per_worker(), limit, how)
         if cfg.migrations and cfg.migrate:
             self.hooks.run("before_migrate", self.info())
             applied = migrate.run(cfg)
             log.info("migrations done", applied=len(applied))
             self.hooks.run("after_migrate", self.info())
+
+    def _per_worker(self) -> int:
+        """Connections one worker may hold: every pool it will open, at its maximum.
+        (Databases first declared by a module that only workers import are not
+        known here; see docs/database.md.)"""
+        from supervisor import _dbregistry
+
+        sizes = [db.max_size or self.config.pool_max_size for db in _dbregistry.in_use()]
+        return max(sum(sizes), self.config.pool_max_size)
 
     def _loop(self) -> None:
         while True:
@@ -483,7 +492,7 @@ class Master:
             from supervisor import database as dbmod
 
             try:
-                dbmod.check_budget(workers, self.config.pool_max_size, *self._budget)
+                dbmod.check_budget(workers, self._per_worker(), *self._budget)
             except ConfigError as exc:
                 log.warning("scale-up refused", error=str(exc))
                 return
@@ -526,7 +535,7 @@ class Master:
             from supervisor import database as dbmod
 
             try:
-                dbmod.check_budget(self.config.workers, self.config.pool_max_size, *self._budget)
+                dbmod.check_budget(self.config.workers, self._per_worker(), *self._budget)
             except ConfigError as exc:
                 log.warning(
                     "reload keeps the current number of workers: the new one would "

@@ -30,6 +30,7 @@ from supervisor.config import Config
 
 if TYPE_CHECKING:
     from supervisor.database import Database
+from supervisor import _dbregistry
 from supervisor._dbregistry import databases
 from supervisor.errors import (
     ConfigError,
@@ -103,15 +104,20 @@ class Worker:
     @property
     def db(self) -> Database:
         """The supervisor's database (``--database-url``), with this worker's own pool."""
-        if self._database is None:
+        database = (
+            self._database
+            if self._database is not None and not self._database._is_default
+            else _dbregistry.default()
+        )
+        if database is None:
             from supervisor.errors import ConfigError
 
             raise ConfigError("no database configured: pass --database-url or set DATABASE_URL")
-        return self._database
+        return database
 
     async def _open_async_databases(self) -> None:
         """Built-in step of async runners: this worker's async pools, in its loop."""
-        for db in databases():
+        for db in _dbregistry.in_use():
             await db._open_async(self, self._on_unreachable)
 
     async def _close_async_databases(self) -> None:
@@ -318,7 +324,7 @@ class _WorkerProcess:
 
     def _open_databases(self) -> None:
         """Built-in step: each Database known now gets this worker's own pool."""
-        for db in databases():
+        for db in _dbregistry.in_use():
             db._open(self.worker, self._unreachable)
 
     def _close_databases(self) -> None:

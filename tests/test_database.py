@@ -517,3 +517,16 @@ def test_a_target_typo_fails_before_migrating(supervise, postgres_url, tmp_path)
     assert run.wait() == 4
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("select to_regclass('supervise_migrations')").fetchone() == (None,)
+
+
+def test_an_app_database_is_the_worker_database_with_one_pool(supervise, postgres_url):
+    run = supervise("own_db:main", "-w", "2", "--pool-min-size", "2", "--pool-max-size", "2",
+                    env={"DATABASE_URL": postgres_url})
+    lines = run.wait_event("own database", count=2)
+    assert all(e["same"] for e in lines)
+    per_worker: dict[str, int] = {}
+    for _, app in backends(postgres_url):
+        per_worker[app] = per_worker.get(app, 0) + 1
+    assert per_worker == {"own_db:worker-1": 2, "own_db:worker-2": 2}
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
