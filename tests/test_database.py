@@ -520,8 +520,16 @@ def test_a_target_typo_fails_before_migrating(supervise, postgres_url, tmp_path)
 
 
 def test_an_app_database_is_the_worker_database_with_one_pool(supervise, postgres_url):
-    run = supervise("own_db:main", "-w", "2", "--pool-min-size", "2", "--pool-max-size", "2",
-                    env={"DATABASE_URL": postgres_url})
+    run = supervise(
+        "own_db:main",
+        "-w",
+        "2",
+        "--pool-min-size",
+        "2",
+        "--pool-max-size",
+        "2",
+        env={"DATABASE_URL": postgres_url},
+    )
     lines = run.wait_event("own database", count=2)
     assert all(e["same"] for e in lines)
     per_worker: dict[str, int] = {}
