@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from supervisor import _channel, _proctitle, forksafety
+from supervisor import _channel, _proctitle, _signals, forksafety
 from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
@@ -47,16 +47,7 @@ if TYPE_CHECKING:
 
 log = get_logger()
 
-HANDLED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-    signal.SIGCHLD,
-)
+HANDLED = _signals.MASTER
 FAST_GRACE = 1.0  # seconds a worker gets after QUIT before SIGKILL
 ABORT_GRACE = 1.0  # seconds between the stack-dump signal and SIGKILL
 KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, then we KILL
@@ -755,7 +746,7 @@ class Master:
         return [fd for fd in fds if fd >= 0]
 
 
-_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_STOPS = _signals.STOP
 
 
 class _StartInterrupted(BaseException):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
-from supervisor import _channel, _proctitle, forksafety
+from supervisor import _channel, _proctitle, _signals, forksafety
 from supervisor.config import Config
 
 if TYPE_CHECKING:
@@ -50,17 +50,7 @@ log = get_logger()
 # Signals the master handles; a worker starts from their defaults, then takes
 # the ones it acts on. HUP/TTIN/TTOU/USR2 are the master's business: a worker
 # that gets them (say, from a process-group kill) ignores them.
-_MASTER_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGCHLD,
-)
+_MASTER_SIGNALS = (*_signals.MASTER, signal.SIGUSR2)
 _IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 DUMP_SIGNAL = signal.SIGUSR2  # "write your stacks to stderr"
 _STOP = (signal.SIGTERM, signal.SIGINT)

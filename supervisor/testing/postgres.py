@@ -162,10 +162,15 @@ def local_cluster() -> Iterator[LocalCluster]:
 @contextlib.contextmanager
 def container() -> Iterator[str]:
     """A testcontainers PostgreSQL, if the package is installed and an engine answers."""
-    try:
-        from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise FileNotFoundError("testcontainers is not installed") from exc
+    try:  # 4.x moved it; the old path still imports but warns
+        from testcontainers.community.postgres import (  # type: ignore[import-not-found]
+            PostgresContainer,
+        )
+    except ImportError:
+        try:
+            from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise FileNotFoundError("testcontainers is not installed") from exc
     pg = PostgresContainer("postgres:16-alpine", driver=None)
     pg.start()
     try:

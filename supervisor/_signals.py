@@ -1,0 +1,19 @@
+"""The signals the master handles (docs/reference.md#signals), in one place:
+the master installs handlers for them, blocks them around fork, and a new
+worker resets them before taking the ones it acts on."""
+
+from __future__ import annotations
+
+import signal
+
+MASTER = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
