@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from supervisor.database import Database
 
-_registry: weakref.WeakSet[Database] = weakref.WeakSet()
+# in creation order, so "the first Database() declared" is well defined
+_registry: list[weakref.ref[Database]] = []
 
 
 def register(db: Database) -> None:
-    _registry.add(db)
+    _registry[:] = [ref for ref in _registry if ref() is not None]
+    _registry.append(weakref.ref(db))
 
 
 def databases() -> list[Database]:
-    return list(_registry)
+    return [db for db in (ref() for ref in _registry) if db is not None]
 
 
 def in_use() -> list[Database]:
@@ -33,8 +35,8 @@ def in_use() -> list[Database]:
 
 
 def default() -> Database | None:
-    """What ``worker.db`` means: the application's own ``Database()`` (no URL
-    given: the configured one), else the supervisor's."""
+    """What ``worker.db`` means: the application's first ``Database()`` declared
+    without a URL (so, the configured one), else the supervisor's."""
     dbs = databases()
     for db in dbs:
         if db._url is None and not db._is_default:

@@ -39,6 +39,8 @@ def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs["type"] = click.Choice(meta.choices)
         elif meta.kind == "bool":
             kwargs["is_flag"] = True
+        elif meta.kind == "list":
+            kwargs.update(multiple=True, metavar=meta.metavar or "TEXT")
         else:
             kwargs["metavar"] = meta.metavar or "TEXT"
         fn = click.option(*meta.flags, f.name, **kwargs)(fn)
@@ -49,7 +51,7 @@ def _explicit(options: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     out: dict[str, tuple[Any, str]] = {}
     for f, meta in settings():
         value = options.get(f.name)
-        if value is None:
+        if value is None or value == ():
             continue
         origin = option_name(meta)
         if meta.kind in ("int", "float", "str"):

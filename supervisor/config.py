@@ -24,7 +24,7 @@ from supervisor.errors import ConfigError
 ENV_PREFIX = "SUPERVISE_"
 CONFIG_FILE = "supervise.toml"
 
-Kind = Literal["int", "float", "str", "bool", "choice"]
+Kind = Literal["int", "float", "str", "bool", "choice", "list"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -143,6 +143,41 @@ class Config:
         metavar="S",
         group="Workers",
         help="A worker that stays up S seconds clears its slot's crash count and backoff.",
+    )
+    bind: tuple[str, ...] = _setting(
+        (),
+        flags=("-b", "--bind"),
+        kind="list",
+        metavar="ADDR",
+        group="Serving",
+        help="Listen on ADDR: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; repeatable (comma-"
+        "separated in the environment). HTTP targets default to 127.0.0.1:8000, or to the "
+        "sockets systemd passes (LISTEN_FDS).",
+        default_doc="127.0.0.1:8000 for HTTP targets",
+    )
+    backlog: int = _setting(
+        2048,
+        flags=("--backlog",),
+        kind="int",
+        minimum=1,
+        metavar="N",
+        group="Serving",
+        help="Connections the kernel queues on each listener before refusing.",
+    )
+    socket_mode: str | None = _setting(
+        None,
+        flags=("--socket-mode",),
+        kind="str",
+        metavar="OCTAL",
+        group="Serving",
+        help="Permissions of unix sockets (e.g. 660).",
+    )
+    access_log: bool = _setting(
+        False,
+        flags=("--access-log/--no-access-log",),
+        kind="bool",
+        group="Serving",
+        help="Log one line per HTTP request.",
     )
     database_url: str | None = _setting(
         None,
@@ -377,6 +412,8 @@ def _from_text(name: str, meta: Setting, raw: str, origin: str) -> Any:
         if low not in _TRUE | _FALSE:
             raise ConfigError(f"{name}: expected true or false, got {raw!r} (from {origin})")
         value = low in _TRUE
+    elif meta.kind == "list":
+        value = tuple(part.strip() for part in text.split(",") if part.strip())
     else:
         value = text
     return _check(name, meta, value, origin)
@@ -386,6 +423,14 @@ def _check(name: str, meta: Setting, value: Any, origin: str) -> Any:
     """Type- and range-check a value that is already a Python object."""
     if value is None and meta.kind == "str":
         return None
+    if meta.kind == "list":
+        if (
+            isinstance(value, str)
+            or not isinstance(value, list | tuple)
+            or not all(isinstance(v, str) for v in value)
+        ):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r} (from {origin})")
+        return tuple(value)
     expected: tuple[type, ...]
     if meta.kind == "int":
         expected = (int,)

@@ -37,6 +37,7 @@ def _drop_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     # Our own loggers are all "supervisor.*": the role field says more.
     if str(event.get("logger", "")).startswith("supervisor"):
         event.pop("logger", None)
+    event.pop("color_message", None)  # uvicorn's terminal copy of the message
     return event
 
 

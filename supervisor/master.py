@@ -39,11 +39,12 @@ from supervisor.errors import (
 )
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
-from supervisor.target import Target, check_importable, resolve
+from supervisor.target import Kind, Target, check_importable, resolve
 from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
 
 if TYPE_CHECKING:
     from supervisor.database import Database
+    from supervisor.sockets import Listener
 
 log = get_logger()
 
@@ -118,6 +119,7 @@ class Master:
         self.target = target
         self._reload_config = reload_config
         self.database = database
+        self.listeners: list[Listener] = []
         self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
         self._procs: Processes = processes or _Forker()
         self._clock = clock
@@ -153,9 +155,9 @@ class Master:
         the run (boot failure, crash loop, bad target...) after ``on_exit``."""
         if threading.current_thread() is not threading.main_thread():
             raise ConfigError("the supervisor must run in the main thread (it handles signals)")
-        self._open()
         try:
             try:
+                self._open()
                 self.start()
                 self._arm_signals()
             except _StartInterrupted as stop:
@@ -188,6 +190,20 @@ class Master:
         if cfg.preload and self.target is None:
             self.target = resolve(cfg.target, cfg.interface)
             log.info("target preloaded", kind=self.target.kind.value)
+        if self._budget is not None and cfg.preload:
+            # preloaded code may declare more Database objects: count their pools too
+            from supervisor import database as dbmod
+
+            dbmod.check_budget(cfg.workers, self._per_worker(), *self._budget)
+        http = self.target is not None and self.target.kind in (Kind.ASGI, Kind.WSGI)
+        if cfg.bind or cfg.interface in ("asgi", "wsgi") or http:
+            from supervisor import sockets
+
+            self.listeners = sockets.bind(cfg)
+            log.info("listening", on=[sockets.describe(listener) for listener in self.listeners])
+            # Import the server once here: every fork then starts with it loaded
+            # (about 100 ms saved per worker boot and replacement).
+            import uvicorn  # noqa: F401
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
@@ -229,7 +245,11 @@ class Master:
 
     def _wait(self, timeout: float | None) -> None:
         assert self._selector is not None
-        for key, _ in self._selector.select(timeout):
+        events = self._selector.select(timeout)
+        # Reap first: a worker that said "ready" and died in the same instant
+        # must be judged by its death, its last words read as such.
+        self._reap()
+        for key, _ in events:
             if key.fd == self._wake_r:
                 try:
                     data = os.read(self._wake_r, 256)
@@ -237,7 +257,7 @@ class Master:
                     data = b""
                 for signum in data:
                     self.on_signal(signum, self._clock())
-            else:
+            elif key.data.pid in self.children and key.data.report_fd == key.fd:
                 self._read_reports(key.data)
         self._reap()
 
@@ -373,6 +393,14 @@ class Master:
             return
         if child.replacing is not None:
             reason = child.failure or (child.error[1] if child.error else desc)
+            if child.replace_reason != "reload":
+                log.error(
+                    "replacement failed to boot; the running worker is kept",
+                    worker=child.slot,
+                    worker_pid=pid,
+                    error=reason,
+                )
+                return
             log.error(
                 "reload aborted: new worker failed to boot; the running workers are kept",
                 worker=child.slot,
@@ -457,6 +485,8 @@ class Master:
         now = self._clock()
         log.info("stopping", mode=mode, reason=reason, workers=len(self.children))
         self.stopping = mode
+        for listener in self.listeners:
+            listener.close()  # the workers close theirs at once too: new clients are refused
         self._abort_reload()
         sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
         grace = self.config.graceful_timeout + KILL_MARGIN if mode == "graceful" else FAST_GRACE
@@ -721,6 +751,10 @@ class Master:
         exit_code = int(self.error.exit_code) if self.error else 0
         for failure in self.hooks.run_all("on_exit", self.info(exit_code)):
             log.error("hook failed", hook=failure.hook, exc_info=failure.original)
+        if self.listeners:
+            from supervisor import sockets
+
+            sockets.close(self.listeners, unlink=True)
         if self._selector is not None:
             self._selector.close()
         for fd in (self._wake_r, self._wake_w, self._life_r, self._life_w):
@@ -749,9 +783,11 @@ class Master:
 _STOPS = _signals.STOP
 
 
-class _StartInterrupted(BaseException):
-    """A stop signal arrived before any worker was forked. A BaseException, so
-    that user code running during start-up (an import, a hook) does not swallow it."""
+class _StartInterrupted(KeyboardInterrupt):
+    """A stop signal arrived before any worker was forked. A KeyboardInterrupt,
+    so that psycopg cancels a running statement (a migration) on the server
+    instead of leaving it running, and ``except Exception`` in user code
+    running during start-up (an import, a hook) does not swallow it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -759,6 +795,9 @@ class _StartInterrupted(BaseException):
 
 
 def _interrupt_start(signum: int, frame: object) -> None:
+    # One shot: a second Ctrl-C while start-up unwinds is only recorded.
+    for sig in _STOPS:
+        signal.signal(sig, _record_only)
     raise _StartInterrupted(signum)
 
 
@@ -790,6 +829,7 @@ class _Forker:
             close_fds=[*master.master_fds(), read_fd],
             close_heartbeats=[c.heartbeat for c in master.children.values()],
             database=master.database,
+            listeners=master.listeners,
         )
         if not self._collected:
             gc.collect()  # garbage frozen now would never be freed
@@ -804,13 +844,13 @@ class _Forker:
         # Signals that reach the child before it installs its own handlers would
         # run the master's (writing into the master's wake-up pipe) or kill it:
         # hold them until the child is ready for them (run_worker unblocks).
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        spec.sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             pid = os.fork()
             if pid == 0:
                 run_worker(spec)
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            signal.pthread_sigmask(signal.SIG_SETMASK, spec.sigmask)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         return pid, read_fd, heartbeat

@@ -144,6 +144,8 @@ def classify(spec: str, obj: Any, interface: str = "auto") -> Target:
         n = _positional(obj)
         if is_async and n == 3:
             kind = Kind.ASGI
+        elif inspect.isclass(obj) and is_async and _positional(obj.__call__) == 3:
+            kind = Kind.ASGI  # ASGI 2: a class built per scope, awaited with (receive, send)
         elif not is_async and not inspect.isclass(obj) and n == 2:
             kind = Kind.WSGI
         elif n == 1 and not inspect.isclass(obj):

@@ -4,10 +4,11 @@ The child of ``fork()`` never returns into the master's code: :func:`run_worker`
 ends with ``os._exit``, so the master's ``atexit`` handlers, buffered files and
 finalizers never run twice.
 
-Signals are recorded at C level with ``signal.set_wakeup_fd`` and acted on by
-one control thread, which also watches the *lifeline* (a pipe whose only
-writer is the master: end-of-file means the master is gone, even if it was
-SIGKILLed) and beats the heartbeat for synchronous targets.
+Signal handlers only write the signal's number into a pipe; one control
+thread acts on it. (Not ``signal.set_wakeup_fd``: an event loop such as
+uvloop takes that over for itself.) The same thread watches the *lifeline*, a
+pipe whose only writer is the master, so end-of-file means the master is gone,
+even if it was SIGKILLed. It also beats the heartbeat for synchronous targets.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from supervisor.config import Config
 
 if TYPE_CHECKING:
     from supervisor.database import Database
+    from supervisor.sockets import Listener
 from supervisor import _dbregistry
 from supervisor._dbregistry import databases
 from supervisor.errors import (
@@ -74,6 +76,7 @@ class Worker:
         heartbeat: _channel.Heartbeat,
         database: Database | None = None,
         report_fd: int = -1,
+        listeners: list[Listener] | None = None,
     ) -> None:
         self.id = id
         self.pid = os.getpid()
@@ -89,6 +92,7 @@ class Worker:
         self._stop_callbacks: list[Callable[[], None]] = []
         self._database = database
         self._report_fd = report_fd
+        self.listeners: list[Listener] = list(listeners or [])  # the master's sockets
         self._on_unreachable: Callable[[], None] = lambda: None
 
     @property
@@ -196,6 +200,8 @@ class WorkerSpec:
     close_fds: list[int] = field(default_factory=list)
     close_heartbeats: list[_channel.Heartbeat] = field(default_factory=list)
     database: Database | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    sigmask: set[int | signal.Signals] = field(default_factory=set)  # the master's, before fork
 
 
 def heartbeat_interval(timeout: float) -> float | None:
@@ -208,7 +214,9 @@ class _WorkerProcess:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.config = spec.config
-        self.worker = Worker(spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd)
+        self.worker = Worker(
+            spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd, spec.listeners
+        )
         self._unreachable_reported = False
         self.worker._on_unreachable = self._unreachable
         self._next_stats = time.monotonic() + spec.config.pool_stats_interval
@@ -230,14 +238,20 @@ class _WorkerProcess:
         set_process("worker", self.spec.id)
         _proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
         os.set_blocking(self._wake_w, False)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        noop: Callable[[int, object], None] = lambda signum, frame: None  # noqa: E731
+        signal.set_wakeup_fd(-1)  # the master's pipe: not ours to write into
+        wake_w = self._wake_w
+
+        def record(signum: int, frame: object) -> None:
+            with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
+                os.write(wake_w, bytes([signum]))
+
         for sig in (*_STOP, signal.SIGQUIT, signal.SIGUSR1):
-            signal.signal(sig, noop)
+            signal.signal(sig, record)
         for sig in _IGNORED:
             signal.signal(sig, signal.SIG_IGN)
-        # the master blocked these around fork; what arrived meanwhile is delivered now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
+        # the master blocked these around fork; restoring its mask delivers what
+        # arrived meanwhile, to the handlers just installed
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.spec.sigmask)
         # The master sends DUMP_SIGNAL to a worker that missed its heartbeat,
         # then SIGKILL: every thread's stack is written first, at C level, so it
         # works even when the main thread is stuck. (Not SIGABRT: Python cannot
@@ -361,8 +375,7 @@ class _WorkerProcess:
             return self._fail_boot(
                 ExitCode.TARGET,
                 f"target {target.spec!r} is {_ARTICLE[target.kind.value]} {target.kind.value.upper()} "
-                "app; this version of "
-                "pg-supervise runs main(worker) targets only",
+                "app; this version of pg-supervise serves ASGI apps and main(worker) targets",
             )
 
         def ready() -> None:

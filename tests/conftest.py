@@ -27,10 +27,14 @@ def supervise(tmp_path: Path) -> Iterator[Callable[..., SupervisorProcess]]:
     runs: list[SupervisorProcess] = []
 
     def start(
-        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, cmd: list[str] | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        cmd: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> SupervisorProcess:
         full_env = {"PYTHONPATH": str(APPS), **(env or {})}
-        run = SupervisorProcess(list(args), cwd or tmp_path, full_env, cmd)
+        run = SupervisorProcess(list(args), cwd or tmp_path, full_env, cmd, pass_fds)
         runs.append(run)
         return run
 

@@ -549,3 +549,33 @@ def test_an_app_database_is_the_worker_database_with_one_pool(supervise, postgre
     assert per_worker == {"own_db:worker-1": 2, "own_db:worker-2": 2}
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_term_during_a_migration_cancels_it_on_the_server(supervise, postgres_url, tmp_path):
+    mig = _migrations(tmp_path, {"0001_slow.sql": "create table slow (id int); select pg_sleep(30);"})
+    run = supervise("mains:wait", "--migrations", str(mig), env={"DATABASE_URL": postgres_url})
+    run.wait_event("applying migration")
+    time.sleep(0.2)  # let the statement reach the server (a lead, not a sync point)
+    started = time.monotonic()
+    run.signal(signal.SIGTERM)
+    assert run.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert not run.find("worker spawned")
+    # nothing of it stayed: no table, no row, no statement still running, lock free
+    wait_until(
+        lambda: not [a for _, a in backends(postgres_url) if a.endswith(":migrate")],
+        5,
+        "the migration session to end",
+    )
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("select to_regclass('slow')").fetchone() == (None,)
+    again = supervise(
+        "migrate",
+        "--migrations",
+        str(mig),
+        "--migration-lock-timeout",
+        "1",
+        "--dry-run",
+        env={"DATABASE_URL": postgres_url},
+    )
+    assert again.wait(10) == 0

@@ -125,7 +125,8 @@ def test_wsgi_target_is_refused_with_exit_4(supervise):
     assert run.wait() == 4
     final = next(e for e in run.events if e.get("exit_code") == 4)["event"]
     assert final == (
-        "target 'wsgi_app:app' is a WSGI app; this version of pg-supervise runs main(worker) targets only"
+        "target 'wsgi_app:app' is a WSGI app; this version of pg-supervise serves ASGI apps "
+        "and main(worker) targets"
     )
 
 

@@ -147,3 +147,14 @@ def test_scrub_removes_the_password_anywhere():
     assert scrub('invalid percent-encoded token: "s3cr%ZZet"', url) == 'invalid percent-encoded token: "***"'
     assert "hunter2" not in scrub("password=hunter2 failed", "host=db password=hunter2")
     assert "hunter2" not in repr(config.Config(target="a:b", database_url="postgresql://u:hunter2@h/d"))
+
+
+class _Asgi2:
+    def __init__(self, scope): ...
+
+    async def __call__(self, receive, send): ...
+
+
+def test_classify_asgi2_class():
+    target = classify("m:x", _Asgi2)
+    assert target.kind is Kind.ASGI

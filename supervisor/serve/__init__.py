@@ -24,4 +24,8 @@ def runner_for(target: Target) -> Runner | None:
         from supervisor.serve.main import run
 
         return run
+    if target.kind is Kind.ASGI:
+        from supervisor.serve.asgi import run as run_asgi
+
+        return run_asgi
     return None

@@ -56,7 +56,12 @@ class SupervisorProcess:
     """One supervisor process: its log lines (parsed), signals, exit code."""
 
     def __init__(
-        self, args: list[str], cwd: Path, env: dict[str, str] | None = None, cmd: list[str] | None = None
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        cmd: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         # A clean environment: the caller's SUPERVISE_* settings would leak in.
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISE_")}
@@ -71,6 +76,7 @@ class SupervisorProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         self.pid = self.proc.pid
         self.lines: list[str] = []

@@ -1,0 +1,77 @@
+"""Runner for ASGI apps: uvicorn's server, on the sockets the master bound.
+
+No HTTP server is written here. Each worker runs ``uvicorn.Server`` on the
+inherited listeners, on uvicorn's fast stack when installed (uvloop,
+httptools). Three things differ from plain uvicorn:
+
+* signals stay with the worker's control thread (uvicorn's own handlers are
+  not installed); a graceful stop sets ``should_exit``;
+* the heartbeat is written from inside the event loop, so a handler that
+  blocks the loop longer than ``--timeout`` gets the worker replaced;
+* the worker reports ready only after lifespan startup ran and the server
+  listens, with ``db.async_pool`` already open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from supervisor.errors import ConfigError
+from supervisor.target import Target
+
+if TYPE_CHECKING:
+    from supervisor.worker import Worker
+
+
+def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
+    import uvicorn
+
+    if not worker.listeners:
+        raise ConfigError(
+            f"{target.spec!r} is an HTTP app but no socket is open: pass --bind ADDR, or "
+            "--interface asgi to listen on 127.0.0.1:8000"
+        )
+    cfg = worker.config
+    config = uvicorn.Config(
+        target.obj,
+        lifespan="auto",
+        log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
+        access_log=cfg.access_log,
+        # whole seconds (uvicorn's type); the worker's own deadline is the exact one
+        timeout_graceful_shutdown=max(int(cfg.graceful_timeout), 1),
+    )
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield  # the worker's control thread owns signals
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                ready()
+
+    server = Server(config)
+
+    async def serve() -> None:
+        beats = asyncio.create_task(worker.beat_from_loop())
+
+        async def stop_when_asked() -> None:
+            await worker.stop_requested()
+            server.should_exit = True
+
+        stopper = asyncio.create_task(stop_when_asked())
+        try:
+            await worker._open_async_databases()
+            await server.serve(sockets=[listener.sock for listener in worker.listeners])
+        finally:
+            beats.cancel()
+            stopper.cancel()
+            await worker._close_async_databases()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve())
+    return 0

@@ -1,0 +1,43 @@
+"""A raw ASGI app (with lifespan) for the HTTP tests."""
+
+import asyncio
+import os
+import time
+
+STARTED = {"lifespan": False}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if os.environ.get("FAIL_STARTUP"):
+                    await send({"type": "lifespan.startup.failed", "message": "no config"})
+                    return
+                STARTED["lifespan"] = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path == "/sleep":
+        await asyncio.sleep(float(os.environ.get("SLEEP_S", "1")))
+    elif path == "/block":
+        time.sleep(60)  # blocks the event loop
+    body = f"pid={os.getpid()} lifespan={STARTED['lifespan']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Legacy:
+    """An ASGI 2 app (a class instantiated per connection)."""
+
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        if self.scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asgi2"})

@@ -1,0 +1,176 @@
+"""ASGI apps served by uvicorn inside each worker, on sockets the master bound."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from conftest import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def test_serves_on_tcp_from_every_worker_with_lifespan(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{port}")
+    pids = set(run.wait_ready(2).values())
+    assert run.find("listening")[0]["on"] == [f"http://127.0.0.1:{port}"]
+    seen: set[str] = set()
+
+    def hit() -> bool:
+        status, body = get(port)
+        assert status == 200 and body.endswith("lifespan=True")
+        seen.add(body.split()[0])
+        return seen == {f"pid={p}" for p in pids}
+
+    wait_until(hit, 10, "both workers to answer")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_keep_alive_requests_are_not_delayed(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}")
+    run.wait_ready(1)
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(20):  # keep-alive: without TCP_NODELAY each would wait ~40 ms
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    conn.close()
+    assert time.monotonic() - started < 0.5
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_unix_socket_with_mode_and_a_stale_file(supervise, tmp_path: Path):
+    path = tmp_path / "app.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a socket file left behind by a crashed server
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"unix:{path}", "--socket-mode", "600")
+    run.wait_ready(1)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    conn = UnixHTTPConnection(str(path))
+    conn.request("GET", "/")
+    assert conn.getresponse().status == 200
+    conn.close()
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert not path.exists()  # removed on exit
+
+
+def test_fd_inheritance(supervise):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"fd://{fd}", pass_fds=(fd,))
+    sock.close()  # only the supervisor holds it now
+    run.wait_ready(1)
+    assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_port_in_use_exits_2_with_one_line(supervise):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        run = supervise("asgiapp:app", "--bind", f"127.0.0.1:{port}")
+        assert run.wait() == 2
+        assert run.final(2) == f"cannot listen on 127.0.0.1:{port}: address already in use"
+        assert "Traceback" not in run.output()
+
+
+def test_graceful_stop_finishes_in_flight_and_refuses_new_clients(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", env={"SLEEP_S": "1.5"})
+    run.wait_ready(1)
+    result: dict[str, object] = {}
+    slow = threading.Thread(target=lambda: result.update(r=get(port, "/sleep")))
+    slow.start()
+    time.sleep(0.3)  # let the request reach the worker (a fixed lead, not a sync point)
+    run.signal(signal.SIGTERM)
+    run.wait_event("stopping gracefully")
+
+    def refused() -> bool:
+        try:
+            get(port, timeout=1)
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    wait_until(refused, 3, "new connections to be refused")
+    slow.join(10)
+    assert result["r"][0] == 200  # type: ignore[index]
+    assert run.wait() == 0
+
+
+def test_a_blocked_event_loop_gets_the_worker_replaced(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "1")
+    first = run.wait_ready(1)[1]
+    threading.Thread(target=_blocked_request, args=(port,), daemon=True).start()
+    stuck = run.wait_event("worker stuck; dumping its stacks to stderr, then killing it")[0]
+    assert stuck["worker_pid"] == first
+    run.wait_event("worker ready", count=2)
+    assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def _blocked_request(port: int) -> None:
+    with contextlib.suppress(OSError):  # its worker is killed mid-request
+        get(port, "/block", timeout=10)
+
+
+def test_lifespan_startup_failure_is_a_boot_failure(supervise):
+    run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{free_port()}", env={"FAIL_STARTUP": "1"})
+    assert run.wait() == 3
+
+
+def test_asgi2_class_with_interface(supervise):
+    port = free_port()
+    run = supervise("asgiapp:Legacy", "-w", "1", "--interface", "asgi", "--bind", f"127.0.0.1:{port}")
+    run.wait_ready(1)
+    assert get(port) == (200, "asgi2")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_lazy_http_target_without_bind_says_what_to_do(supervise):
+    run = supervise("asgiapp:app", "-w", "1")
+    assert run.wait() == 3
+    assert "pass --bind ADDR" in run.final(3)
