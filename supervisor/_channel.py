@@ -23,6 +23,7 @@ _LAYOUT = struct.Struct("dQ")  # last beat (monotonic s), units of work done
 READY = "ready"
 ERROR = "error"
 RECYCLE = "recycle"  # "replace me": unhealthy, or a recycling limit was reached
+RETIRE = "retire"  # master -> worker: you are being replaced; finish politely
 
 
 class Heartbeat:

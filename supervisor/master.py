@@ -98,6 +98,9 @@ class Processes(Protocol):
 
     def signal(self, pid: int, sig: int) -> None: ...
 
+    def retire(self, pid: int) -> None:
+        """Ask a worker to finish politely and exit (it is being replaced)."""
+
     def reap(self) -> list[tuple[int, int]]:
         """Exited children: (pid, exit code or -signal number)."""
 
@@ -504,7 +507,7 @@ class Master:
         child.stop_reason = reason
         deadline = now + self.config.graceful_timeout + KILL_MARGIN
         child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
-        self._procs.signal(child.pid, signal.SIGTERM)
+        self._procs.retire(child.pid)
 
     def scale(self, workers: int) -> None:
         if self.stopping:
@@ -812,11 +815,13 @@ class _Forker:
     def __init__(self) -> None:
         self._warned_threads: set[str] = set()
         self._collected = False
+        self._commands: dict[int, int] = {}  # pid -> write end of its command pipe
 
     def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
         forksafety.before_fork()
         self._warn_threads()
         read_fd, write_fd = os.pipe()
+        command_r, command_w = os.pipe()  # master -> this worker ("retire")
         heartbeat = _channel.Heartbeat()
         spec = WorkerSpec(
             id=slot,
@@ -826,7 +831,8 @@ class _Forker:
             heartbeat=heartbeat,
             report_fd=write_fd,
             lifeline_fd=master._life_r,
-            close_fds=[*master.master_fds(), read_fd],
+            command_fd=command_r,
+            close_fds=[*master.master_fds(), read_fd, command_w, *self._commands.values()],
             close_heartbeats=[c.heartbeat for c in master.children.values()],
             database=master.database,
             listeners=master.listeners,
@@ -852,12 +858,21 @@ class _Forker:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, spec.sigmask)
         os.close(write_fd)
+        os.close(command_r)
         os.set_blocking(read_fd, False)
+        os.set_blocking(command_w, False)
+        self._commands[pid] = command_w
         return pid, read_fd, heartbeat
 
     def signal(self, pid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):  # already dead; the reap will tell
             os.kill(pid, sig)
+
+    def retire(self, pid: int) -> None:
+        try:
+            os.write(self._commands[pid], _channel.RETIRE.encode() + b"\n")
+        except (KeyError, OSError):  # no pipe (gone, or full): a plain graceful stop
+            self.signal(pid, signal.SIGTERM)
 
     def reap(self) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
@@ -868,6 +883,9 @@ class _Forker:
                 return out
             if pid == 0:
                 return out
+            command = self._commands.pop(pid, None)
+            if command is not None:
+                os.close(command)
             out.append((pid, os.waitstatus_to_exitcode(status)))
 
     def _warn_threads(self) -> None:

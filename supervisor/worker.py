@@ -94,6 +94,10 @@ class Worker:
         self._report_fd = report_fd
         self.listeners: list[Listener] = list(listeners or [])  # the master's sockets
         self._on_unreachable: Callable[[], None] = lambda: None
+        # Set when the master retires this worker because a replacement is
+        # ready (reload, recycle, scale-down), as opposed to a full shutdown:
+        # servers then let idle keep-alive clients finish politely.
+        self.retiring = False
 
     @property
     def db(self) -> Database:
@@ -197,6 +201,7 @@ class WorkerSpec:
     heartbeat: _channel.Heartbeat
     report_fd: int
     lifeline_fd: int
+    command_fd: int = -1  # master -> worker commands ("retire")
     close_fds: list[int] = field(default_factory=list)
     close_heartbeats: list[_channel.Heartbeat] = field(default_factory=list)
     database: Database | None = None
@@ -263,8 +268,10 @@ class _WorkerProcess:
 
     def _control(self) -> None:
         lifeline: int | None = self.spec.lifeline_fd
+        command: int | None = self.spec.command_fd if self.spec.command_fd >= 0 else None
+        commands = _channel.LineReader()
         while True:
-            watch = [self._wake_r] + ([lifeline] if lifeline is not None else [])
+            watch = [self._wake_r] + [fd for fd in (lifeline, command) if fd is not None]
             from_thread = self.worker._beat_source == "thread" and self.worker._beat_interval
             timeout = self.worker._beat_interval if from_thread else None
             if self._deadline is not None:
@@ -277,6 +284,18 @@ class _WorkerProcess:
             if self._wake_r in readable:
                 for signum in os.read(self._wake_r, 64):
                     self._on_signal(signum)
+            if command is not None and command in readable:
+                data = os.read(command, 256)
+                if not data:
+                    command = None  # the master is gone; the lifeline says so too
+                for line in commands.feed(data):
+                    if line == _channel.RETIRE and not self.worker.stopping.is_set():
+                        log.info(
+                            "retiring: a replacement is ready; finishing current work",
+                            graceful_timeout_s=self.config.graceful_timeout,
+                        )
+                        self.worker.retiring = True
+                        self._stop(self.config.graceful_timeout, "graceful timeout")
             if lifeline is not None and lifeline in readable and not os.read(lifeline, 64):
                 lifeline = None
                 log.warning("master process is gone; stopping", grace_s=ORPHAN_GRACE)

@@ -174,3 +174,48 @@ def test_lazy_http_target_without_bind_says_what_to_do(supervise):
     run = supervise("asgiapp:app", "-w", "1")
     assert run.wait() == 3
     assert "pass --bind ADDR" in run.final(3)
+
+
+def test_hup_under_keep_alive_load_fails_no_request(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{port}")
+    old = run.wait_ready(2)
+    stop = threading.Event()
+    results: list[tuple[str, object]] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                body = response.read().decode()
+                results.append(("ok" if response.status == 200 else "bad-status", body))
+            except Exception as exc:  # any socket error is a failed request
+                results.append(("error", repr(exc)))
+                conn.close()
+        conn.close()
+
+    clients = [threading.Thread(target=client) for _ in range(8)]
+    for t in clients:
+        t.start()
+    wait_until(lambda: len(results) > 200, 10, "load to start")
+    run.signal(signal.SIGHUP)
+    run.wait_event("reload complete", timeout=30)
+    run.wait_event("worker exited", count=2, reason="reload", timeout=30)
+    wait_until(
+        lambda: (
+            len({b.split()[0] for s, b in results[-50:] if s == "ok"} - {f"pid={p}" for p in old.values()})
+            == 2
+        ),
+        10,
+        "the new workers to serve the load",
+    )
+    stop.set()
+    for t in clients:
+        t.join(10)
+    failures = [r for r in results if r[0] != "ok"]
+    assert failures == [], failures[:5]
+    assert len(results) > 500
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

@@ -125,7 +125,11 @@ def test_hup_reloads_one_worker_at_a_time_and_rereads_config(supervise, tmp_path
     for slot in (1, 2):
         ready = next(e for e in run.find("worker ready", worker=slot) if e["worker_pid"] == new[slot])
         exited = run.find("worker exited", worker=slot, worker_pid=old[slot])[0]
-        stopping = next(e for e in run.find("stopping gracefully") if e["pid"] == old[slot])
+        stopping = next(
+            e
+            for e in run.find("retiring: a replacement is ready; finishing current work")
+            if e["pid"] == old[slot]
+        )
         assert ready["_t"] <= stopping["_t"] <= exited["_t"]
     reloading = run.find("reloading")[0]
     assert reloading["changed"] == {"workers": 3}

@@ -16,6 +16,8 @@ from supervisor.hooks import Hooks
 from supervisor.master import Master
 from supervisor.worker import DUMP_SIGNAL
 
+RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
+
 
 class FakeHeartbeat(_channel.Heartbeat):
     def __init__(self) -> None:
@@ -45,6 +47,9 @@ class FakeProcesses:
 
     def signal(self, pid: int, sig: int) -> None:
         self.sent.append((pid, sig))
+
+    def retire(self, pid: int) -> None:
+        self.sent.append((pid, RETIRE))
 
     def reap(self) -> list[tuple[int, int]]:
         return []
@@ -227,11 +232,11 @@ def test_rolling_reload_one_slot_at_a_time():
     assert len(procs.spawned) == 3  # slot 2 waits until slot 1's replacement is ready
     assert procs.sent == []  # nothing retired before its replacement is ready
     master.on_message(procs.spawned[-1][1], "ready", clock.t)
-    assert procs.sent == [(old[1], signal.SIGTERM)]
+    assert procs.sent == [(old[1], RETIRE)]
     master.tick(clock.t)
     assert procs.spawned[-1][0] == 2
     master.on_message(procs.spawned[-1][1], "ready", clock.t)
-    assert procs.sent[-1] == (old[2], signal.SIGTERM)
+    assert procs.sent[-1] == (old[2], RETIRE)
     master.on_exit(old[1], 0, clock.t)
     master.on_exit(old[2], 0, clock.t)
     master.tick(clock.t)
@@ -260,7 +265,7 @@ def test_ttin_and_ttou():
     third = procs.spawned[-1][1]
     master.on_signal(signal.SIGTTOU, clock.t)
     master.tick(clock.t)
-    assert procs.sent == [(third, signal.SIGTERM)]
+    assert procs.sent == [(third, RETIRE)]
     assert sorted(master.slots) == [1, 2]
 
 

@@ -9,7 +9,12 @@ httptools). Three things differ from plain uvicorn:
 * the heartbeat is written from inside the event loop, so a handler that
   blocks the loop longer than ``--timeout`` gets the worker replaced;
 * the worker reports ready only after lifespan startup ran and the server
-  listens, with ``db.async_pool`` already open.
+  listens, with ``db.async_pool`` already open;
+* a worker *retired* because its replacement is ready (reload, recycle) does
+  not cut idle keep-alive connections: it answers each one's next request
+  with ``Connection: close`` and closes it then, so clients never see a reset.
+  (A full shutdown still closes idle connections at once: nothing would serve
+  their next request anyway.)
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
             if not self.should_exit:
                 ready()
 
+    config.load()
+    config.http_protocol_class = _polite(config.http_protocol_class, worker)
     server = Server(config)
 
     async def serve() -> None:
@@ -75,3 +82,30 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(serve())
     return 0
+
+
+def _polite(base: type[asyncio.Protocol], worker: Worker) -> type[asyncio.Protocol]:
+    """``base`` (uvicorn's httptools or h11 protocol), closing idle keep-alive
+    connections of a retiring worker after one more response instead of now."""
+
+    def shutdown(self: Any) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if worker.retiring and idle and not self.transport.is_closing():
+            self._close_after_next = True  # its keep-alive timeout still ends it if no request comes
+            return
+        base.shutdown(self)  # type: ignore[attr-defined]
+
+    def after_new_cycle(method: str) -> Callable[..., Any]:
+        def wrapped(self: Any, *args: Any) -> Any:
+            result = getattr(base, method)(self, *args)
+            if getattr(self, "_close_after_next", False) and self.cycle is not None:
+                self.cycle.keep_alive = False  # the response says Connection: close
+            return result
+
+        return wrapped
+
+    namespace: dict[str, Any] = {"shutdown": shutdown}
+    for method in ("on_headers_complete", "handle_events"):  # httptools, h11
+        if hasattr(base, method):
+            namespace[method] = after_new_cycle(method)
+    return type(f"Polite{base.__name__}", (base,), namespace)
