@@ -172,12 +172,48 @@ class Config:
         group="Serving",
         help="Permissions of unix sockets (e.g. 660).",
     )
+    health_bind: str | None = _setting(
+        None,
+        flags=("--health-bind",),
+        kind="str",
+        metavar="HOST:PORT",
+        group="Serving",
+        help="Serve /livez and /readyz from the master (Kubernetes probes).",
+    )
     access_log: bool = _setting(
         False,
         flags=("--access-log/--no-access-log",),
         kind="bool",
         group="Serving",
         help="Log one line per HTTP request.",
+    )
+    max_requests: int = _setting(
+        0,
+        flags=("--max-requests",),
+        kind="int",
+        minimum=0,
+        metavar="N",
+        group="Workers",
+        help="Replace a worker after N requests (HTTP) or N units of worker.count_work() "
+        "(main), through the rolling path (0: never).",
+    )
+    max_requests_jitter: int = _setting(
+        0,
+        flags=("--max-requests-jitter",),
+        kind="int",
+        minimum=0,
+        metavar="N",
+        group="Workers",
+        help="Add a random 0..N to each worker's --max-requests, so they are not all replaced at once.",
+    )
+    max_worker_memory: int = _setting(
+        0,
+        flags=("--max-worker-memory",),
+        kind="int",
+        minimum=0,
+        metavar="MB",
+        group="Workers",
+        help="Replace a worker whose resident memory exceeds MB megabytes (0: never).",
     )
     database_url: str | None = _setting(
         None,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from supervisor import _channel, _proctitle, _signals, forksafety
+from supervisor import _channel, _proctitle, _signals, forksafety, systemd
 from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
@@ -37,6 +37,7 @@ from supervisor.errors import (
     TargetError,
     WorkerBootError,
 )
+from supervisor.health import Client as HealthClient
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
 from supervisor.target import Kind, Target, check_importable, resolve
@@ -44,6 +45,7 @@ from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
 
 if TYPE_CHECKING:
     from supervisor.database import Database
+    from supervisor.health import HealthServer
     from supervisor.sockets import Listener
 
 log = get_logger()
@@ -123,6 +125,8 @@ class Master:
         self._reload_config = reload_config
         self.database = database
         self.listeners: list[Listener] = []
+        self.health: HealthServer | None = None
+        self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
         self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
         self._procs: Processes = processes or _Forker()
         self._clock = clock
@@ -134,8 +138,11 @@ class Master:
         self.started_at = clock()
         self._reload_queue: list[int] = []
         self._reloading = False  # from HUP until no slot is left to roll and none is pending
+        self._recycle_queue: list[tuple[int, str]] = []  # (pid, reason), waiting their turn
         self._reload_again = False
         self._signalled_stop = False
+        self._watchdog = systemd.watchdog_interval()
+        self._next_watchdog = 0.0
         self._policy = CrashPolicy(config.crash_limit, config.crash_reset)
         # set up by run(); absent in unit tests
         self._selector: selectors.BaseSelector | None = None
@@ -207,9 +214,30 @@ class Master:
             # Import the server once here: every fork then starts with it loaded
             # (about 100 ms saved per worker boot and replacement).
             import uvicorn  # noqa: F401
+        if cfg.health_bind:
+            self._open_health(cfg.health_bind)
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
+
+    def _open_health(self, address: str) -> None:
+        from supervisor import sockets
+        from supervisor.health import HealthServer
+
+        listener = sockets._tcp(address, 64)
+        self.health = HealthServer(listener.sock, self.health_state, self._selector)
+        log.info("health endpoint", on=sockets.describe(listener) + "/readyz")
+
+    def health_state(self) -> dict[str, object]:
+        ready = sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at)
+        return {
+            "ready": self.booted and not self.stopping and ready > 0,
+            "workers_ready": ready,
+            "workers": self.config.workers,
+            "reloading": self._reloading,
+            "stopping": bool(self.stopping),
+            "migrations": self.migrations,
+        }
 
     def _database_phases(self) -> None:
         """Wait for the server, check the connection budget, migrate once."""
@@ -228,7 +256,10 @@ class Master:
             self.hooks.run("before_migrate", self.info())
             applied = migrate.run(cfg)
             log.info("migrations done", applied=len(applied))
+            self.migrations = f"applied {len(applied)}" if applied else "up to date"
             self.hooks.run("after_migrate", self.info())
+        elif cfg.migrations:
+            self.migrations = "skipped (--no-migrate)"
 
     def _per_worker(self) -> int:
         """Connections one worker may hold: every pool it will open, at its maximum.
@@ -260,8 +291,13 @@ class Master:
                     data = b""
                 for signum in data:
                     self.on_signal(signum, self._clock())
-            elif key.data.pid in self.children and key.data.report_fd == key.fd:
-                self._read_reports(key.data)
+            elif self.health is not None and key.data is self.health:
+                self.health.accept()
+            elif isinstance(key.data, Child):
+                if key.data.pid in self.children and key.data.report_fd == key.fd:
+                    self._read_reports(key.data)
+            elif self.health is not None and isinstance(key.data, HealthClient):
+                self.health.read(key.data)
         self._reap()
 
     def _read_reports(self, child: Child, alive: bool = True) -> None:
@@ -332,14 +368,12 @@ class Master:
         """Replace one worker through the rolling path: its successor must be
         ready before it is asked to stop."""
         slot = self.slots.get(child.slot)
-        if (
-            self.stopping
-            or slot is None
-            or slot.child is not child
-            or slot.pending is not None
-            or child.stop_reason
-            or child.failure
-        ):
+        if self.stopping or slot is None or slot.child is not child or child.stop_reason or child.failure:
+            return
+        if self._reloading or any(s.pending for s in self.slots.values()):
+            # one replacement at a time: capacity never drops by more than one worker
+            if all(pid != child.pid for pid, _ in self._recycle_queue):
+                self._recycle_queue.append((child.pid, reason))
             return
         log.info("recycling worker", worker=child.slot, worker_pid=child.pid, reason=reason)
         slot.pending = self._spawn(slot, now, replacing=child, reason=f"recycled: {reason}")
@@ -364,6 +398,7 @@ class Master:
             s.finished or (s.child and s.child.ready_at is not None) for s in self.slots.values()
         ):
             self.booted = True
+            systemd.notify("READY=1", f"STATUS={len(self.slots)} workers ready")
             log.info("all workers ready", workers=len(self.slots), elapsed_s=round(now - self.started_at, 4))
             for failure in self.hooks.run_all("when_ready", self.info()):
                 log.error("hook failed", hook=failure.hook, exc_info=failure.original)
@@ -487,6 +522,7 @@ class Master:
             return
         now = self._clock()
         log.info("stopping", mode=mode, reason=reason, workers=len(self.children))
+        systemd.notify("STOPPING=1", f"STATUS=stopping: {reason}")
         self.stopping = mode
         for listener in self.listeners:
             listener.close()  # the workers close theirs at once too: new clients are refused
@@ -572,6 +608,7 @@ class Master:
             sid for sid, s in self.slots.items() if s.child is not None and s.child.ready_at is not None
         )
         self._reloading = True
+        systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
         log.info("reloading", workers=len(self._reload_queue), changed=changed or None)
 
     def _abort_reload(self) -> None:
@@ -595,6 +632,7 @@ class Master:
         if self._reloading and not self._reload_queue:
             self._reloading = False
             log.info("reload complete")
+            systemd.notify("READY=1", f"STATUS={len(self.slots)} workers ready (reloaded)")
         if self._reload_again and not self.stopping:
             self._reload_again = False
             self.request_reload(now)
@@ -627,6 +665,9 @@ class Master:
     def tick(self, now: float) -> None:
         """Enforce deadlines, then make the set of workers match the config."""
         cfg = self.config
+        if self._watchdog is not None and now >= self._next_watchdog:
+            systemd.notify("WATCHDOG=1")
+            self._next_watchdog = now + self._watchdog
         for child in list(self.children.values()):
             if child.kill_at is not None and now >= child.kill_at:
                 if child.failure is None:
@@ -668,6 +709,11 @@ class Master:
                     self.retire(child, "scaled down", now)
         self._check_booted(now)
         self._advance_reload(now)
+        while self._recycle_queue and not self._reloading and not any(s.pending for s in self.slots.values()):
+            pid, reason = self._recycle_queue.pop(0)
+            waiting = self.children.get(pid)
+            if waiting is not None:
+                self.recycle(waiting, reason, now)
         for slot in sorted(self.slots.values(), key=lambda s: s.id):
             if self.stopping:
                 return  # a failed before_fork may have just begun a stop
@@ -720,6 +766,8 @@ class Master:
             for slot in self.slots.values():
                 if slot.child is None and slot.pending is None and not slot.finished:
                     deadlines.append(slot.spawn_at)
+        if self._watchdog is not None:
+            deadlines.append(self._next_watchdog)
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again
@@ -758,6 +806,8 @@ class Master:
             from supervisor import sockets
 
             sockets.close(self.listeners, unlink=True)
+        if self.health is not None:
+            self.health.close()
         if self._selector is not None:
             self._selector.close()
         for fd in (self._wake_r, self._wake_w, self._life_r, self._life_w):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import faulthandler
 import os
+import random
 import select
 import signal
 import sys
@@ -57,6 +58,7 @@ _IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 DUMP_SIGNAL = signal.SIGUSR2  # "write your stacks to stderr"
 _STOP = (signal.SIGTERM, signal.SIGINT)
 _ARTICLE = {"asgi": "an", "wsgi": "a", "main": "a"}
+MEMORY_CHECK_EVERY = 1.0  # seconds between --max-worker-memory / --max-requests checks
 ORPHAN_GRACE = 1.5  # seconds an orphaned worker gets to finish before it exits
 
 
@@ -98,6 +100,11 @@ class Worker:
         # ready (reload, recycle, scale-down), as opposed to a full shutdown:
         # servers then let idle keep-alive clients finish politely.
         self.retiring = False
+        # this worker's recycling threshold, jittered so workers do not all go at once
+        self.max_requests = (
+            config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
+        )
+        self._recycle_asked = False
 
     @property
     def db(self) -> Database:
@@ -127,7 +134,15 @@ class Worker:
 
     def request_recycle(self, reason: str) -> None:
         """Ask the master to replace this worker (a new one is started first)."""
-        _channel.send(self._report_fd, _channel.RECYCLE, reason)
+        if not self._recycle_asked:
+            self._recycle_asked = True
+            log.info("asking to be replaced", reason=reason)
+            _channel.send(self._report_fd, _channel.RECYCLE, reason)
+
+    def _check_limits(self, done: int) -> None:
+        """Recycle once ``done`` units of work reach this worker's --max-requests."""
+        if self.max_requests and done >= self.max_requests:
+            self.request_recycle(f"max requests ({self.max_requests})")
 
     def heartbeat(self) -> None:
         """Tell the master this worker is making progress.
@@ -209,6 +224,16 @@ class WorkerSpec:
     sigmask: set[int | signal.Signals] = field(default_factory=set)  # the master's, before fork
 
 
+def _rss_mb() -> int:
+    """This process's resident memory, in MB (Linux /proc; 0 when unknown)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+
+
 def heartbeat_interval(timeout: float) -> float | None:
     """How often to beat: four times per --timeout, at most every 10 s; never
     when the timeout is off (nothing reads the beats then)."""
@@ -223,6 +248,7 @@ class _WorkerProcess:
             spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd, spec.listeners
         )
         self._unreachable_reported = False
+        self._next_memory_check = 0.0
         self.worker._on_unreachable = self._unreachable
         self._next_stats = time.monotonic() + spec.config.pool_stats_interval
         self._deadline: float | None = None
@@ -280,6 +306,8 @@ class _WorkerProcess:
             if self.config.pool_stats_interval:
                 left = max(0.0, self._next_stats - time.monotonic())
                 timeout = left if timeout is None else min(timeout, left)
+            if self.config.max_worker_memory or self.config.max_requests:
+                timeout = MEMORY_CHECK_EVERY if timeout is None else min(timeout, MEMORY_CHECK_EVERY)
             readable, _, _ = select.select(watch, [], [], timeout)
             if self._wake_r in readable:
                 for signum in os.read(self._wake_r, 64):
@@ -302,6 +330,14 @@ class _WorkerProcess:
                 self._stop(min(self.config.graceful_timeout, ORPHAN_GRACE), "master is gone")
             if from_thread and not self.worker._manual_heartbeat:
                 self.spec.heartbeat.beat()
+            self.worker._check_limits(self.spec.heartbeat.work)
+            if self.config.max_worker_memory and time.monotonic() >= self._next_memory_check:
+                self._next_memory_check = time.monotonic() + MEMORY_CHECK_EVERY
+                rss_mb = _rss_mb()
+                if rss_mb > self.config.max_worker_memory:
+                    self.worker.request_recycle(
+                        f"memory {rss_mb} MB > --max-worker-memory {self.config.max_worker_memory}"
+                    )
             if self.config.pool_stats_interval and time.monotonic() >= self._next_stats:
                 self._next_stats = time.monotonic() + self.config.pool_stats_interval
                 self._log_pool_stats()

@@ -219,3 +219,75 @@ def test_hup_under_keep_alive_load_fails_no_request(supervise):
     assert len(results) > 500
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_max_requests_recycles_through_the_rolling_path(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--max-requests", "5")
+    run.wait_ready(1)
+    pids = set()
+    for _ in range(12):  # one a time: each worker gets over its limit, then is replaced
+        status, body = get(port)
+        assert status == 200
+        pids.add(body.split()[0])
+        time.sleep(0.1)  # let the 0.25 s request counter notice (a pace, not a sync point)
+    wait_until(lambda: len(run.find("recycling worker")) >= 2, 10, "two recycles")
+    assert all(e["reason"] == "max requests (5)" for e in run.find("recycling worker"))
+    assert len(pids) >= 2
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def _health(port: int, path: str) -> tuple[int, dict[str, object]]:
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_health_endpoint_readiness_follows_the_workers(supervise):
+    port = free_port()
+    booting = supervise(
+        "mains:wait",
+        "-w",
+        "1",
+        "--hooks",
+        "hooks_slowboot",
+        "--graceful-timeout",
+        "1",
+        "--health-bind",
+        f"127.0.0.1:{port}",
+    )
+    booting.wait_event("health endpoint")
+    booting.wait_event("worker spawned")
+    status, body = _health(port, "/readyz")
+    assert status == 503 and body["workers_ready"] == 0 and body["ready"] is False
+    assert _health(port, "/livez")[0] == 200
+    booting.signal(signal.SIGTERM)
+    assert booting.wait() == 0
+
+    port = free_port()
+    run = supervise("mains:wait", "-w", "2", "--health-bind", f"127.0.0.1:{port}")
+    run.wait_event("all workers ready")
+    status, body = _health(port, "/readyz")
+    assert status == 200
+    assert body == {
+        "ready": True,
+        "workers_ready": 2,
+        "workers": 2,
+        "reloading": False,
+        "stopping": False,
+        "migrations": "none",
+    }
+    assert _health(port, "/nope")[0] == 404
+    # a client that connects and says nothing does not block the master
+    silent = socket.create_connection(("127.0.0.1", port))
+    assert _health(port, "/livez")[0] == 200
+    silent.close()
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

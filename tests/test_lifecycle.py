@@ -245,3 +245,39 @@ def test_hup_picks_up_new_code_without_preload(supervise, app_dir: Path):
     run.wait_event("reload complete")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_max_worker_memory_recycles(supervise):
+    run = supervise("mains:wait", "-w", "1", "--max-worker-memory", "1")  # any worker exceeds 1 MB
+    first = run.wait_ready(1)[1]
+    recycled = run.wait_event("recycling worker")[0]
+    assert recycled["worker_pid"] == first and recycled["reason"].startswith("memory ")
+    run.wait_event("worker exited", reason=f"recycled: {recycled['reason']}")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_systemd_notify_ready_only_when_workers_are(supervise, tmp_path: Path):
+    import socket as sk
+
+    path = tmp_path / "notify.sock"
+    server = sk.socket(sk.AF_UNIX, sk.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(10)
+    try:
+        run = supervise("mains:wait", "-w", "2", env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000"})
+        messages: list[str] = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(server.recv(4096).decode())
+        assert len(run.find("worker ready")) == 2  # READY=1 came after both workers
+        assert "STATUS=2 workers ready" in messages[-1]
+        watchdogs = 0
+        while watchdogs < 2:  # every 0.1 s (half of WatchdogSec)
+            watchdogs += server.recv(4096).decode() == "WATCHDOG=1"
+        run.signal(signal.SIGTERM)
+        while "STOPPING=1" not in (message := server.recv(4096).decode()):
+            pass
+        assert message.startswith("STOPPING=1")
+        assert run.wait() == 0
+    finally:
+        server.close()

@@ -332,3 +332,17 @@ def test_the_first_term_after_an_internal_stop_is_still_graceful():
     assert master.stopping == "graceful"
     master.on_signal(signal.SIGTERM, clock.t)
     assert master.stopping == "fast"
+
+
+def test_recycles_go_one_at_a_time():
+    master, procs, clock = make()
+    boot(master, clock)
+    one, two = master.slots[1].child, master.slots[2].child
+    assert one is not None and two is not None
+    master.recycle(one, "max requests (5)", clock.t)
+    master.recycle(two, "max requests (5)", clock.t)
+    assert len(procs.spawned) == 3  # the second waits its turn
+    master.on_message(procs.spawned[-1][1], "ready", clock.t)
+    master.tick(clock.t)
+    assert len(procs.spawned) == 4 and procs.spawned[-1][0] == 2
+    assert procs.sent == [(one.pid, RETIRE)]

@@ -71,12 +71,23 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
             server.should_exit = True
 
         stopper = asyncio.create_task(stop_when_asked())
+
+        async def count_requests() -> None:
+            # requests served, for the USR1 status line and --max-requests
+            while True:
+                await asyncio.sleep(0.25)
+                done = server.server_state.total_requests
+                worker._heartbeat.add_work(done - worker._heartbeat.work)
+                worker._check_limits(done)
+
+        counter = asyncio.create_task(count_requests())
         try:
             await worker._open_async_databases()
             await server.serve(sockets=[listener.sock for listener in worker.listeners])
         finally:
             beats.cancel()
             stopper.cancel()
+            counter.cancel()
             await worker._close_async_databases()
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

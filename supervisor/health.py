@@ -1,0 +1,113 @@
+"""``--health-bind``: liveness and readiness over HTTP, answered by the master.
+
+``GET /livez`` answers 200 while the master's loop runs. ``GET /readyz`` answers
+200 once every initial worker has been ready, while at least one is ready and
+no stop has begun, else 503. Both carry a JSON body: ready workers / wanted,
+whether a reload is running, and the migration state. Requests are served from
+the master's own select loop, without threads and without blocking it: a
+client gets 2 s to send its request line and headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_CLIENTS = 16
+CLIENT_DEADLINE = 2.0
+
+
+@dataclass(eq=False)
+class Client:
+    sock: socket.socket
+    started: float
+    buffer: bytes = field(default=b"")
+
+
+class HealthServer:
+    def __init__(
+        self,
+        sock: socket.socket,
+        state: Callable[[], dict[str, Any]],
+        selector: selectors.BaseSelector | None,
+    ) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._state = state
+        self._selector = selector
+        self._clients: list[Client] = []
+        if selector is not None:
+            selector.register(sock, selectors.EVENT_READ, self)
+
+    def accept(self) -> None:
+        """Take new clients; drop stale or excess ones."""
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            conn.setblocking(False)
+            client = Client(conn, time.monotonic())
+            self._clients.append(client)
+            if self._selector is not None:
+                self._selector.register(conn, selectors.EVENT_READ, client)
+        now = time.monotonic()
+        for client in list(self._clients):
+            if now - client.started > CLIENT_DEADLINE or len(self._clients) > MAX_CLIENTS:
+                self.drop(client)
+
+    def drop(self, client: Client) -> None:
+        if client in self._clients:
+            self._clients.remove(client)
+        if self._selector is not None:  # before close: the fd number will be reused
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(client.sock)
+        client.sock.close()
+
+    def read(self, client: Client) -> bool:
+        """Read what arrived; answer once the request is complete. True when done."""
+        try:
+            data = client.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.drop(client)
+            return True
+        client.buffer += data
+        if data and b"\r\n\r\n" not in client.buffer and len(client.buffer) < 8192:
+            return False
+        line = client.buffer.split(b"\r\n", 1)[0].decode("latin-1").split()
+        path = line[1] if len(line) >= 2 else ""
+        status, body = self.answer(path.split("?", 1)[0])
+        reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+        payload = json.dumps(body).encode()
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n"
+        ).encode()
+        with contextlib.suppress(OSError):  # a client that left does not get its answer
+            client.sock.send(head + payload)
+        self.drop(client)
+        return True
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        state = self._state()
+        if path == "/livez":
+            return 200, {"status": "alive"}
+        if path == "/readyz":
+            return (200 if state["ready"] else 503), state
+        return 404, {"error": "try /livez or /readyz"}
+
+    def close(self) -> None:
+        for client in list(self._clients):
+            self.drop(client)
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.sock)
+        self.sock.close()
