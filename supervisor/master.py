@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
 import selectors
 import signal
 import sys
@@ -205,7 +206,10 @@ class Master:
             from supervisor import database as dbmod
 
             dbmod.check_budget(cfg.workers, self._per_worker(), *self._budget)
-        http = self.target is not None and self.target.kind in (Kind.ASGI, Kind.WSGI)
+        kind = self.target.kind if self.target is not None else None
+        if kind is None and cfg.interface == "auto" and not cfg.bind:
+            kind = self._probe_kind()  # must we listen? only the target can say
+        http = kind in (Kind.ASGI, Kind.WSGI)
         if cfg.bind or cfg.interface in ("asgi", "wsgi") or http:
             from supervisor import sockets
 
@@ -219,6 +223,52 @@ class Master:
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
+
+    def _probe_kind(self) -> Kind:
+        """Import the target in a throwaway child and report its kind, so the
+        master learns whether to bind sockets without importing the app itself
+        (which stays lazy). An import error surfaces here, before any worker."""
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the probe: never returns into the master's code
+            try:
+                for sig in HANDLED:
+                    signal.signal(sig, signal.SIG_DFL)
+                try:
+                    message = "ok " + resolve(self.config.target, self.config.interface).kind.value
+                except SupervisorError as exc:
+                    message = "error " + str(exc)
+                os.write(write_fd, message.encode()[:60000])
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        chunks: list[bytes] = []
+        try:
+            deadline = time.monotonic() + (self.config.boot_timeout or 3600)
+            while True:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([read_fd], [], [], max(left, 0))
+                if not ready:
+                    raise TargetError(
+                        f"importing {self.config.target!r} took longer than "
+                        f"--boot-timeout ({self.config.boot_timeout:g} s)"
+                    )
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        status, _, text = b"".join(chunks).decode("utf-8", "replace").partition(" ")
+        if status != "ok":
+            raise TargetError(text or f"importing {self.config.target!r} failed")
+        return Kind(text)
 
     def _open_health(self, address: str) -> None:
         from supervisor import sockets

@@ -170,10 +170,13 @@ def test_asgi2_class_with_interface(supervise):
     assert run.wait() == 0
 
 
-def test_lazy_http_target_without_bind_says_what_to_do(supervise):
+def test_an_http_target_listens_on_the_default_address_without_bind(supervise):
     run = supervise("asgiapp:app", "-w", "1")
-    assert run.wait() == 3
-    assert "pass --bind ADDR" in run.final(3)
+    run.wait_ready(1)
+    assert run.find("listening")[0]["on"] == ["http://127.0.0.1:8000"]
+    assert get(8000)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
 
 
 def test_hup_under_keep_alive_load_fails_no_request(supervise):
