@@ -172,6 +172,15 @@ class Config:
         group="Serving",
         help="Permissions of unix sockets (e.g. 660).",
     )
+    threads: int = _setting(
+        4,
+        flags=("--threads",),
+        kind="int",
+        minimum=1,
+        metavar="N",
+        group="Serving",
+        help="Request threads per worker for WSGI apps (they share the worker's db.pool).",
+    )
     health_bind: str | None = _setting(
         None,
         flags=("--health-bind",),

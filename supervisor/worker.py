@@ -430,7 +430,7 @@ class _WorkerProcess:
             return self._fail_boot(
                 ExitCode.TARGET,
                 f"target {target.spec!r} is {_ARTICLE[target.kind.value]} {target.kind.value.upper()} "
-                "app; this version of pg-supervise serves ASGI apps and main(worker) targets",
+                "app, which this version of pg-supervise cannot run",
             )
 
         def ready() -> None:

@@ -120,16 +120,6 @@ def test_exception_at_import_is_reported_in_one_line(supervise):
     assert "Traceback" not in "\n".join(run.lines)
 
 
-def test_wsgi_target_is_refused_with_exit_4(supervise):
-    run = supervise("wsgi_app:app", "-w", "1")
-    assert run.wait() == 4
-    final = next(e for e in run.events if e.get("exit_code") == 4)["event"]
-    assert final == (
-        "target 'wsgi_app:app' is a WSGI app; this version of pg-supervise serves ASGI apps "
-        "and main(worker) targets"
-    )
-
-
 def test_failing_on_starting_aborts_before_any_fork(supervise):
     run = supervise("mains:wait", "--hooks", "hooks_badstart")
     assert run.wait() == 1

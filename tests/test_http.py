@@ -294,3 +294,40 @@ def test_health_endpoint_readiness_follows_the_workers(supervise):
     silent.close()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_wsgi_app_request_threads_use_the_worker_pool(supervise, postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    run = supervise(
+        "wsgidb:app",
+        "-w",
+        "2",
+        "--threads",
+        "4",
+        "--pool-max-size",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        env={"DATABASE_URL": postgres_url},
+    )
+    pids = run.wait_ready(2)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: get(port), range(80)))
+    assert all(status == 200 for status, _ in results)
+    for _, body in results:  # each answer came from a worker's own pool
+        pid, app = (part.split("=", 1)[1] for part in body.split())
+        worker = next(w for w, p in pids.items() if str(p) == pid)
+        assert app == f"wsgidb:worker-{worker}"
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_wsgi_graceful_stop_and_plain_app(supervise):
+    port = free_port()
+    run = supervise("wsgi_app:app", "-w", "1", "--bind", f"127.0.0.1:{port}")
+    run.wait_ready(1)
+    assert get(port) == (200, "hi")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

@@ -28,4 +28,8 @@ def runner_for(target: Target) -> Runner | None:
         from supervisor.serve.asgi import run as run_asgi
 
         return run_asgi
+    if target.kind is Kind.WSGI:
+        from supervisor.serve.wsgi import run as run_wsgi
+
+        return run_wsgi
     return None

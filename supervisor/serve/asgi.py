@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from supervisor.worker import Worker
 
 
-def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
+def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool = False) -> int:
+    """Serve ``target`` until stopped. ``wsgi``: it is a WSGI app wrapped for
+    ASGI (no lifespan; its requests use the sync ``db.pool`` from threads)."""
     import uvicorn
 
     if not worker.listeners:
@@ -42,7 +44,7 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
     cfg = worker.config
     config = uvicorn.Config(
         target.obj,
-        lifespan="auto",
+        lifespan="off" if wsgi else "auto",
         log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
         access_log=cfg.access_log,
         # whole seconds (uvicorn's type); the worker's own deadline is the exact one
@@ -82,7 +84,8 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
 
         counter = asyncio.create_task(count_requests())
         try:
-            await worker._open_async_databases()
+            if not wsgi:
+                await worker._open_async_databases()
             await server.serve(sockets=[listener.sock for listener in worker.listeners])
         finally:
             beats.cancel()
