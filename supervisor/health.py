@@ -11,6 +11,7 @@ client gets 2 s to send its request line and headers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import selectors
 import socket
@@ -52,6 +53,12 @@ class HealthServer:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError as exc:
+                # out of descriptors, or a client gone before accept: the probe
+                # fails, never the master
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    break
+                continue
             conn.setblocking(False)
             client = Client(conn, time.monotonic())
             self._clients.append(client)
@@ -103,6 +110,10 @@ class HealthServer:
         if path == "/readyz":
             return (200 if state["ready"] else 503), state
         return 404, {"error": "try /livez or /readyz"}
+
+    def fds(self) -> list[int]:
+        """Descriptors a forked worker must not keep."""
+        return [self.sock.fileno(), *(c.sock.fileno() for c in self._clients)]
 
     def close(self) -> None:
         for client in list(self._clients):

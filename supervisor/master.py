@@ -234,13 +234,16 @@ class Master:
         pid = os.fork()
         if pid == 0:  # the probe: never returns into the master's code
             try:
+                signal.set_wakeup_fd(-1)
                 for sig in HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
                 try:
                     message = "ok " + resolve(self.config.target, self.config.interface).kind.value
                 except SupervisorError as exc:
                     message = "error " + str(exc)
-                os.write(write_fd, message.encode()[:60000])
+                except BaseException as exc:  # SystemExit from argparse at import, say
+                    message = f"error importing {self.config.target!r} raised {type(exc).__name__}: {exc}"
+                os.write(write_fd, (message.replace("\n", " ")[:60000] + "\n").encode())
             finally:
                 os._exit(0)
         os.close(write_fd)
@@ -256,16 +259,18 @@ class Master:
                         f"--boot-timeout ({self.config.boot_timeout:g} s)"
                     )
                 chunk = os.read(read_fd, 65536)
-                if not chunk:
-                    break
                 chunks.append(chunk)
+                # one line is the whole answer: don't wait for an end-of-file that a
+                # process the import forked (still holding the pipe) would delay
+                if not chunk or b"\n" in chunk:
+                    break
         finally:
             os.close(read_fd)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        status, _, text = b"".join(chunks).decode("utf-8", "replace").partition(" ")
+        status, _, text = b"".join(chunks).decode("utf-8", "replace").strip().partition(" ")
         if status != "ok":
             raise TargetError(text or f"importing {self.config.target!r} failed")
         return Kind(text)
@@ -880,6 +885,8 @@ class Master:
         if callable(fileno):
             fds.append(fileno())
         fds += [c.report_fd for c in self.children.values() if c.report_fd >= 0]
+        if self.health is not None:
+            fds += self.health.fds()
         return [fd for fd in fds if fd >= 0]
 
 

@@ -44,9 +44,15 @@ def _fail(address: str, exc: OSError) -> ConfigError:
 
 def _tcp(address: str, backlog: int) -> Listener:
     host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit():
+    bracketed = host.startswith("[") and host.endswith("]")
+    if (
+        not sep
+        or not port_text.isdigit()
+        or not 0 <= int(port_text) <= 65535
+        or (":" in host and not bracketed)
+    ):
         raise ConfigError(f"bind: {address!r} is not HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N")
-    host = host.strip("[]") or "0.0.0.0"
+    host = host[1:-1] if bracketed else (host or "0.0.0.0")
     try:
         infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -70,33 +76,44 @@ def _unix(address: str, backlog: int, mode: str | None) -> Listener:
     path = address.removeprefix("unix:")
     if not path:
         raise ConfigError("bind: unix: needs a path, e.g. unix:/run/app.sock")
+    try:
+        permissions = int(mode, 8) if mode is not None else None
+    except ValueError:
+        raise ConfigError(f"socket_mode: {mode!r} is not an octal mode such as 660") from None
+    try:
+        _clear_stale(address, path)
+    except PermissionError as exc:
+        raise _fail(address, exc) from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if permissions is not None:
+            os.chmod(path, permissions)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise _fail(address, exc) from None
+    return Listener(address, sock, unix_path=path)
+
+
+def _clear_stale(address: str, path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISSOCK(os.stat(path).st_mode):
             raise ConfigError(f"cannot listen on {address}: {path} exists and is not a socket")
         # A socket file nobody answers on is left over from a crash: reuse it.
         # One that answers belongs to a running server: refuse.
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)  # a live server with a full backlog must not hang us
         try:
             probe.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)
+        except (TimeoutError, BlockingIOError):
+            raise ConfigError(f"cannot listen on {address}: another server is listening there") from None
         else:
             raise ConfigError(f"cannot listen on {address}: another server is listening there")
         finally:
             probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        if mode is not None:
-            os.chmod(path, int(mode, 8))
-        sock.listen(backlog)
-    except ValueError:
-        sock.close()
-        raise ConfigError(f"socket_mode: {mode!r} is not an octal mode such as 660") from None
-    except OSError as exc:
-        sock.close()
-        raise _fail(address, exc) from None
-    return Listener(address, sock, unix_path=path)
 
 
 def _from_fd(fd: int, address: str) -> Listener:

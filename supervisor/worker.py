@@ -266,6 +266,16 @@ class _WorkerProcess:
         for hb in self.spec.close_heartbeats:
             hb.close()
         forksafety.after_fork_in_child()
+        # systemd's variables speak to the master (its pid); the app must not answer them
+        for name in (
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+        ):
+            os.environ.pop(name, None)
         set_process("worker", self.spec.id)
         _proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
         os.set_blocking(self._wake_w, False)

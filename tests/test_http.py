@@ -172,9 +172,13 @@ def test_asgi2_class_with_interface(supervise):
 
 def test_an_http_target_listens_on_the_default_address_without_bind(supervise):
     run = supervise("asgiapp:app", "-w", "1")
-    run.wait_ready(1)
+    # decided by the outcome, not by probing first: another process may hold 8000
+    wait_until(lambda: run.find("worker ready") or run.proc.poll() is not None, 15, "ready or exit")
+    if run.proc.poll() is not None:
+        assert run.wait() == 2
+        assert run.final(2) == "cannot listen on 127.0.0.1:8000: address already in use"
+        return
     assert run.find("listening")[0]["on"] == ["http://127.0.0.1:8000"]
-    assert get(8000)[0] == 200
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 
@@ -329,5 +333,30 @@ def test_wsgi_graceful_stop_and_plain_app(supervise):
     run = supervise("wsgi_app:app", "-w", "1", "--bind", f"127.0.0.1:{port}")
     run.wait_ready(1)
     assert get(port) == (200, "hi")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_bad_bind_addresses_exit_2(supervise):
+    for address in ("127.0.0.1:99999", "::1:8000", "nowhere"):
+        run = supervise("asgiapp:app", "--bind", address)
+        assert run.wait() == 2, address
+        assert "is not HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N" in run.final(2)
+
+
+def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise):
+    port = free_port()
+    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30")
+    old = run.wait_ready(1)[1]
+    silent = socket.create_connection(("127.0.0.1", port))  # connects, never sends
+    try:
+        wait_until(lambda: get(port)[0] == 200, 5, "the worker to answer")
+        started = time.monotonic()
+        run.signal(signal.SIGHUP)
+        run.wait_event("worker exited", worker_pid=old, reason="reload", timeout=15)
+        assert time.monotonic() - started < 10  # its keep-alive timeout, not the 30 s deadline
+        assert not run.find("did not stop in time; exiting")
+    finally:
+        silent.close()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0

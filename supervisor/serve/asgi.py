@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
 from supervisor.target import Target
@@ -36,6 +36,8 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
     ASGI (no lifespan; its requests use the sync ``db.pool`` from threads)."""
     import uvicorn
 
+    from supervisor.worker import _StoppedBeforeReady
+
     if not worker.listeners:
         raise ConfigError(
             f"{target.spec!r} is an HTTP app but no socket is open: pass --bind ADDR, or "
@@ -47,8 +49,10 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
         lifespan="off" if wsgi else "auto",
         log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
         access_log=cfg.access_log,
-        # whole seconds (uvicorn's type); the worker's own deadline is the exact one
-        timeout_graceful_shutdown=max(int(cfg.graceful_timeout), 1),
+        # a little before the worker's own deadline, so uvicorn gets to cancel
+        # what is left and run lifespan shutdown itself (uvicorn types it as int,
+        # and uses it as asyncio's timeout: fractions work)
+        timeout_graceful_shutdown=cast(Any, _drain_time(cfg.graceful_timeout)),
     )
 
     class Server(uvicorn.Server):
@@ -58,8 +62,13 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
 
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
-            if not self.should_exit:
-                ready()
+            if worker.stopping.is_set():
+                self.should_exit = True  # asked to stop while starting: shut down cleanly
+            elif not self.should_exit:
+                try:
+                    ready()
+                except _StoppedBeforeReady:
+                    self.should_exit = True
 
     config.load()
     config.http_protocol_class = _polite(config.http_protocol_class, worker)
@@ -86,6 +95,8 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
         try:
             if not wsgi:
                 await worker._open_async_databases()
+            if worker.stopping.is_set():
+                return  # stopped before serving: no need to start the app at all
             await server.serve(sockets=[listener.sock for listener in worker.listeners])
         finally:
             beats.cancel()
@@ -105,7 +116,13 @@ def _polite(base: type[asyncio.Protocol], worker: Worker) -> type[asyncio.Protoc
     def shutdown(self: Any) -> None:
         idle = self.cycle is None or self.cycle.response_complete
         if worker.retiring and idle and not self.transport.is_closing():
-            self._close_after_next = True  # its keep-alive timeout still ends it if no request comes
+            self._close_after_next = True
+            if self.timeout_keep_alive_task is None:
+                # a connection that never sent anything has no keep-alive timer:
+                # give it one, so it cannot hold the worker until the deadline
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
             return
         base.shutdown(self)  # type: ignore[attr-defined]
 
@@ -113,7 +130,8 @@ def _polite(base: type[asyncio.Protocol], worker: Worker) -> type[asyncio.Protoc
         def wrapped(self: Any, *args: Any) -> Any:
             result = getattr(base, method)(self, *args)
             if getattr(self, "_close_after_next", False) and self.cycle is not None:
-                self.cycle.keep_alive = False  # the response says Connection: close
+                # httptools then answers with "connection: close"; h11 just closes after it
+                self.cycle.keep_alive = False
             return result
 
         return wrapped
@@ -123,3 +141,8 @@ def _polite(base: type[asyncio.Protocol], worker: Worker) -> type[asyncio.Protoc
         if hasattr(base, method):
             namespace[method] = after_new_cycle(method)
     return type(f"Polite{base.__name__}", (base,), namespace)
+
+
+def _drain_time(graceful: float) -> float:
+    """uvicorn's share of --graceful-timeout: leave up to 1 s for lifespan shutdown."""
+    return max(graceful - min(1.0, graceful / 4), 0.1)
