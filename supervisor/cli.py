@@ -118,7 +118,7 @@ def check_command(target: str, **options: Any) -> None:
     try:
         _clash.check()
         config = load(target, _explicit(options))
-        resolved = resolve(target, config.interface)
+        resolved = resolve(target, config.interface, config.factory)
         if config.hooks:
             Hooks().load_module(config.hooks)
     except SupervisorError as exc:

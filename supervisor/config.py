@@ -90,6 +90,14 @@ class Config:
         group="Workers",
         help="How to treat TARGET; 'auto' tells them apart by signature.",
     )
+    factory: bool = _setting(
+        False,
+        flags=("--factory/--no-factory",),
+        kind="bool",
+        group="Workers",
+        help="TARGET is a function returning the app; it is called in each worker (or once "
+        "in the master with --preload).",
+    )
     preload: bool = _setting(
         False,
         flags=("--preload/--no-preload",),

@@ -45,6 +45,7 @@ from supervisor.target import Kind, Target, check_importable, resolve
 from supervisor.worker import DUMP_SIGNAL, WorkerSpec, run_worker
 
 if TYPE_CHECKING:
+    from supervisor import _reexec
     from supervisor.database import Database
     from supervisor.health import HealthServer
     from supervisor.sockets import Listener
@@ -126,6 +127,9 @@ class Master:
         self._reload_config = reload_config
         self.database = database
         self.listeners: list[Listener] = []
+        # after a --preload re-exec: the previous image's workers and lifeline
+        self._adopted: dict[int, _reexec.Adopted] = {}
+        self._old_lifeline = -1
         self.health: HealthServer | None = None
         self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
         self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
@@ -199,7 +203,7 @@ class Master:
         if cfg.database_url:
             self._database_phases()
         if cfg.preload and self.target is None:
-            self.target = resolve(cfg.target, cfg.interface)
+            self.target = resolve(cfg.target, cfg.interface, cfg.factory)
             log.info("target preloaded", kind=self.target.kind.value)
         if self._budget is not None and cfg.preload:
             # preloaded code may declare more Database objects: count their pools too
@@ -210,10 +214,18 @@ class Master:
         if kind is None and cfg.interface == "auto" and not cfg.bind:
             kind = self._probe_kind()  # must we listen? only the target can say
         http = kind in (Kind.ASGI, Kind.WSGI)
-        if cfg.bind or cfg.interface in ("asgi", "wsgi") or http:
+        from supervisor import _reexec
+
+        handover = _reexec.received()
+        if handover is not None:
+            self._adopt(handover)
+        elif cfg.bind or cfg.interface in ("asgi", "wsgi") or http:
             from supervisor import sockets
 
             self.listeners = sockets.bind(cfg)
+        if self.listeners:
+            from supervisor import sockets
+
             log.info("listening", on=[sockets.describe(listener) for listener in self.listeners])
             # Import the server once here: every fork then starts with it loaded
             # (about 100 ms saved per worker boot and replacement).
@@ -223,6 +235,20 @@ class Master:
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
+
+    def _adopt(self, handover: _reexec.Handover) -> None:
+        import socket as socketlib
+
+        from supervisor.sockets import Listener
+
+        self.listeners = [
+            Listener(address, socketlib.socket(fileno=fd), path) for fd, address, path in handover.listeners
+        ]
+        self._adopted = {w.pid: w for w in handover.workers}
+        self._old_lifeline = handover.lifeline_fd
+        log.info(
+            "re-executed with new code", adopted_workers=len(self._adopted), listeners=len(self.listeners)
+        )
 
     def _probe_kind(self) -> Kind:
         """Import the target in a throwaway child and report its kind, so the
@@ -238,7 +264,10 @@ class Master:
                 for sig in HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
                 try:
-                    message = "ok " + resolve(self.config.target, self.config.interface).kind.value
+                    message = (
+                        "ok "
+                        + resolve(self.config.target, self.config.interface, self.config.factory).kind.value
+                    )
                 except SupervisorError as exc:
                     message = "error " + str(exc)
                 except BaseException as exc:  # SystemExit from argparse at import, say
@@ -328,7 +357,7 @@ class Master:
     def _loop(self) -> None:
         while True:
             self.tick(self._clock())
-            if self.stopping and not self.children:
+            if self.stopping and not self.children and not self._adopted:
                 return
             self._wait(self.next_wakeup(self._clock()))
 
@@ -454,11 +483,26 @@ class Master:
         ):
             self.booted = True
             systemd.notify("READY=1", f"STATUS={len(self.slots)} workers ready")
+            self._retire_adopted(now)
             log.info("all workers ready", workers=len(self.slots), elapsed_s=round(now - self.started_at, 4))
             for failure in self.hooks.run_all("when_ready", self.info()):
                 log.error("hook failed", hook=failure.hook, exc_info=failure.original)
 
     def on_exit(self, pid: int, code: int, now: float) -> None:
+        old = self._adopted.pop(pid, None)
+        if old is not None:
+            os.close(old.command_fd)
+            log.info(
+                "worker exited",
+                worker=old.slot,
+                worker_pid=pid,
+                reason="reload (previous image)",
+                status=describe_exit(code if code >= 0 else None, -code if code < 0 else None),
+            )
+            if not self._adopted and self._old_lifeline >= 0:
+                os.close(self._old_lifeline)
+                self._old_lifeline = -1
+            return
         child = self.children.pop(pid, None)
         if child is None:
             return  # not ours (we may be PID 1 and inherit orphans)
@@ -581,6 +625,11 @@ class Master:
         self.stopping = mode
         for listener in self.listeners:
             listener.close()  # the workers close theirs at once too: new clients are refused
+        for old in self._adopted.values():
+            self._procs.signal(old.pid, signal.SIGTERM if mode == "graceful" else signal.SIGQUIT)
+            old.kill_at = self._clock() + (
+                self.config.graceful_timeout + KILL_MARGIN if mode == "graceful" else FAST_GRACE
+            )
         self._abort_reload()
         sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
         grace = self.config.graceful_timeout + KILL_MARGIN if mode == "graceful" else FAST_GRACE
@@ -642,10 +691,8 @@ class Master:
             log.error("reload aborted: hook failed", hook=exc.hook, exc_info=exc.original)
             return
         if self.config.preload:
-            log.warning(
-                "reloading workers; with --preload they fork from the code the master "
-                "imported at start (restart the master to load new code)"
-            )
+            self._reload_by_reexec()  # returns only if the reload was aborted
+            return
         if self._budget is not None:
             from supervisor import database as dbmod
 
@@ -665,6 +712,51 @@ class Master:
         self._reloading = True
         systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
         log.info("reloading", workers=len(self._reload_queue), changed=changed or None)
+
+    def _reload_by_reexec(self) -> None:
+        """--preload: new code needs a new process image (see _reexec.py)."""
+        from supervisor import _reexec
+
+        if not isinstance(self._procs, _Forker):
+            return
+        error = _reexec.check_new_code(timeout=self.config.boot_timeout or 60.0)
+        if error is not None:
+            log.error(
+                "reload aborted: the new code or configuration does not load; the running workers are kept",
+                error=error,
+            )
+            return
+        workers = [
+            _reexec.Adopted(c.pid, c.slot, self._procs._commands[c.pid])
+            for c in self.children.values()
+            if c.pid in self._procs._commands
+        ] + list(self._adopted.values())
+        handover = _reexec.Handover(
+            [(lst.sock.fileno(), lst.address, lst.unix_path) for lst in self.listeners],
+            self._old_lifeline if self._old_lifeline >= 0 else self._life_w,
+            workers,
+        )
+        log.info(
+            "re-executing the master to load new code; pid, sockets and workers are kept",
+            workers=len(workers),
+        )
+        systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading (re-exec)")
+        try:
+            _reexec.execute(handover)
+        except OSError as exc:
+            log.error("reload aborted: re-exec failed; the running workers are kept", error=str(exc))
+
+    def _retire_adopted(self, now: float) -> None:
+        """The new image's workers are all ready: the previous image's may go."""
+        for old in self._adopted.values():
+            if old.kill_at is None:
+                old.kill_at = now + self.config.graceful_timeout + KILL_MARGIN
+                try:
+                    os.write(old.command_fd, _channel.RETIRE.encode() + b"\n")
+                except OSError:
+                    self._procs.signal(old.pid, signal.SIGTERM)
+        if self._adopted:
+            log.info("retiring the previous image's workers", workers=len(self._adopted))
 
     def _abort_reload(self) -> None:
         self._reload_queue.clear()
@@ -720,6 +812,10 @@ class Master:
     def tick(self, now: float) -> None:
         """Enforce deadlines, then make the set of workers match the config."""
         cfg = self.config
+        for old in self._adopted.values():
+            if old.kill_at is not None and now >= old.kill_at:
+                old.kill_at = None
+                self._procs.signal(old.pid, signal.SIGKILL)
         if self._watchdog is not None and now >= self._next_watchdog:
             systemd.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog
@@ -823,6 +919,7 @@ class Master:
                     deadlines.append(slot.spawn_at)
         if self._watchdog is not None:
             deadlines.append(self._next_watchdog)
+        deadlines += [old.kill_at for old in self._adopted.values() if old.kill_at is not None]
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again
@@ -887,6 +984,9 @@ class Master:
         fds += [c.report_fd for c in self.children.values() if c.report_fd >= 0]
         if self.health is not None:
             fds += self.health.fds()
+        fds += [old.command_fd for old in self._adopted.values()]
+        if self._old_lifeline >= 0:
+            fds.append(self._old_lifeline)
         return [fd for fd in fds if fd >= 0]
 
 

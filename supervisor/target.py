@@ -160,5 +160,16 @@ def classify(spec: str, obj: Any, interface: str = "auto") -> Target:
     return Target(spec=spec, obj=obj, kind=kind, is_async=is_async)
 
 
-def resolve(spec: str, interface: str = "auto") -> Target:
-    return classify(spec, load(spec), interface)
+def resolve(spec: str, interface: str = "auto", factory: bool = False) -> Target:
+    """Import and classify ``spec``; with ``factory``, call it (no arguments) for the app."""
+    obj = load(spec)
+    if factory:
+        if not callable(obj):
+            raise TargetError(f"--factory: {spec!r} is a {type(obj).__name__}, not a callable")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise TargetError(
+                f"--factory: calling {spec!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+            ) from exc
+    return classify(spec, obj, interface)

@@ -423,7 +423,9 @@ class _WorkerProcess:
         hooks = self.spec.hooks
         try:
             hooks.run("after_fork", self.worker)
-            target = self.spec.target or resolve(self.config.target, self.config.interface)
+            target = self.spec.target or resolve(
+                self.config.target, self.config.interface, self.config.factory
+            )
             # Pools open once the target is known: an async target gets its pools
             # inside its event loop (the runner calls worker._open_async_databases).
             if not target.is_async:

@@ -360,3 +360,90 @@ def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise):
         silent.close()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_hup_with_preload_loads_new_code_keeping_pid_and_sockets(supervise, app_dir: Path):
+    port = free_port()
+    run = supervise(
+        "versioned:app",
+        "-w",
+        "2",
+        "--preload",
+        "--bind",
+        f"127.0.0.1:{port}",
+        cwd=app_dir,
+        env={"PYTHONPATH": str(app_dir)},
+    )
+    old = run.wait_ready(2)
+    stop = threading.Event()
+    results: list[str] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                results.append(response.read().decode() if response.status == 200 else "bad")
+            except Exception as exc:
+                results.append(f"error {exc!r}")
+                conn.close()
+        conn.close()
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        wait_until(lambda: len(results) > 100, 10, "load")
+        (app_dir / "versioned.py").write_text(
+            (app_dir / "versioned.py").read_text().replace('VERSION = "1"', 'VERSION = "2"')
+        )
+        run.signal(signal.SIGHUP)
+        run.wait_event("re-executed with new code", timeout=30)
+        run.wait_event("worker exited", count=2, reason="reload (previous image)", timeout=30)
+        wait_until(lambda: results[-1] == "version=2", 10, "new code to answer")
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(10)
+    failures = [r for r in results if not r.startswith("version=")]
+    assert failures == [], failures[:5]
+    assert run.find("re-executed with new code")[0]["pid"] == run.pid  # same master pid
+    new = {e["worker_pid"] for e in run.find("worker ready")} - set(old.values())
+    assert len(new) == 2
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_hup_with_preload_and_broken_new_code_keeps_serving(supervise, app_dir: Path):
+    port = free_port()
+    run = supervise(
+        "versioned:app",
+        "-w",
+        "1",
+        "--preload",
+        "--bind",
+        f"127.0.0.1:{port}",
+        cwd=app_dir,
+        env={"PYTHONPATH": str(app_dir)},
+    )
+    run.wait_ready(1)
+    (app_dir / "versioned.py").write_text("VERSION = \n")
+    run.signal(signal.SIGHUP)
+    aborted = run.wait_event(
+        "reload aborted: the new code or configuration does not load; the running workers are kept",
+        timeout=30,
+    )[0]
+    assert "SyntaxError" in aborted["error"]
+    assert get(port) == (200, "version=1")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_factory(supervise):
+    port = free_port()
+    run = supervise("asgiapp:create_app", "--factory", "-w", "1", "--bind", f"127.0.0.1:{port}")
+    run.wait_ready(1)
+    assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

@@ -41,3 +41,8 @@ class Legacy:
             return
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"asgi2"})
+
+
+def create_app():
+    """An app factory (--factory)."""
+    return app

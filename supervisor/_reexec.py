@@ -1,0 +1,104 @@
+"""Reloading new code with --preload: the master re-executes itself.
+
+A preloaded master holds the old code, so forking new workers from it cannot
+load new code. On HUP it re-executes itself instead, keeping its pid, its
+listening sockets and its workers:
+
+1. a fresh interpreter runs ``supervise check`` with the same arguments; if the
+   new code or config is broken, the reload is aborted and nothing changes;
+2. the listeners, the old workers' lifeline and their command pipes are made
+   inheritable and described in ``SUPERVISE_REEXEC``; then ``os.execv``;
+3. the new image imports the new code, adopts the sockets instead of binding,
+   boots its own workers and, once they are all ready, retires the adopted old
+   ones through their command pipes (they close keep-alive clients politely).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+ENV = "SUPERVISE_REEXEC"
+
+
+@dataclass
+class Adopted:
+    """A worker of the previous master image, serving until the new ones are ready."""
+
+    pid: int
+    slot: int
+    command_fd: int
+    kill_at: float | None = None
+
+
+@dataclass
+class Handover:
+    listeners: list[tuple[int, str, str | None]]  # fd, address, unix path
+    lifeline_fd: int
+    workers: list[Adopted]
+
+
+def check_new_code(timeout: float) -> str | None:
+    """Run ``supervise check`` with this process's arguments in a fresh
+    interpreter; None when it passes, else its one-line error."""
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    command = _as_check(argv)
+    if command is None:
+        return None  # not started through the CLI (a Supervisor script): nothing to check with
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return f"checking the new code took longer than {timeout:g} s"
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("supervise: error: ") if lines else f"exit {done.returncode}"
+
+
+def _as_check(argv: list[str]) -> list[str] | None:
+    """``... supervise [run] TARGET OPTS`` -> ``python -m supervisor check TARGET OPTS``."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.endswith("supervise") or (arg == "supervisor" and argv[i - 1] == "-m"):
+            rest = argv[i + 1 :]
+            if rest and rest[0] == "run":
+                rest = rest[1:]
+            return [sys.executable, "-m", "supervisor", "check", *rest]
+    return None
+
+
+def execute(handover: Handover) -> None:
+    """Replace this process image; returns only if exec failed (it raises)."""
+    for fd, _, _ in handover.listeners:
+        os.set_inheritable(fd, True)
+    os.set_inheritable(handover.lifeline_fd, True)
+    for worker in handover.workers:
+        os.set_inheritable(worker.command_fd, True)
+    os.environ[ENV] = json.dumps(
+        {
+            "listeners": handover.listeners,
+            "lifeline_fd": handover.lifeline_fd,
+            "workers": [[w.pid, w.slot, w.command_fd] for w in handover.workers],
+        }
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def received() -> Handover | None:
+    """What the previous image handed over, if this process is a re-exec."""
+    raw = os.environ.pop(ENV, None)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    for fd, _, _ in data["listeners"]:
+        os.set_inheritable(fd, False)
+    os.set_inheritable(data["lifeline_fd"], False)
+    workers = [Adopted(pid, slot, fd) for pid, slot, fd in data["workers"]]
+    for worker in workers:
+        os.set_inheritable(worker.command_fd, False)
+    return Handover([(fd, addr, path) for fd, addr, path in data["listeners"]], data["lifeline_fd"], workers)
