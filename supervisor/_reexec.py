@@ -37,7 +37,7 @@ class Adopted:
 @dataclass
 class Handover:
     listeners: list[tuple[int, str, str | None]]  # fd, address, unix path
-    lifeline_fd: int
+    lifelines: list[int]  # write ends the handed-over workers watch (one per image)
     workers: list[Adopted]
 
 
@@ -70,23 +70,35 @@ def _as_check(argv: list[str]) -> list[str] | None:
     return None
 
 
+def _fds(handover: Handover) -> list[int]:
+    return (
+        [fd for fd, _, _ in handover.listeners]
+        + handover.lifelines
+        + [w.command_fd for w in handover.workers]
+    )
+
+
 def execute(handover: Handover) -> None:
-    """Replace this process image; returns only if exec failed (it raises)."""
-    for fd, _, _ in handover.listeners:
+    """Replace this process image; if exec fails, undo and raise OSError."""
+    for fd in _fds(handover):
         os.set_inheritable(fd, True)
-    os.set_inheritable(handover.lifeline_fd, True)
-    for worker in handover.workers:
-        os.set_inheritable(worker.command_fd, True)
     os.environ[ENV] = json.dumps(
         {
             "listeners": handover.listeners,
-            "lifeline_fd": handover.lifeline_fd,
+            "lifelines": handover.lifelines,
             "workers": [[w.pid, w.slot, w.command_fd] for w in handover.workers],
         }
     )
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    try:
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    except OSError:
+        # still the old image: workers it forks later must not inherit these
+        os.environ.pop(ENV, None)
+        for fd in _fds(handover):
+            os.set_inheritable(fd, False)
+        raise
 
 
 def received() -> Handover | None:
@@ -95,10 +107,11 @@ def received() -> Handover | None:
     if not raw:
         return None
     data = json.loads(raw)
-    for fd, _, _ in data["listeners"]:
-        os.set_inheritable(fd, False)
-    os.set_inheritable(data["lifeline_fd"], False)
-    workers = [Adopted(pid, slot, fd) for pid, slot, fd in data["workers"]]
-    for worker in workers:
-        os.set_inheritable(worker.command_fd, False)
-    return Handover([(fd, addr, path) for fd, addr, path in data["listeners"]], data["lifeline_fd"], workers)
+    handover = Handover(
+        [(fd, addr, path) for fd, addr, path in data["listeners"]],
+        list(data["lifelines"]),
+        [Adopted(pid, slot, fd) for pid, slot, fd in data["workers"]],
+    )
+    for fd in _fds(handover):
+        os.set_inheritable(fd, False)  # ours again: workers forked from now close them
+    return handover

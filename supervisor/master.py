@@ -129,7 +129,7 @@ class Master:
         self.listeners: list[Listener] = []
         # after a --preload re-exec: the previous image's workers and lifeline
         self._adopted: dict[int, _reexec.Adopted] = {}
-        self._old_lifeline = -1
+        self._old_lifelines: list[int] = []
         self.health: HealthServer | None = None
         self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
         self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
@@ -245,7 +245,7 @@ class Master:
             Listener(address, socketlib.socket(fileno=fd), path) for fd, address, path in handover.listeners
         ]
         self._adopted = {w.pid: w for w in handover.workers}
-        self._old_lifeline = handover.lifeline_fd
+        self._old_lifelines = handover.lifelines
         log.info(
             "re-executed with new code", adopted_workers=len(self._adopted), listeners=len(self.listeners)
         )
@@ -499,9 +499,10 @@ class Master:
                 reason="reload (previous image)",
                 status=describe_exit(code if code >= 0 else None, -code if code < 0 else None),
             )
-            if not self._adopted and self._old_lifeline >= 0:
-                os.close(self._old_lifeline)
-                self._old_lifeline = -1
+            if not self._adopted:
+                for fd in self._old_lifelines:
+                    os.close(fd)
+                self._old_lifelines = []
             return
         child = self.children.pop(pid, None)
         if child is None:
@@ -733,7 +734,7 @@ class Master:
         ] + list(self._adopted.values())
         handover = _reexec.Handover(
             [(lst.sock.fileno(), lst.address, lst.unix_path) for lst in self.listeners],
-            self._old_lifeline if self._old_lifeline >= 0 else self._life_w,
+            [self._life_w, *self._old_lifelines],
             workers,
         )
         log.info(
@@ -985,8 +986,7 @@ class Master:
         if self.health is not None:
             fds += self.health.fds()
         fds += [old.command_fd for old in self._adopted.values()]
-        if self._old_lifeline >= 0:
-            fds.append(self._old_lifeline)
+        fds += self._old_lifelines
         return [fd for fd in fds if fd >= 0]
 
 

@@ -447,3 +447,34 @@ def test_factory(supervise):
     assert get(port)[0] == 200
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_two_quick_preload_reloads_keep_every_generation_alive_until_replaced(supervise, app_dir: Path):
+    port = free_port()
+    run = supervise(
+        "versioned:app",
+        "-w",
+        "1",
+        "--preload",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--hooks",
+        "hooks_slowboot_once",
+        cwd=app_dir,
+        env={"PYTHONPATH": str(app_dir), "SLOWBOOT_FLAG": str(app_dir / "slow")},
+    )
+    run.wait_ready(1)
+    run.signal(signal.SIGHUP)
+    run.wait_event("re-executed with new code", timeout=30)
+    run.wait_event("worker spawned", count=2, timeout=30)  # the new image's worker is booting
+    run.signal(signal.SIGHUP)  # the first image's worker is still serving: not yet retired
+    run.wait_event("re-executed with new code", count=2, timeout=30)
+    wait_until(
+        lambda: len(run.find("worker exited", reason="reload (previous image)")) >= 2,
+        30,
+        "both earlier generations to be retired",
+    )
+    assert not run.find("master process is gone; stopping")  # nobody was orphaned
+    assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
