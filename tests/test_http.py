@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -475,6 +476,27 @@ def test_two_quick_preload_reloads_keep_every_generation_alive_until_replaced(su
         "both earlier generations to be retired",
     )
     assert not run.find("master process is gone; stopping")  # nobody was orphaned
+    assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_systemd_socket_activation(supervise):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    # what systemd does: the socket at fd 3, LISTEN_PID = the pid it execs into
+    launcher = (
+        "import os, sys\n"
+        "os.dup2(int(sys.argv[1]), 3)\n"
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1')\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'supervisor', 'asgiapp:app', '-w', '1'])\n"
+    )
+    run = supervise(str(sock.fileno()), cmd=[sys.executable, "-c", launcher], pass_fds=(sock.fileno(),))
+    sock.close()
+    run.wait_ready(1)
+    assert run.find("listening")[0]["on"] == [f"http://127.0.0.1:{port}"]
     assert get(port)[0] == 200
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
