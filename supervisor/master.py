@@ -585,14 +585,14 @@ class Master:
             return
         decision = self._policy.on_crash(slot.streak, lived)
         slot.streak = decision.streak
+        fields = {
+            "worker": child.slot,
+            "worker_pid": child.pid,
+            "status": why,
+            "crashes_in_a_row": decision.streak,
+        }
         if decision.give_up:
-            log.error(
-                "worker crashed",
-                worker=child.slot,
-                worker_pid=child.pid,
-                status=why,
-                crashes_in_a_row=decision.streak,
-            )
+            log.error("worker crashed", **fields)
             self.fail(
                 CrashLoopError(
                     f"worker {child.slot} crashed {decision.streak} times in a row (last: {why}); "
@@ -602,14 +602,7 @@ class Master:
             return
         slot.spawn_at = now + decision.delay
         slot.waited = decision.delay
-        log.warning(
-            "worker crashed",
-            worker=child.slot,
-            worker_pid=child.pid,
-            status=why,
-            crashes_in_a_row=decision.streak,
-            restart_in_s=decision.delay,
-        )
+        log.warning("worker crashed", **fields, restart_in_s=decision.delay)
 
     def fail(self, error: SupervisorError) -> None:
         """Record the error that ends the run (the first one wins) and stop."""

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import wait_until
@@ -28,6 +29,38 @@ def get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, str]:
         return response.status, response.read().decode()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def keep_alive_load(port: int, clients: int) -> Iterator[list[tuple[str, str]]]:
+    """``clients`` threads, each reusing one keep-alive connection for ``GET /``
+    until the block ends. Yields the results as they come: ("ok", body),
+    ("bad-status", body) or ("error", repr of the exception)."""
+    stop = threading.Event()
+    results: list[tuple[str, str]] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                body = response.read().decode()
+                results.append(("ok" if response.status == 200 else "bad-status", body))
+            except Exception as exc:  # any socket error is a failed request
+                results.append(("error", repr(exc)))
+                conn.close()
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -188,40 +221,21 @@ def test_hup_under_keep_alive_load_fails_no_request(supervise):
     port = free_port()
     run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{port}")
     old = run.wait_ready(2)
-    stop = threading.Event()
-    results: list[tuple[str, object]] = []
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        while not stop.is_set():
-            try:
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                body = response.read().decode()
-                results.append(("ok" if response.status == 200 else "bad-status", body))
-            except Exception as exc:  # any socket error is a failed request
-                results.append(("error", repr(exc)))
-                conn.close()
-        conn.close()
-
-    clients = [threading.Thread(target=client) for _ in range(8)]
-    for t in clients:
-        t.start()
-    wait_until(lambda: len(results) > 200, 10, "load to start")
-    run.signal(signal.SIGHUP)
-    run.wait_event("reload complete", timeout=30)
-    run.wait_event("worker exited", count=2, reason="reload", timeout=30)
-    wait_until(
-        lambda: (
-            len({b.split()[0] for s, b in results[-50:] if s == "ok"} - {f"pid={p}" for p in old.values()})
-            == 2
-        ),
-        10,
-        "the new workers to serve the load",
-    )
-    stop.set()
-    for t in clients:
-        t.join(10)
+    with keep_alive_load(port, clients=8) as results:
+        wait_until(lambda: len(results) > 200, 10, "load to start")
+        run.signal(signal.SIGHUP)
+        run.wait_event("reload complete", timeout=30)
+        run.wait_event("worker exited", count=2, reason="reload", timeout=30)
+        wait_until(
+            lambda: (
+                len(
+                    {b.split()[0] for s, b in results[-50:] if s == "ok"} - {f"pid={p}" for p in old.values()}
+                )
+                == 2
+            ),
+            10,
+            "the new workers to serve the load",
+        )
     failures = [r for r in results if r[0] != "ok"]
     assert failures == [], failures[:5]
     assert len(results) > 500
@@ -376,25 +390,7 @@ def test_hup_with_preload_loads_new_code_keeping_pid_and_sockets(supervise, app_
         env={"PYTHONPATH": str(app_dir)},
     )
     old = run.wait_ready(2)
-    stop = threading.Event()
-    results: list[str] = []
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        while not stop.is_set():
-            try:
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                results.append(response.read().decode() if response.status == 200 else "bad")
-            except Exception as exc:
-                results.append(f"error {exc!r}")
-                conn.close()
-        conn.close()
-
-    clients = [threading.Thread(target=client) for _ in range(4)]
-    for t in clients:
-        t.start()
-    try:
+    with keep_alive_load(port, clients=4) as results:
         wait_until(lambda: len(results) > 100, 10, "load")
         (app_dir / "versioned.py").write_text(
             (app_dir / "versioned.py").read_text().replace('VERSION = "1"', 'VERSION = "2"')
@@ -402,12 +398,8 @@ def test_hup_with_preload_loads_new_code_keeping_pid_and_sockets(supervise, app_
         run.signal(signal.SIGHUP)
         run.wait_event("re-executed with new code", timeout=30)
         run.wait_event("worker exited", count=2, reason="reload (previous image)", timeout=30)
-        wait_until(lambda: results[-1] == "version=2", 10, "new code to answer")
-    finally:
-        stop.set()
-        for t in clients:
-            t.join(10)
-    failures = [r for r in results if not r.startswith("version=")]
+        wait_until(lambda: results[-1] == ("ok", "version=2"), 10, "new code to answer")
+    failures = [r for r in results if r[0] != "ok"]
     assert failures == [], failures[:5]
     assert run.find("re-executed with new code")[0]["pid"] == run.pid  # same master pid
     new = {e["worker_pid"] for e in run.find("worker ready")} - set(old.values())
