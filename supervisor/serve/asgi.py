@@ -79,6 +79,10 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
 
         async def stop_when_asked() -> None:
             await worker.stop_requested()
+            # Stop listening now, not at uvicorn's next 0.1 s tick: a client that
+            # lands in the backlog meanwhile would be reset instead of refused.
+            for listening in server.servers:
+                listening.close()
             server.should_exit = True
 
         stopper = asyncio.create_task(stop_when_asked())
