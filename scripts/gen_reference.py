@@ -84,7 +84,8 @@ def render() -> str:
         "Register with a decorator (`@sup.after_fork`) or name a module with `--hooks` / "
         '`hooks = "module"` whose functions are named after the hooks. Every hook takes '
         "one argument: master hooks get a `MasterInfo` (`before_fork` and `child_exit` a "
-        "`WorkerInfo`), worker hooks get the `Worker`.",
+        "`WorkerInfo`, whose `exit_description` reads 'exited with code 1' or 'killed by "
+        "signal SIGKILL'), worker hooks get the `Worker`.",
         "",
         "| hook | runs in | when | if it raises |",
         "| --- | --- | --- | --- |",

@@ -123,11 +123,3 @@ def supervise_process(tmp_path: Any) -> Iterator[Any]:
     yield start
     leftovers = {run.pid: left for run in runs if (left := run.finish())}
     assert not leftovers, f"processes outlived their master: {leftovers}"
-
-
-def admin_query(server: PostgresServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one query as the server's superuser (helper for assertions)."""
-    import psycopg
-
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
