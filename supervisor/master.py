@@ -213,28 +213,29 @@ class Master:
         kind = self.target.kind if self.target is not None else None
         if kind is None and cfg.interface == "auto" and not cfg.bind:
             kind = self._probe_kind()  # must we listen? only the target can say
-        http = kind in (Kind.ASGI, Kind.WSGI)
-        from supervisor import _reexec
-
-        handover = _reexec.received()
-        if handover is not None:
-            self._adopt(handover)
-        elif cfg.bind or cfg.interface in ("asgi", "wsgi") or http:
-            from supervisor import sockets
-
-            self.listeners = sockets.bind(cfg)
-        if self.listeners:
-            from supervisor import sockets
-
-            log.info("listening", on=[sockets.describe(listener) for listener in self.listeners])
-            # Import the server once here: every fork then starts with it loaded
-            # (about 100 ms saved per worker boot and replacement).
-            import uvicorn  # noqa: F401
+        self._open_listeners(kind)
         if cfg.health_bind:
             self._open_health(cfg.health_bind)
         self.started_at = self._clock()
         for slot_id in range(1, cfg.workers + 1):
             self.slots[slot_id] = Slot(slot_id)
+
+    def _open_listeners(self, kind: Kind | None) -> None:
+        """Take the sockets a previous image handed over, or bind the configured
+        ones when the target serves HTTP (or --bind / --interface ask for it)."""
+        from supervisor import _reexec, sockets
+
+        cfg = self.config
+        handover = _reexec.received()
+        if handover is not None:
+            self._adopt(handover)
+        elif cfg.bind or cfg.interface in ("asgi", "wsgi") or kind in (Kind.ASGI, Kind.WSGI):
+            self.listeners = sockets.bind(cfg)
+        if self.listeners:
+            log.info("listening", on=[sockets.describe(listener) for listener in self.listeners])
+            # Import the server once here: every fork then starts with it loaded
+            # (about 100 ms saved per worker boot and replacement).
+            import uvicorn  # noqa: F401
 
     def _adopt(self, handover: _reexec.Handover) -> None:
         import socket as socketlib
@@ -382,7 +383,6 @@ class Master:
                     self._read_reports(key.data)
             elif self.health is not None and isinstance(key.data, HealthClient):
                 self.health.read(key.data)
-        self._reap()
 
     def _read_reports(self, child: Child, alive: bool = True) -> None:
         while True:
