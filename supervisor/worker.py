@@ -4,9 +4,10 @@ The child of ``fork()`` never returns into the master's code: :func:`run_worker`
 ends with ``os._exit``, so the master's ``atexit`` handlers, buffered files and
 finalizers never run twice.
 
-Signal handlers only write the signal's number into a pipe; one control
-thread acts on it. (Not ``signal.set_wakeup_fd``: an event loop such as
-uvloop takes that over for itself.) The same thread watches the *lifeline*, a
+Signals reach one control thread as bytes on a pipe: through
+``signal.set_wakeup_fd`` (C level, whichever thread got the signal), or, when
+an event loop such as uvloop has taken the wake-up fd over, written by the
+Python handler that loop then runs. The same thread watches the *lifeline*, a
 pipe whose only writer is the master, so end-of-file means the master is gone,
 even if it was SIGKILLed. It also beats the heartbeat for synchronous targets.
 """
@@ -279,12 +280,20 @@ class _WorkerProcess:
         set_process("worker", self.spec.id)
         _proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
         os.set_blocking(self._wake_w, False)
-        signal.set_wakeup_fd(-1)  # the master's pipe: not ours to write into
+        # C level: the signal's number reaches the control thread whichever
+        # thread the kernel delivered it to (a Python handler runs only in the
+        # main thread, which an idle event loop may never hand back).
         wake_w = self._wake_w
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 
         def record(signum: int, frame: object) -> None:
-            with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
-                os.write(wake_w, bytes([signum]))
+            # An event loop (uvloop) may have taken the wake-up fd for itself; its
+            # loop then runs this handler, and the byte must be written here.
+            current = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            if current != wake_w:
+                signal.set_wakeup_fd(current, warn_on_full_buffer=False)
+                with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
+                    os.write(wake_w, bytes([signum]))
 
         for sig in (*_STOP, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(sig, record)
