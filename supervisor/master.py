@@ -365,17 +365,21 @@ class Master:
     def _wait(self, timeout: float | None) -> None:
         assert self._selector is not None
         events = self._selector.select(timeout)
-        # Reap first: a worker that said "ready" and died in the same instant
+        # Drain the wake-up pipe before reaping, never after: a SIGCHLD that
+        # lands between a reap and the drain would lose its byte, and a child
+        # that died then would wait for the next deadline to be noticed.
+        signals = b""
+        if any(key.fd == self._wake_r for key, _ in events):
+            with contextlib.suppress(BlockingIOError):
+                signals = os.read(self._wake_r, 256)
+        # Reap next: a worker that said "ready" and died in the same instant
         # must be judged by its death, its last words read as such.
         self._reap()
+        for signum in signals:
+            self.on_signal(signum, self._clock())
         for key, _ in events:
             if key.fd == self._wake_r:
-                try:
-                    data = os.read(self._wake_r, 256)
-                except BlockingIOError:
-                    data = b""
-                for signum in data:
-                    self.on_signal(signum, self._clock())
+                continue
             elif self.health is not None and key.data is self.health:
                 self.health.accept()
             elif isinstance(key.data, Child):

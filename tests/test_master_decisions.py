@@ -3,6 +3,9 @@ what the master asked for, and the tests play the workers' side."""
 
 from __future__ import annotations
 
+import os
+import select
+import selectors
 import signal
 from dataclasses import replace
 
@@ -346,3 +349,41 @@ def test_recycles_go_one_at_a_time():
     master.tick(clock.t)
     assert len(procs.spawned) == 4 and procs.spawned[-1][0] == 2
     assert procs.sent == [(one.pid, RETIRE)]
+
+
+def test_a_child_dying_while_the_master_wakes_is_not_missed():
+    """Two workers exit together; the second one's SIGCHLD lands just after the
+    reap of the first. Its wake-up byte must survive, or the master sleeps
+    through that death until its next deadline (none here: forever)."""
+    master, _, clock = make(timeout=0)
+    boot(master, clock)
+    master.begin_stop("graceful", "test")
+    first, second = pid_of(master, 1), pid_of(master, 2)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    master._wake_r = wake_r
+    master._selector = selectors.DefaultSelector()
+    master._selector.register(wake_r, selectors.EVENT_READ, None)
+    exited = [first]
+
+    def reap() -> list[tuple[int, int]]:
+        out = [(pid, 0) for pid in exited]
+        if first in exited:  # the second worker dies right after this reap
+            exited[:] = [second]
+            os.write(wake_w, bytes([signal.SIGCHLD]))
+        else:
+            exited.clear()
+        return out
+
+    master._procs.reap = reap  # type: ignore[method-assign]
+    try:
+        os.write(wake_w, bytes([signal.SIGCHLD]))  # the first worker's death
+        master._wait(None)
+        assert first not in master.children
+        assert select.select([wake_r], [], [], 0)[0] == [wake_r], "the second SIGCHLD was swallowed"
+        master._wait(5.0)
+        assert not master.children
+    finally:
+        master._selector.close()
+        os.close(wake_r)
+        os.close(wake_w)
