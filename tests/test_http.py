@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import signal
 import socket
@@ -11,6 +12,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from conftest import wait_until
 
@@ -499,5 +502,32 @@ def test_systemd_socket_activation(supervise):
     run.wait_ready(1)
     assert run.find("listening")[0]["on"] == [f"http://127.0.0.1:{port}"]
     assert get(port)[0] == 200
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_wsgi_bodies_streams_and_errors_over_http(supervise, threads):
+    port = free_port()
+    run = supervise("wsgi_full:app", "-w", "1", "--threads", threads, "--bind", f"127.0.0.1:{port}")
+    run.wait_ready(1)
+    assert get(port) == (200, "sync" if threads == "1" else "threaded")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        payload = bytes(range(256)) * 12_000  # 3 MB: spooled to disk by the bridge
+        conn.request("POST", "/echo", body=payload)
+        response = conn.getresponse()
+        assert response.read().decode() == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}"
+        conn.request("GET", "/stream")  # same keep-alive connection
+        response = conn.getresponse()
+        assert response.getheader("transfer-encoding") == "chunked"
+        assert response.read() == b"piece 0\npiece 1\npiece 2\n"
+        conn.request("GET", "/error")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (500, b"Internal Server Error")
+    finally:
+        conn.close()
+    assert get(port)[0] == 200  # the worker lived through the error
+    assert run.find("WSGI app raised")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0

@@ -1,12 +1,10 @@
-"""Runner for WSGI apps: uvicorn, with a2wsgi running the app in threads.
+"""Runner for WSGI apps: uvicorn, with the WSGI bridge in front of the app.
 
-Chosen by measurement and by what a supervisor needs (numbers in
-docs/serving.md): a threaded WSGI server (waitress) answered a hello-world app
-faster, but it cannot finish in-flight requests on shutdown, so it could not
-give graceful stops or zero-downtime reloads. Wrapping the app for uvicorn
-gives WSGI apps everything the ASGI runner does: graceful stop, polite
-keep-alive closing on reload, request counting for --max-requests, and the
-heartbeat. Request threads (``--threads``) use this worker's sync ``db.pool``.
+Through uvicorn, WSGI apps get what the ASGI runner gives: graceful stop, polite
+keep-alive closing on reload, request counting for --max-requests and the
+heartbeat. The bridge (``_wsgi_bridge``) runs the app in ``--threads`` request
+threads, or in the loop itself with one thread (gunicorn's sync model). Why this
+server, with numbers: docs/serving.md.
 """
 
 from __future__ import annotations
@@ -23,8 +21,11 @@ if TYPE_CHECKING:
 
 
 def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
-    from a2wsgi import WSGIMiddleware
+    from supervisor.serve._wsgi_bridge import WSGIBridge
 
-    app = WSGIMiddleware(target.obj, workers=worker.config.threads)
-    wrapped = replace(target, obj=app, kind=Kind.ASGI, is_async=True)
-    return asgi.run(wrapped, worker, ready, wsgi=True)
+    bridge = WSGIBridge(target.obj, threads=worker.config.threads)
+    wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
+    try:
+        return asgi.run(wrapped, worker, ready, wsgi=True)
+    finally:
+        bridge.shutdown()
