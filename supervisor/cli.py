@@ -29,8 +29,39 @@ class _DefaultRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+class _GroupedCommand(click.Command):
+    """``--help`` lists options under the group their setting declares
+    (Workers, Serving, Database...), with the command's own options first."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        group_of = {f.name: meta.group for f, meta in settings()}
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                group = group_of.get(param.name or "", "Options")
+                sections.setdefault(group, []).append(record)
+        ordered = ["Options", *dict.fromkeys(group_of.values())]
+        for group in ordered:
+            if group in sections:
+                with formatter.section(group):
+                    formatter.write_dl(sections[group])
+
+
 def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add an option per declared setting."""
+    return _add_setting_options(fn, None)
+
+
+def _settings_in(*groups: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add an option per declared setting of ``groups``."""
+    return lambda fn: _add_setting_options(fn, groups)
+
+
+def _add_setting_options(fn: Callable[..., Any], groups: tuple[str, ...] | None) -> Callable[..., Any]:
     for f, meta in reversed(list(settings())):
+        if groups is not None and meta.group not in groups:
+            continue
         kwargs: dict[str, Any] = {
             "default": None,
             "help": meta.help + f" [env: {env_name(f.name)}]",
@@ -80,7 +111,10 @@ def _debug(options: dict[str, Any]) -> bool:
     return (options.get("log_level") or os.environ.get(env_name("log_level"), "")) == "debug"
 
 
-@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=_DefaultRun, context_settings=_CONTEXT)
 @click.version_option(
     _clash.own_version(), "--version", prog_name="pg-supervise", message="%(prog)s %(version)s"
 )
@@ -88,13 +122,17 @@ def cli() -> None:
     """Supervise N worker processes of a PostgreSQL application.
 
     \b
-    supervise app:main -w 4     run main(worker) in 4 supervised workers
-    supervise check app:main    show the effective config; fork nothing
-    supervise migrate           apply pending migrations once and exit
+    supervise app:main -w 4           run main(worker) in 4 supervised workers
+    supervise app:app -b 0.0.0.0:80   serve an ASGI or WSGI app
+    supervise check app:main          show the effective config; fork nothing
+    supervise migrate                 apply pending migrations once and exit
+
+    Every option can also come from a SUPERVISE_* variable or a config file
+    (--config); `supervise run --help` lists them by group.
     """
 
 
-@cli.command("run")
+@cli.command("run", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options
 def run_command(target: str, **options: Any) -> None:
@@ -109,7 +147,7 @@ def run_command(target: str, **options: Any) -> None:
     sys.exit(Supervisor._from_cli(target, explicit).run())
 
 
-@cli.command("check")
+@cli.command("check", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options
 def check_command(target: str, **options: Any) -> None:
@@ -132,7 +170,7 @@ def check_command(target: str, **options: Any) -> None:
         click.echo(f"  {name:<{width}}  {value:<{vwidth}}  {source}")
 
 
-@cli.command("migrate")
+@cli.command("migrate", cls=_GroupedCommand)
 @click.option(
     "--status",
     "show_status",
@@ -146,7 +184,7 @@ def check_command(target: str, **options: Any) -> None:
     metavar="VERSION",
     help="Record the current checksum of an applied migration that was edited on purpose.",
 )
-@_setting_options
+@_settings_in("General", "Database", "Migrations", "Logging")
 def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, **options: Any) -> None:
     """Apply pending migrations once, then exit (deploy step, Kubernetes Job)."""
     from supervisor import logging as slog
@@ -172,6 +210,17 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         migrate.run(config, dry_run=dry_run)
     except SupervisorError as exc:
         _fail(exc, _debug(options))
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_command(shell: str) -> None:
+    """Print the shell completion script: eval "$(supervise completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    completion_class = get_completion_class(shell)
+    assert completion_class is not None  # every choice above has one
+    click.echo(completion_class(cli, {}, "supervise", "_SUPERVISE_COMPLETE").source())
 
 
 def main() -> None:

@@ -138,3 +138,59 @@ def test_console_script_is_installed(tmp_path: Path):
     out = subprocess.run([str(script), "run", "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     assert "--graceful-timeout" in out.stdout and "SUPERVISE_GRACEFUL_TIMEOUT" in out.stdout
+
+
+def _sections(help_text: str) -> dict[str, str]:
+    """Help text split into its sections: heading -> body."""
+    out: dict[str, str] = {}
+    heading = ""
+    for line in help_text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            heading = line[:-1]
+            out[heading] = ""
+        elif heading:
+            out[heading] += line + "\n"
+    return out
+
+
+def test_help_groups_options_by_what_they_configure(tmp_path: Path):
+    run = _sections(cli("run", "--help", cwd=tmp_path).stdout)
+    assert list(run) == [
+        "Options",
+        "Workers",
+        "Serving",
+        "Database",
+        "Migrations",
+        "Hooks",
+        "Logging",
+        "General",
+    ]
+    assert "--workers" in run["Workers"] and "--bind" in run["Serving"]
+    assert "--pool-max-size" in run["Database"] and "--workers" not in run["Database"]
+    # migrate only offers what a migration can use
+    migrate = _sections(cli("migrate", "--help", cwd=tmp_path).stdout)
+    assert list(migrate) == ["Options", "Database", "Migrations", "Logging", "General"]
+    assert "--dry-run" in migrate["Options"]
+    refused = cli("migrate", "--workers", "2", cwd=tmp_path)
+    assert refused.returncode == 2 and "No such option '--workers'" in refused.stderr
+
+
+def test_shell_completion(tmp_path: Path):
+    for shell in ("bash", "zsh", "fish"):
+        script = cli("completion", shell, cwd=tmp_path)
+        assert script.returncode == 0 and "_SUPERVISE_COMPLETE" in script.stdout, shell
+    # what the bash script asks the program, and its answers
+    for words, cword, expected in [
+        ("supervise mi", 1, "plain,migrate"),
+        ("supervise app:main --wor", 2, "plain,--workers"),  # the implicit 'run'
+        ("supervise run app:main --log-level w", 4, "plain,warning"),
+    ]:
+        env = {"COMP_WORDS": words, "COMP_CWORD": str(cword), "_SUPERVISE_COMPLETE": "bash_complete"}
+        answer = subprocess.run(
+            [str(Path(sys.executable).parent / "supervise")],
+            env={**env, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert answer.stdout.split() == [expected], (words, answer.stdout, answer.stderr)
