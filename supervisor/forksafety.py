@@ -15,6 +15,8 @@ import contextlib
 import gc
 import sys
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from supervisor._dbregistry import databases
@@ -26,10 +28,38 @@ log = get_logger()
 _seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+@dataclass(frozen=True)
+class Participant:
+    """Another owner of connections that takes part in the fork guard (an
+    integration such as :mod:`supervisor.integrations.sqlalchemy`).
+
+    ``before_fork`` runs in the master before the sweep, so what it closes
+    cleanly is not reported as a stray; ``after_fork`` runs first thing in a
+    child and must not do I/O on anything inherited; ``worker_exit`` runs in a
+    stopping worker, after its pools closed.
+    """
+
+    name: str
+    before_fork: Callable[[], None]
+    after_fork: Callable[[], None]
+    worker_exit: Callable[[], None] | None = None
+
+
+_participants: dict[str, Participant] = {}
+
+
+def register(participant: Participant) -> None:
+    """Add (or replace, by name) a participant; idempotent, so a module
+    re-imported on reload does not run twice."""
+    _participants[participant.name] = participant
+
+
 def before_fork() -> list[str]:
     """Close what the master holds; return a description of each stray object."""
     for db in databases():
         db._close()
+    for participant in list(_participants.values()):
+        participant.before_fork()
     return sweep()
 
 
@@ -107,3 +137,15 @@ def after_fork_in_child() -> None:
     master's session)."""
     for db in databases():
         db._drop_inherited()
+    for participant in list(_participants.values()):
+        participant.after_fork()
+
+
+def worker_exiting() -> None:
+    """In a stopping worker: let participants close what they opened here."""
+    for participant in list(_participants.values()):
+        if participant.worker_exit is not None:
+            try:
+                participant.worker_exit()
+            except Exception:
+                log.exception("closing connections failed", owner=participant.name)

@@ -411,6 +411,7 @@ class _WorkerProcess:
                 db._close()
             except Exception:
                 log.exception("closing a database pool failed", database=db.name)
+        forksafety.worker_exiting()  # integrations' engines, after our pools
 
     def _stop(self, grace: float, reason: str) -> None:
         deadline = time.monotonic() + grace
