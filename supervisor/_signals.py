@@ -1,4 +1,4 @@
-"""The signals the master handles (docs/reference.md#signals), in one place:
+"""The signals the master handles (docs/reference.md#signals-to-the-master), in one place:
 the master installs handlers for them, blocks them around fork, and a new
 worker resets them before taking the ones it acts on."""
 

@@ -105,7 +105,7 @@ class Supervisor:
 
     # -- running --------------------------------------------------------------
     def run(self) -> int:
-        """Supervise until stopped; return the process exit code (see docs/cli.md)."""
+        """Supervise until stopped; return the process exit code (see docs/reference.md#exit-codes)."""
         try:
             _clash.check()
             config = self.load_config()

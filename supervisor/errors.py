@@ -7,7 +7,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes of ``supervise`` (the contract in docs/cli.md)."""
+    """Process exit codes of ``supervise`` (the contract in docs/reference.md#exit-codes)."""
 
     OK = 0
     INTERNAL = 1

@@ -2,7 +2,7 @@
 
 Fixtures: ``postgres_server`` (session: a reachable PostgreSQL server),
 ``postgres_url`` (a fresh database per test), ``supervise_process`` (run the
-supervisor as a subprocess and watch its log). See docs/testing.md.
+supervisor as a subprocess and watch its log). See docs/database.md#testing-your-app-the-pytest-plugin.
 """
 
 from supervisor.testing.postgres import PostgresServer, local_cluster
