@@ -58,9 +58,7 @@ def wait_line(run: Run, text: str, count: int = 1, timeout: float = 20.0) -> lis
     return hits
 
 
-def gunicorn(
-    start: Any, tmp_path: Path, conf: str, *args: str, env: dict[str, str]
-) -> tuple[Run, int]:
+def gunicorn(start: Any, tmp_path: Path, conf: str, *args: str, env: dict[str, str]) -> tuple[Run, int]:
     """Start gunicorn with ``conf`` as its config file; returns the run and its port."""
     port = free_port()
     path = tmp_path / "gunicorn.conf.py"

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from conftest import wait_until
 from integrations_util import (
     PASSWORD,
     backends,
@@ -18,6 +16,8 @@ from integrations_util import (
     wait_line,
     with_password,
 )
+
+from conftest import wait_until
 
 pytest.importorskip("gunicorn")
 

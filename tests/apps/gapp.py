@@ -22,10 +22,17 @@ if os.environ.get("GAPP_ENGINE"):
 
     import supervisor.integrations.sqlalchemy  # noqa: F401  (tracks engines that connect)
 
-    params = psycopg.conninfo.conninfo_to_dict(URL)
-    params["application_name"] = "gapp:engine"
+    p = psycopg.conninfo.conninfo_to_dict(URL)
     engine = sqlalchemy.create_engine(
-        "postgresql+psycopg://", connect_args={"conninfo": psycopg.conninfo.make_conninfo(**params)}
+        sqlalchemy.URL.create(
+            "postgresql+psycopg",
+            username=p.get("user"),
+            password=p.get("password"),
+            host=p.get("host"),
+            port=int(p["port"]) if p.get("port") else None,
+            database=p.get("dbname"),
+            query={"application_name": "gapp:engine"},
+        )
     )
     with engine.connect() as c:  # at import: in the master when preloaded
         backend = c.exec_driver_sql("select pg_backend_pid()").scalar()
