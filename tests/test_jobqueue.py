@@ -4,12 +4,17 @@ is done exactly once (examples/jobqueue, docs/jobqueue.md)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from supervisor.testing.postgres import LocalCluster
+
+from conftest import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # examples/ is not an installed package
@@ -44,3 +49,48 @@ def test_chaos_every_job_done_exactly_once(postgres_url: str, postgres_cluster: 
     assert result.audit.exactly_once == result.audit.effects == 10_000, story
     assert result.exit_code == 0, story  # every worker found the queue empty and returned
     assert not result.leftovers, story
+
+
+DEMO = [sys.executable, "-m", "examples.jobqueue"]
+
+
+def lines_starting(run: Run, prefix: str) -> list[str]:
+    with run._lock:
+        return [str(e["event"]) for e in run.events if str(e.get("event", "")).startswith(prefix)]
+
+
+def test_demo_on_a_given_database_runs_every_job_once_and_exits_0(
+    supervise: Callable[..., Run], postgres_url: str
+) -> None:
+    for _ in range(2):  # the second run finds the tables migrated and audits only its own jobs
+        run = supervise("--jobs", "300", "--workers", "2", "--database-url", postgres_url, cmd=DEMO, cwd=ROOT)
+        assert run.wait(60) == 0, run.output()
+        assert lines_starting(run, "300 of 300 jobs done exactly once by 2 workers in "), run.output()
+        assert len(run.find("queue empty; worker finished")) == 2
+        assert not lines_starting(run, "no DATABASE_URL")
+
+
+def test_demo_without_a_database_brings_a_throwaway_one_and_removes_it(
+    supervise: Callable[..., Run], postgres_server: object
+) -> None:
+    # postgres_server: only so that a machine without PostgreSQL skips (or, in CI, fails) here too
+    run = supervise("--jobs", "200", "--workers", "2", cmd=DEMO, cwd=ROOT, env={"DATABASE_URL": ""})
+    assert run.wait(90) == 0, run.output()
+    (notice,) = lines_starting(run, "no DATABASE_URL or --database-url given: started a throwaway PostgreSQL")
+    assert notice.endswith("; it is deleted on exit")
+    assert lines_starting(run, "200 of 200 jobs done exactly once by 2 workers in "), run.output()
+    if " in a local initdb cluster in " in notice:
+        cluster_dir = notice.split(" in a local initdb cluster in ")[1].split(";")[0]
+        assert not os.path.exists(cluster_dir)
+
+
+def test_demo_interrupted_stops_between_jobs_and_loses_none(
+    supervise: Callable[..., Run], postgres_url: str
+) -> None:
+    run = supervise("--jobs", "100000", "--database-url", postgres_url, cmd=DEMO, cwd=ROOT)
+    run.wait_event("progress", count=4, timeout=30)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert run.wait(30) == 130, run.output()
+    assert len(run.find("stopping between jobs")) == 4
+    (line,) = lines_starting(run, "stopped early: ")
+    assert "jobs done, each exactly once; " in line, line
