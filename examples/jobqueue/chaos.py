@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -40,7 +41,7 @@ class ChaosResult:
     workers: int
     audit: Audit | None = None
     kills: int = 0
-    kills_mid_job: int = 0  # the victim had a transaction open: a job was rolled back
+    kills_mid_job: int = 0  # the victim had a job's transaction open just before the signal
     db_restarts: int = 0
     retries: int = 0  # "database unavailable; retrying" lines from the consumers
     crashes: int = 0  # "worker crashed" lines from the master
@@ -99,11 +100,12 @@ class Monitor:
             return None  # the server is restarting: the caller polls again
 
     def done(self) -> int:
-        n = self._query(
-            "select count(*) from jobs where id between %s and %s and status = 'done'",
+        # counted as "not queued" so the partial index answers, not a scan of every job
+        queued = self._query(
+            "select count(*) from jobs where id between %s and %s and status = 'queued'",
             (self.batch.first_id, self.batch.last_id),
         )
-        return int(n or 0)
+        return 0 if queued is None else self.batch.count - int(queued)
 
     def in_transaction(self, worker_id: int) -> bool:
         return bool(
@@ -171,7 +173,10 @@ def run_chaos(
             target = int(fraction * jobs)
 
             def due(target: int = target) -> bool:
-                return run.proc.poll() is not None or monitor.done() >= target
+                if run.proc.poll() is not None or monitor.done() >= target:
+                    return True
+                time.sleep(0.04)  # a gentle poll: the workers need the CPU more
+                return False
 
             wait_until(due, max(0.0, deadline - time.monotonic()), f"{target} jobs done")
             if run.proc.poll() is not None:
@@ -192,7 +197,9 @@ def run_chaos(
             )
             fewest = min(killed.get(w, 0) for w in victims)
             worker_id = rng.choice(sorted(w for w in victims if killed.get(w, 0) == fewest))
-            mid_job = monitor.in_transaction(worker_id)
+            # Strike while it holds a job, the case exactly-once is about (it may
+            # still commit in the instant before the signal lands).
+            mid_job = _poll(functools.partial(monitor.in_transaction, worker_id), 2.0)
             os.kill(victims[worker_id], signal.SIGKILL)
             killed[worker_id] = killed.get(worker_id, 0) + 1
             result.kills += 1
@@ -215,6 +222,16 @@ def run_chaos(
         result.crashes = len(run.find("worker crashed"))
         result.output = run.output()
     return result
+
+
+def _poll(condition: Callable[[], bool], timeout: float) -> bool:
+    """True as soon as ``condition`` holds, False if it did not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 @contextlib.contextmanager
