@@ -154,6 +154,18 @@ class Database:
         raw = pool.pop_stats()
         return {key: int(raw.get(key, 0)) for key in STATS_KEYS}
 
+    def snapshot(self) -> dict[str, int]:
+        """The pool's current size and queue, without resetting the counters
+        :meth:`stats` reports (so metrics and the ``pool stats`` lines agree)."""
+        pool = self._pool or self._async_pool
+        if pool is None or self._pid != os.getpid():
+            return {}
+        raw = pool.get_stats()
+        return {
+            key: int(raw.get(key, 0))
+            for key in ("pool_max", "pool_size", "pool_available", "requests_waiting")
+        }
+
     def __repr__(self) -> str:
         mine = self._pid == os.getpid() and (self._pool or self._async_pool) is not None
         state = "open" if mine else "not open"

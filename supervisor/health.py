@@ -3,7 +3,9 @@
 ``GET /livez`` answers 200 while the master's loop runs. ``GET /readyz`` answers
 200 once every initial worker has been ready, while at least one is ready and
 no stop has begun, else 503. Both carry a JSON body: ready workers / wanted,
-whether a reload is running, and the migration state. Requests are served from
+whether a reload is running, and the migration state. ``GET /metrics`` answers
+Prometheus text when metrics are on (:mod:`supervisor.integrations.prometheus`).
+Requests are served from
 the master's own select loop, without threads and without blocking it: a
 client gets 2 s to send its request line and headers.
 """
@@ -37,8 +39,10 @@ class HealthServer:
         sock: socket.socket,
         state: Callable[[], dict[str, Any]],
         selector: selectors.BaseSelector | None,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.sock = sock
+        self._metrics = metrics  # () -> (body, content type)
         self.sock.setblocking(False)
         self._state = state
         self._selector = selector
@@ -91,11 +95,15 @@ class HealthServer:
             return False
         line = client.buffer.split(b"\r\n", 1)[0].decode("latin-1").split()
         path = line[1] if len(line) >= 2 else ""
-        status, body = self.answer(path.split("?", 1)[0])
+        path = path.split("?", 1)[0]
+        if path == "/metrics" and self._metrics is not None:
+            status, (payload, kind) = 200, self._metrics()
+        else:
+            status, body = self.answer(path)
+            payload, kind = json.dumps(body).encode(), "application/json"
         reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-        payload = json.dumps(body).encode()
         head = (
-            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\n"
             f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n"
         ).encode()
         with contextlib.suppress(OSError):  # a client that left does not get its answer

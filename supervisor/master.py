@@ -131,6 +131,7 @@ class Master:
         self._adopted: dict[int, _reexec.Adopted] = {}
         self._old_lifelines: list[int] = []
         self.health: HealthServer | None = None
+        self._metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
         self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
         self._budget: tuple[int, str] | None = None  # (connection limit, how it was worked out)
         self._procs: Processes = processes or _Forker()
@@ -199,6 +200,12 @@ class Master:
         )
         if self.target is None:
             check_importable(cfg.target)  # a typo must not migrate the database first
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from supervisor import _reexec
+            from supervisor.integrations import prometheus
+
+            # before any hook or import: prometheus_client picks its storage on import
+            self._metrics = prometheus.enable(self.hooks, fresh=_reexec.received() is None)
         self.hooks.run("on_starting", self.info())
         if cfg.database_url:
             self._database_phases()
@@ -310,7 +317,7 @@ class Master:
         from supervisor.health import HealthServer
 
         listener = sockets._tcp(address, 64)
-        self.health = HealthServer(listener.sock, self.health_state, self._selector)
+        self.health = HealthServer(listener.sock, self.health_state, self._selector, self._metrics)
         log.info("health endpoint", on=sockets.describe(listener) + "/readyz")
 
     def health_state(self) -> dict[str, object]:
