@@ -188,7 +188,7 @@ class Config:
         metavar="N",
         group="Serving",
         help="Request threads per worker for WSGI apps (they share the worker's db.pool); "
-        "1 runs the app in the event loop, one request at a time (gunicorn's sync model).",
+        "1 serves one request at a time, gunicorn's sync model.",
     )
     health_bind: str | None = _setting(
         None,

@@ -1,12 +1,12 @@
 """The WSGI bridge against PEP 3333, driven through its ASGI side in memory.
 
-Both modes run every case: sync (one thread: the app runs in the loop) and
-threaded (request threads hand results back to the loop)."""
+Every case runs with one request thread (gunicorn's sync model) and with four."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from supervisor.serve._wsgi_bridge import SPOOL_MAX, WSGIBridge
 
 
-@pytest.fixture(params=[1, 4], ids=["sync", "threaded"])
+@pytest.fixture(params=[1, 4], ids=["one-thread", "threads"])
 def threads(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
@@ -43,6 +43,8 @@ def call(
     s: dict[str, Any] | None = None,
     body: list[bytes] | None = None,
     disconnect_after: int | None = None,
+    send_timeout: float | None = None,
+    stall_after: int | None = None,
 ):
     """Run one request; return (status, headers dict, body messages). The
     client goes away once ``disconnect_after`` messages were sent to it."""
@@ -57,6 +59,8 @@ def call(
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        if stall_after is not None and len(sent) >= stall_after:
+            await asyncio.Event().wait()  # a client that stopped reading
         sent.append(message)
         if len(sent) == disconnect_after:
             gone.set()
@@ -67,7 +71,7 @@ def call(
         await bridge(s or scope(), receive, send)
 
     gone: asyncio.Event
-    bridge = WSGIBridge(app, threads=threads)
+    bridge = WSGIBridge(app, threads=threads, send_timeout=send_timeout)
     try:
         asyncio.run(serve())
     finally:
@@ -75,7 +79,7 @@ def call(
     start, bodies = sent[0], sent[1:]
     assert start["type"] == "http.response.start"
     assert all(m["type"] == "http.response.body" for m in bodies)
-    if disconnect_after is None:
+    if disconnect_after is None and stall_after is None:
         assert bodies[-1]["more_body"] is False
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
     return start["status"], headers, [m["body"] for m in bodies]
@@ -122,6 +126,7 @@ def test_environ_follows_pep_3333(threads):
     assert seen["wsgi.version"] == (1, 0)
     assert seen["wsgi.url_scheme"] == "http"
     assert seen["wsgi.multithread"] is (threads > 1)
+    assert seen["wsgi.input_terminated"] is True
     assert seen["wsgi.multiprocess"] is True
     assert seen["wsgi.run_once"] is False
 
@@ -305,3 +310,207 @@ def test_an_endless_stream_ends_when_its_client_goes(threads):
     _, _, body = call(app, threads, disconnect_after=5)
     assert closed.is_set()  # the generator was closed, not left running
     assert 4 <= len(body) <= 6  # it stopped at the next piece
+
+
+def test_headers_an_attacker_could_smuggle_or_split(threads):
+    seen: dict[str, Any] = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    headers = [
+        (b"x-forwarded-for", b"10.0.0.1"),
+        (b"x_forwarded_for", b"6.6.6.6"),  # must not join the proxy's value
+        (b"cookie", b"a=1"),
+        (b"cookie", b"b=2"),
+    ]
+    call(app, threads, scope(headers=headers))
+    assert seen["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert seen["HTTP_COOKIE"] == "a=1; b=2"  # cookie parsers split on ";"
+
+
+def test_a_chunked_upload_gets_a_length_frameworks_can_read(threads):
+    seen: dict[str, Any] = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))]
+
+    _, _, body = call(app, threads, scope(method="POST"), body=[b"hel", b"lo"])
+    assert seen["CONTENT_LENGTH"] == "5"
+    assert body == [b"hello"]
+
+
+def test_a_client_gone_before_its_body_arrived_runs_nothing(threads):
+    ran = threading.Event()
+
+    def app(environ, start_response):
+        ran.set()
+        start_response("200 OK", [])
+        return [b""]
+
+    messages = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    bridge = WSGIBridge(app, threads=threads)
+    try:
+        asyncio.run(bridge(scope(method="POST"), receive, send))
+    finally:
+        bridge.shutdown()
+    assert not ran.is_set() and sent == []
+
+
+def test_path_info_keeps_bytes_that_are_not_utf8(threads):
+    seen: dict[str, Any] = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    call(app, threads, scope("/caf\ufffd", raw_path=b"/caf%E9"))
+    assert seen["PATH_INFO"] == "/caf\xe9"
+
+
+def test_server_name_on_a_unix_socket_comes_from_host(threads):
+    seen: dict[str, Any] = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    call(app, threads, scope(server=("/run/app.sock", None), headers=[(b"host", b"example.test:8443")]))
+    assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == ("example.test", "8443")
+    call(app, threads, scope(server=("/run/app.sock", None), client=None))
+    assert (seen["SERVER_NAME"], seen["SERVER_PORT"], seen["REMOTE_ADDR"]) == ("localhost", "80", "")
+
+
+def test_an_empty_first_piece_does_not_commit_the_headers(threads):
+    def app(environ, start_response):
+        def body() -> Iterator[bytes]:
+            start_response("200 OK", [])
+            yield b""
+            raise ValueError("before any byte")
+
+        return body()
+
+    status, _, body = call(app, threads)
+    assert (status, body) == (500, [b"Internal Server Error"])
+
+
+def test_head_and_no_body_statuses(threads):
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] == "HEAD":
+            start_response("200 OK", [])
+            return []
+        start_response("304 Not Modified", [("Content-Length", "100"), ("ETag", '"x"')])
+        return [b"a body a 304 must not carry"]
+
+    _, headers, _ = call(app, threads, scope(method="HEAD"))
+    assert "content-length" not in headers  # not "0": GET would say otherwise
+    status, headers, body = call(app, threads)
+    assert status == 304 and "content-length" not in headers and headers["etag"] == '"x"'
+    assert b"".join(body) == b""
+
+
+def test_close_runs_after_the_response_and_its_error_does_not_replace_it(threads, capsys):
+    order: list[str] = []
+
+    class Body(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            order.append("close")
+            raise OSError("cleanup failed")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body([b"hello"])
+
+    status, _, body = call(app, threads)
+    assert (status, body, order) == (200, [b"hello"], ["close"])
+    logged = capsys.readouterr()
+    assert "cleanup failed" in logged.out + logged.err
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[("X-A", "a\r\nSet-Cookie: x=1")], [("Transfer-Encoding", "chunked")], [("Bad Name", "v")]],
+    ids=["crlf", "hop-by-hop", "bad-name"],
+)
+def test_bad_response_headers_are_the_apps_error(threads, headers):
+    def app(environ, start_response):
+        start_response("200 OK", headers)
+        return [b"hello"]
+
+    status, sent_headers, body = call(app, threads)
+    assert (status, body) == (500, [b"Internal Server Error"])
+    assert "set-cookie" not in sent_headers and "transfer-encoding" not in sent_headers
+
+
+def test_a_client_that_stops_reading_frees_the_thread(threads):
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        def forever() -> Iterator[bytes]:
+            start_response("200 OK", [])
+            try:
+                while True:
+                    yield b"x" * 1024
+            finally:
+                closed.set()
+
+        return forever()
+
+    started = time.monotonic()
+    call(app, threads, send_timeout=0.2, stall_after=3)
+    assert closed.is_set()  # the generator was closed, the thread is free
+    assert time.monotonic() - started < 5
+
+
+def test_one_thread_is_one_request_at_a_time_and_apps_may_use_asyncio():
+    active: list[int] = []
+    overlap = threading.Event()
+
+    def app(environ, start_response):
+        active.append(1)
+        if len(active) > 1:
+            overlap.set()
+
+        async def inner() -> bytes:
+            await asyncio.sleep(0.01)
+            return b"from asyncio.run"
+
+        try:
+            body = asyncio.run(inner())  # e.g. asgiref's async_to_sync does this
+        finally:
+            active.pop()
+        start_response("200 OK", [])
+        return [body]
+
+    bridge = WSGIBridge(app, threads=1)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def several() -> None:
+        await asyncio.gather(*(bridge(scope(), receive, send) for _ in range(4)))
+
+    try:
+        asyncio.run(several())
+    finally:
+        bridge.shutdown()
+    assert not overlap.is_set()
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"from asyncio.run"] * 4

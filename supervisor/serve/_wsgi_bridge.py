@@ -1,30 +1,36 @@
 """Run a WSGI app under an ASGI server (PEP 3333 on one side, ASGI 3 on the other).
 
-The cost of such a bridge is the hand-off between the event loop and the
-thread that runs the app, so it makes as few as it can:
+The app always runs in a request thread (``--threads`` of them; one thread is
+gunicorn's sync model: one request at a time per worker). The cost of such a
+bridge is the hand-off between the event loop and that thread, so it makes as
+few as it can:
 
 * the request body is read in the loop first (spooled to disk past 1 MiB), so
   ``wsgi.input`` never has to call back into the loop;
-* the app runs in a request thread, and a response it returns as a list or
-  tuple (the usual case) comes back to the loop whole, in the same hand-off;
-* only a response produced piece by piece (a generator, ``write()``) goes back
-  to the loop once per piece, and the thread waits for each piece to be sent,
-  so a slow client holds back the app instead of filling memory.
-
-With one request thread the app runs in the loop itself: one request at a time
-per worker, with no hand-off at all, which is what gunicorn's sync worker does.
+* a response the app returns as a list or tuple comes back to the loop whole,
+  with its length, in the same hand-off that ran the app;
+* any other iterable (a generator, a framework's response object) and
+  ``write()`` go out piece by piece, and the thread waits for each piece to be
+  sent, so a slow client holds back the app instead of filling memory. A client
+  that takes nothing for ``send_timeout`` seconds, or goes away, ends the
+  response: the app's iterator is closed, as a failed socket write would end it
+  under a sync server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from supervisor.logging import get_logger
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -32,127 +38,141 @@ Send = Callable[[dict[str, Any]], Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WSGIApp = Callable[..., Iterable[bytes]]
 
+log = get_logger("supervisor.wsgi")
+
 SPOOL_MAX = 1024 * 1024  # request bodies larger than this go to a temporary file
 _ERROR_BODY = b"Internal Server Error"
-_NO_BODY = frozenset({100, 101, 102, 103, 204, 304})
+_NO_BODY = frozenset({100, 101, 102, 103, 204, 304})  # statuses that never carry a body
+_STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\0]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# PEP 3333: these describe the connection, which is the server's to manage
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer"}
+    | {"transfer-encoding", "upgrade"}
+)
+
+
+class ClientDisconnected(OSError):
+    """Raised into a streaming app when its client has gone (or takes nothing
+    for too long), as a socket write would raise under a sync WSGI server."""
 
 
 class WSGIBridge:
-    """An ASGI 3 app that serves ``app`` with ``threads`` request threads."""
+    """An ASGI 3 app that serves ``app`` from ``threads`` request threads."""
 
-    def __init__(self, app: WSGIApp, threads: int = 1) -> None:
+    def __init__(self, app: WSGIApp, threads: int = 1, send_timeout: float | None = None) -> None:
         self.app = app
         self.threads = threads
-        self._executor: ThreadPoolExecutor | None = (
-            ThreadPoolExecutor(threads, thread_name_prefix="wsgi") if threads > 1 else None
-        )
+        self.send_timeout = send_timeout
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="wsgi")
+        self._closing = False
 
     def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """The server has stopped: pieces still being streamed end the response."""
+        self._closing = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off for WSGI apps; websockets have no WSGI meaning
         body = await _read_body(receive)
-        response = _Response()
+        if body is None:
+            return  # the client left before its request was complete: nothing to run
+        response = _Response(head=scope["method"] == "HEAD")
+        loop = asyncio.get_running_loop()
+
+        def stream(chunk: bytes, final: bool = False) -> None:  # request thread
+            if response.disconnected or self._closing:
+                raise ClientDisconnected("the client is gone")
+            piece = self._send_piece(send, receive, response, chunk, final)
+            asyncio.run_coroutine_threadsafe(piece, loop).result()
+
         try:
-            environ = _environ(scope, body, multithread=self._executor is not None)
-            if self._executor is None:
-                await self._serve_inline(environ, response, send, receive)
-                return
-            loop = asyncio.get_running_loop()
-
-            def stream(chunk: bytes) -> None:  # request thread: send one piece, wait for it
-                coro = _send_chunk(send, receive, response, chunk)
-                asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-            rest = await loop.run_in_executor(self._executor, self._run_in_thread, environ, response, stream)
-            await _send_all(send, response, rest)
+            environ = _environ(scope, body, multithread=self.threads > 1)
+            whole = await loop.run_in_executor(self._executor, self._run_app, environ, response, stream)
+            if whole is not None:  # the body is all here: it goes out in one message
+                chunks, result = whole
+                await _send_whole(send, response, chunks)
+                if hasattr(result, "close"):
+                    await loop.run_in_executor(self._executor, _close, result)
+        except asyncio.CancelledError:
+            response.disconnected = True  # the server gave up on it: stop the thread's stream too
+            raise
         finally:
             body.close()  # a spooled body may be a temporary file
             if response.watcher is not None:
                 response.watcher.cancel()
 
-    async def _serve_inline(
-        self, environ: dict[str, Any], response: _Response, send: Send, receive: Receive
-    ) -> None:
-        """Sync mode: the app and its iterator run in the loop; pieces go out as
-        they are produced."""
-        try:
-            result = self.app(environ, response.start_response)
-        except Exception:
-            await _send_all(send, response, response.fail(sys.exc_info()))
-            return
-        try:
-            if isinstance(result, list | tuple):
-                chunks = response.take(list(result))
-            else:
-                for chunk in result:
-                    if response.started_status:
-                        for piece in response.take([chunk]):
-                            await _send_chunk(send, receive, response, piece)
-                        # let the loop run its I/O between pieces: a gone client is
-                        # only noticed that way, and flow control with it
-                        await asyncio.sleep(0)
-                    else:
-                        response.pending.append(chunk)
-                chunks = response.take([])
-        except ClientDisconnected:
-            chunks = []
-        except Exception:
-            chunks = response.fail(sys.exc_info())
-        finally:
-            _close(result)
-        await _send_all(send, response, chunks)
-
-    def _run_in_thread(
-        self, environ: dict[str, Any], response: _Response, stream: Callable[[bytes], None]
-    ) -> list[bytes]:
-        """Run the app in a request thread; return the body pieces not streamed yet."""
+    def _run_app(
+        self, environ: dict[str, Any], response: _Response, stream: Callable[..., None]
+    ) -> tuple[list[bytes], object] | None:
+        """In a request thread: run the app. Returns the whole body for the loop
+        to send, or None when the response was streamed (and closed) here."""
         response.on_write = stream
         try:
             result = self.app(environ, response.start_response)
         except Exception:
-            return response.fail(sys.exc_info())
+            return response.fail(sys.exc_info()), None
+        if isinstance(result, list | tuple) and not response.headers_sent:
+            return response.take(list(result)), result
         try:
-            if isinstance(result, list | tuple):
-                return response.take(list(result))
             for chunk in result:
-                if response.started_status:
-                    response.write(chunk)
-                else:
-                    response.pending.append(chunk)
-            return response.take([])
+                response.write(chunk)
+            if not response.headers_sent:
+                return response.take([]), result  # nothing went out yet: send it whole
+            stream(b"", final=True)
         except ClientDisconnected:
-            return []
+            pass  # the response cannot be finished; closing the iterator below is all
         except Exception:
-            return response.fail(sys.exc_info())
-        finally:
-            _close(result)
+            if response.headers_sent:
+                _close(result)
+                raise  # bytes went out: the server cuts the connection, never a short "whole" body
+            return response.fail(sys.exc_info()), result
+        _close(result)
+        return None
+
+    async def _send_piece(
+        self, send: Send, receive: Receive, response: _Response, chunk: bytes, final: bool
+    ) -> None:
+        if response.watcher is None:
+            # only streamed responses can outlive their client (an endless generator)
+            response.watcher = asyncio.ensure_future(_watch_disconnect(receive, response))
+        messages = []
+        if not response.headers_sent:
+            response.headers_sent = True
+            messages.append(response.start_message(None))
+        messages.append({"type": "http.response.body", "body": chunk, "more_body": not final})
+        for message in messages:
+            try:
+                await asyncio.wait_for(send(message), self.send_timeout)
+            except TimeoutError:
+                response.disconnected = True
+                log.warning("client took no data; dropping the response", timeout_s=self.send_timeout)
+                raise ClientDisconnected("the client took no data") from None
 
 
 def _close(result: object) -> None:
-    close = getattr(result, "close", None)  # PEP 3333: always, even after an error
+    """PEP 3333: ``close()`` always runs, once the response is done; an error
+    in it is logged, the response already stands."""
+    close = getattr(result, "close", None)
     if close is not None:
-        close()
-
-
-class ClientDisconnected(OSError):
-    """Raised into a streaming app when its client has gone away, as a socket
-    write would raise under a sync WSGI server; the bridge ends the response."""
+        try:
+            close()
+        except Exception:
+            log.exception("the WSGI app's close() raised")
 
 
 class _Response:
     """The state of one response, shared by ``start_response``, ``write()`` and
-    the loop that sends it."""
+    the code that sends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, head: bool = False) -> None:
+        self.head = head
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.started_status = False  # start_response was called
         self.headers_sent = False  # http.response.start has gone out
-        self.pending: list[bytes] = []  # write() output and pieces not sent yet
+        self.pending: list[bytes] = []
         self.on_write: Callable[[bytes], None] | None = None
         self.disconnected = False
         self.watcher: asyncio.Future[None] | None = None  # started with the first streamed piece
@@ -168,49 +188,49 @@ class _Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.started_status:
             raise RuntimeError("start_response was already called")
-        self.status = int(status[:3])
-        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-        self.started_status = True
+        # Checked here, so a bad header is the app's error (a 500), not a
+        # half-written response or a header injected into the stream.
+        if not _STATUS.fullmatch(status):
+            raise ValueError(f"invalid status line {status!r}")
+        encoded = []
+        for name, value in headers:
+            if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            if name.lower() in _HOP_BY_HOP:
+                raise ValueError(f"the {name!r} header is the server's to set (PEP 3333)")
+            encoded.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self.status, self.headers, self.started_status = int(status[:3]), encoded, True
         return self.write
 
     def write(self, data: bytes) -> None:
-        if self.on_write is not None and self.pending:
-            for piece in self.take([]):
-                self.on_write(piece)
-        if self.on_write is not None:
-            self.on_write(data)
-        else:
-            self.pending.append(data)
+        if not data:
+            return  # headers wait for the first non-empty piece (PEP 3333)
+        if not self.started_status:
+            raise RuntimeError("the WSGI app produced body bytes before calling start_response")
+        if self.status in _NO_BODY:
+            return
+        assert self.on_write is not None
+        self.on_write(data)
 
     def take(self, more: list[bytes]) -> list[bytes]:
         out, self.pending = self.pending + more, []
         return out
 
+    def start_message(self, length: int | None) -> dict[str, Any]:
+        headers = self.headers
+        if self.status in _NO_BODY:
+            # no body, so no length to check it against (the server would)
+            headers = [(n, v) for n, v in headers if n != b"content-length"]
+        elif length is not None and not self.head and not any(n == b"content-length" for n, _ in headers):
+            headers = [*headers, (b"content-length", str(length).encode())]
+        return {"type": "http.response.start", "status": self.status, "headers": headers}
+
     def fail(self, exc_info: Any) -> list[bytes]:
-        """An exception from the app: a 500 if nothing was sent yet, else the
-        connection is cut (the client must not take half a body for a whole one)."""
-        if self.headers_sent:
-            raise exc_info[1]
-        from supervisor.logging import get_logger
-
-        get_logger("supervisor.wsgi").error("WSGI app raised", exc_info=exc_info)
+        """An exception from the app before any byte went out: a logged 500."""
+        log.error("WSGI app raised", exc_info=exc_info)
         self.status, self.started_status = 500, True
-        self.headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
-        self.pending = []
+        self.headers = [(b"content-type", b"text/plain; charset=utf-8")]
         return [_ERROR_BODY]
-
-
-async def _send_chunk(send: Send, receive: Receive, response: _Response, chunk: bytes) -> None:
-    if response.watcher is None:
-        # only streamed responses can outlive their client (an endless generator)
-        response.watcher = asyncio.ensure_future(_watch_disconnect(receive, response))
-    if response.disconnected:
-        raise ClientDisconnected("the client closed the connection")
-    if not response.headers_sent:
-        response.headers_sent = True
-        await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
-    if chunk:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 async def _watch_disconnect(receive: Receive, response: _Response) -> None:
@@ -219,21 +239,22 @@ async def _watch_disconnect(receive: Receive, response: _Response) -> None:
     response.disconnected = True
 
 
-async def _send_all(send: Send, response: _Response, chunks: list[bytes]) -> None:
+async def _send_whole(send: Send, response: _Response, chunks: list[bytes]) -> None:
     if not response.started_status:
         raise RuntimeError("the WSGI app returned without calling start_response")
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not response.headers_sent:
-        response.headers_sent = True
-        if response.status not in _NO_BODY and not any(n == b"content-length" for n, _ in response.headers):
-            # the whole body is in hand: say how long it is (no chunked encoding)
-            response.headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+    if response.status in _NO_BODY:
+        body = b""
+    response.headers_sent = True
+    await send(response.start_message(len(body)))
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_body(receive: Receive) -> IO[bytes]:
+async def _read_body(receive: Receive) -> IO[bytes] | None:
+    """The whole request body, or None if the client left before sending it."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return io.BytesIO(body)
@@ -242,30 +263,34 @@ async def _read_body(receive: Receive) -> IO[bytes]:
     while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            spool.close()
+            return None
         spool.write(message.get("body", b""))
     spool.seek(0)
     return spool
 
 
 def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, Any]:
-    root = scope.get("root_path", "")
-    path: str = scope["path"]
-    if root and path.startswith(root):
+    # PATH_INFO from the raw path: ASGI's "path" is already decoded as UTF-8,
+    # which garbles escapes that are not UTF-8 (PEP 3333 wants the bytes)
+    path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode("utf-8"))
+    root = scope.get("root_path", "").encode("utf-8")
+    if root and (path == root or path.startswith(root + b"/")):
         path = path[len(root) :]
-    server = scope.get("server") or ("localhost", 80)
+    scheme = scope.get("scheme", "http")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope["method"],
         # WSGI strings are bytes decoded as latin-1 (PEP 3333 "native strings")
-        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1"),
-        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
+        "SCRIPT_NAME": root.decode("latin-1"),
+        "PATH_INFO": path.decode("latin-1"),
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_NAME": str(server[0]),
-        "SERVER_PORT": str(server[1]) if server[1] is not None else "",
         "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "REMOTE_ADDR": "",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.url_scheme": scheme,
         "wsgi.input": body,
+        # the body was read in full, so a reader may read to its end (chunked uploads)
+        "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": multithread,
         "wsgi.multiprocess": True,
@@ -276,6 +301,10 @@ def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, A
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")
+        if "_" in name:
+            # X_Forwarded_For would land in HTTP_X_FORWARDED_FOR beside the real
+            # one, past a proxy that only rewrites the dashed name: drop it
+            continue
         value = raw_value.decode("latin-1")
         if name == "content-type":
             key = "CONTENT_TYPE"
@@ -283,7 +312,20 @@ def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, A
             key = "CONTENT_LENGTH"
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
-        if key in environ:
-            value = f"{environ[key]},{value}"  # repeated headers fold into one (RFC 9110 5.3)
+        if key in environ:  # repeated headers fold into one (RFC 9110 5.3); cookies with ";"
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
         environ[key] = value
+    if "CONTENT_LENGTH" not in environ and scope["method"] not in ("GET", "HEAD"):
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
+        if size:  # a chunked upload: frameworks read CONTENT_LENGTH bytes
+            environ["CONTENT_LENGTH"] = str(size)
+    server = scope.get("server")
+    if server and server[1] is not None:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = str(server[0]), str(server[1])
+    else:  # a unix socket: the Host header says what the client asked for
+        host, _, port = environ.get("HTTP_HOST", "localhost").rpartition(":")
+        if not host or not port.isdigit():
+            host, port = environ.get("HTTP_HOST", "localhost"), ("443" if scheme == "https" else "80")
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = host, port
     return environ

@@ -3,8 +3,8 @@
 Through uvicorn, WSGI apps get what the ASGI runner gives: graceful stop, polite
 keep-alive closing on reload, request counting for --max-requests and the
 heartbeat. The bridge (``_wsgi_bridge``) runs the app in ``--threads`` request
-threads, or in the loop itself with one thread (gunicorn's sync model). Why this
-server, with numbers: docs/serving.md.
+threads; one thread is gunicorn's sync model. Why this server, with numbers:
+docs/serving.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
     from supervisor.serve._wsgi_bridge import WSGIBridge
 
-    bridge = WSGIBridge(target.obj, threads=worker.config.threads)
+    cfg = worker.config
+    # a client that takes nothing for --timeout seconds frees its request thread
+    bridge = WSGIBridge(target.obj, threads=cfg.threads, send_timeout=cfg.timeout or None)
     wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
     try:
         return asgi.run(wrapped, worker, ready, wsgi=True)
