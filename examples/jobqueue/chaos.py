@@ -151,7 +151,7 @@ def run_chaos(
         capture_output=True,
         timeout=60,
     )
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, connect_timeout=10) as conn:
         batch = enqueue(conn, jobs)
     say(f"enqueued {jobs} jobs; starting {workers} workers")
     started = time.monotonic()
@@ -213,7 +213,7 @@ def run_chaos(
         except subprocess.TimeoutExpired:
             say(f"supervise did not finish within {timeout:g} s")
         result.duration_s = time.monotonic() - started
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(url, connect_timeout=10) as conn:
             result.audit = audit(conn, batch.first_id, batch.last_id)
     finally:
         monitor.close()

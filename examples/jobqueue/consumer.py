@@ -89,7 +89,7 @@ def main(worker: Worker) -> None:
             )
             worker.stopping.wait(retry_in)
         now = time.monotonic()
-        if now >= next_report:
+        if now >= next_report and done > done_at_last_report:  # an idle worker stays quiet
             log.info("progress", extra={"jobs_done": done, "last_second": done - done_at_last_report})
             done_at_last_report, next_report = done, now + PROGRESS_EVERY
     log.info("stopping between jobs", extra={"jobs_done": done})
