@@ -58,6 +58,11 @@ SIGNALS = [
         "log one `worker status` line per worker (pid, state, age, heartbeat age, work "
         "count, crashes in a row).",
     ),
+    (
+        "USR2",
+        "ignored with a warning (gunicorn uses it for a binary upgrade; here HUP loads new "
+        "code, with `--preload` by re-executing the master in place).",
+    ),
     ("CHLD", "reaped at once by the loop."),
 ]
 

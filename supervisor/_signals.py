@@ -14,6 +14,7 @@ MASTER = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGUSR1,
+    signal.SIGUSR2,  # only to say it does nothing here: its default action would end the master
     signal.SIGCHLD,
 )
 STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)

@@ -435,6 +435,12 @@ class Master:
                 log.warning("TTOU ignored: already at one worker")
             else:
                 self.scale(self.config.workers - 1)
+        elif signum == signal.SIGUSR2:
+            # gunicorn's binary upgrade; a gunicorn habit must not kill the service
+            log.warning(
+                "USR2 ignored: there is no binary upgrade here; HUP reloads workers with new code "
+                "(with --preload the master re-executes itself, keeping its pid and sockets)"
+            )
         elif signum == signal.SIGUSR1:
             self.log_status(now)
             for child in self.children.values():  # each adds what only it knows (pool stats)
@@ -556,7 +562,7 @@ class Master:
                 worker_pid=pid,
                 error=reason,
             )
-            self._abort_reload()
+            self._reload_failed()
             return
         if child.ready_at is None:
             self._boot_failed(child, slot, desc, now)
@@ -750,6 +756,7 @@ class Master:
             _reexec.execute(handover)
         except OSError as exc:
             log.error("reload aborted: re-exec failed; the running workers are kept", error=str(exc))
+            self._reload_failed()
 
     def _retire_adopted(self, now: float) -> None:
         """The new image's workers are all ready: the previous image's may go."""
@@ -767,6 +774,13 @@ class Master:
         self._reload_queue.clear()
         self._reloading = False
         self._reload_again = False
+
+    def _reload_failed(self) -> None:
+        """A reload gave up and the current workers keep serving: systemd was
+        told RELOADING=1, and must hear READY=1 or the unit stays 'reloading'."""
+        self._abort_reload()
+        ready = sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at is not None)
+        systemd.notify("READY=1", f"STATUS=reload failed; {ready} workers serving the previous code")
 
     def _advance_reload(self, now: float) -> None:
         """Start the next slot's replacement once none is pending; notice the end."""
@@ -888,7 +902,7 @@ class Master:
             elif replacing is None:
                 self._crashed(Child(slot.id, 0, _channel.Heartbeat(), -1, now), slot, str(exc), 0.0, now)
             elif reason == "reload":
-                self._abort_reload()
+                self._reload_failed()
             return None
         pid, fd, heartbeat = self._procs.spawn(self, slot.id)
         child = Child(slot.id, pid, heartbeat, fd, now, replacing=replacing, replace_reason=reason)

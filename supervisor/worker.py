@@ -54,7 +54,7 @@ log = get_logger()
 # Signals the master handles; a worker starts from their defaults, then takes
 # the ones it acts on. HUP/TTIN/TTOU/USR2 are the master's business: a worker
 # that gets them (say, from a process-group kill) ignores them.
-_MASTER_SIGNALS = (*_signals.MASTER, signal.SIGUSR2)
+_MASTER_SIGNALS = _signals.MASTER
 _IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 DUMP_SIGNAL = signal.SIGUSR2  # "write your stacks to stderr"
 _STOP = (signal.SIGTERM, signal.SIGINT)

@@ -189,6 +189,20 @@ def test_usr1_logs_a_status_line_per_worker(supervise):
     assert run.wait() == 0
 
 
+def test_usr2_is_a_warning_not_the_end_of_the_master(supervise):
+    run = supervise("mains:wait", "-w", "1")
+    pids = run.wait_ready(1)
+    run.signal(signal.SIGUSR2)  # gunicorn's binary upgrade; the default action would kill us
+    run.wait_event(
+        "USR2 ignored: there is no binary upgrade here; HUP reloads workers with new code "
+        "(with --preload the master re-executes itself, keeping its pid and sockets)"
+    )
+    run.signal(signal.SIGUSR1)  # the master's loop still answers, and the worker is the same
+    assert run.wait_event("worker status")[0]["worker_pid"] == pids[1]
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
 def test_workers_exit_when_the_master_is_sigkilled(supervise):
     run = supervise("mains:stubborn", "-w", "2", "--graceful-timeout", "60")
     pids = list(run.wait_ready(2).values())

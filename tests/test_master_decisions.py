@@ -3,6 +3,7 @@ what the master asked for, and the tests play the workers' side."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
@@ -246,7 +247,13 @@ def test_rolling_reload_one_slot_at_a_time():
     assert len(procs.spawned) == 4 and master.error is None
 
 
-def test_reload_aborts_when_the_replacement_fails_to_boot():
+def test_reload_aborts_when_the_replacement_fails_to_boot(tmp_path, monkeypatch):
+    import socket
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     master, procs, clock = make()
     boot(master, clock)
     old = pid_of(master, 1)
@@ -257,6 +264,14 @@ def test_reload_aborts_when_the_replacement_fails_to_boot():
     master.tick(clock.t)
     assert pid_of(master, 1) == old and len(procs.spawned) == 3
     assert procs.sent == [] and master.error is None
+    messages = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            messages.append(notify.recv(4096).decode())
+    notify.close()
+    # systemd heard the reload begin, then that the unit is ready again
+    assert [m.split("\n")[0] for m in messages] == ["READY=1", "RELOADING=1", "READY=1"]
+    assert messages[-1] == "READY=1\nSTATUS=reload failed; 2 workers serving the previous code"
 
 
 def test_ttin_and_ttou():
