@@ -59,6 +59,10 @@ def test_each_worker_has_its_own_backends_and_the_master_none(supervise, postgre
 
 
 def test_pool_closes_cleanly_on_stop(supervise, postgres_url, postgres_cluster):
+    # PostgreSQL logs an idle client's EOF only at DEBUG1: turn that on for this database
+    dbname = psycopg.conninfo.conninfo_to_dict(postgres_url)["dbname"]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET log_min_messages = debug1')
     before = postgres_cluster.log().count("unexpected EOF")
     run = supervise("dbapp:query_loop", "-w", "2", env={"DATABASE_URL": postgres_url})
     run.wait_event("query ok", count=2)

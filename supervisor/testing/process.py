@@ -110,11 +110,14 @@ class SupervisorProcess:
     def wait_event(
         self, event: str, count: int = 1, timeout: float = 10.0, **match: Any
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = wait_until(
-            lambda: (lambda f: f if len(f) >= count else None)(self.find(event, **match)),
-            timeout,
-            f"{count}x {event!r} {match or ''}\n--- output ---\n{self.output()}",
-        )
+        try:
+            found: list[dict[str, Any]] = wait_until(
+                lambda: (lambda f: f if len(f) >= count else None)(self.find(event, **match)),
+                timeout,
+                f"{count}x {event!r} {match or ''}",
+            )
+        except AssertionError as exc:  # the output as it is now, not as it was before the wait
+            raise AssertionError(f"{exc}\n--- output ---\n{self.output()}") from None
         return found
 
     def final(self, exit_code: int) -> str:
