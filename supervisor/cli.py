@@ -197,6 +197,12 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         if not config.migrations:
             raise ConfigError("no migrations: pass --migrations DIR or module:callable")
         slog.configure(config.log_level, config.log_format)
+        if config.database_url:
+            from supervisor.database import wait_for_server
+
+            # as at start: a Job launched beside its database waits for it, and a
+            # wrong role or password is a config error (exit 2), not a migration one
+            wait_for_server(config).close()
         if show_status:
             rows = migrate.status(config)
             for row in rows:

@@ -351,6 +351,40 @@ def test_server_not_up_at_start(supervise):
     assert "s3cret" not in run.output()
 
 
+def test_migrate_waits_for_the_server_like_the_master(supervise, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mig = _migrations(tmp_path, {"0001_a.sql": "create table a (id int);"})
+    run = supervise(
+        "migrate",
+        "--migrations",
+        str(mig),
+        "--db-wait-timeout",
+        "1.5",
+        env={"DATABASE_URL": f"postgresql://app:s3cret@127.0.0.1:{port}/x"},
+    )
+    assert run.wait() == 5
+    assert len(run.find("waiting for PostgreSQL")) >= 2
+    assert "s3cret" not in run.output()
+
+
+def test_a_refused_login_is_a_config_error_at_start_and_in_migrate(supervise, postgres_url, tmp_path):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    wrong = make_conninfo(**{**conninfo_to_dict(postgres_url), "user": "nobody", "password": "s3cret"})
+    mig = _migrations(tmp_path, {"0001_a.sql": "create table a (id int);"})
+    for args in (("mains:wait",), ("migrate", "--migrations", str(mig))):
+        run = supervise(*args, "--db-wait-timeout", "30", env={"DATABASE_URL": wrong})
+        assert run.wait(15) == 2, args  # at once: waiting cannot fix a role
+        assert "refused the connection" in run.output() and "nobody" in run.output()
+        assert "does not exist" in run.output()  # the server's own reason
+        assert not run.find("waiting for PostgreSQL")
+        assert "s3cret" not in run.output()
+
+
 def test_database_restart_mid_run_needs_no_worker_restart(supervise, postgres_url, postgres_cluster):
     run = supervise("dbapp:query_loop", "-w", "2", "--pool-max-size", "2", env={"DATABASE_URL": postgres_url})
     pids = run.wait_ready(2)
