@@ -184,6 +184,28 @@ def test_graceful_stop_finishes_in_flight_and_refuses_new_clients(supervise):
     assert run.wait() == 0
 
 
+def test_wsgi_graceful_stop_finishes_the_request_in_its_thread(supervise):
+    port = free_port()
+    run = supervise("wsgipid:app", "-w", "1", "--bind", f"127.0.0.1:{port}", env={"SLEEP_S": "1.5"})
+    run.wait_ready(1)
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        try:
+            result["r"] = get(port, "/sleep")
+        except OSError as exc:
+            result["r"] = exc
+
+    slow = threading.Thread(target=slow_request)
+    slow.start()
+    run.wait_event("request sleeping")
+    run.signal(signal.SIGTERM)
+    run.wait_event("stopping gracefully")
+    slow.join(10)
+    assert result["r"] == (200, f"pid={run.ready_pids()[1]}")
+    assert run.wait() == 0
+
+
 def test_a_blocked_event_loop_gets_the_worker_replaced(supervise):
     port = free_port()
     run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "1")
@@ -229,9 +251,10 @@ def test_an_http_target_listens_on_the_default_address_without_bind(supervise):
     assert run.wait() == 0
 
 
-def test_hup_under_keep_alive_load_fails_no_request(supervise):
+@pytest.mark.parametrize("target", ["asgiapp:app", "wsgipid:app"])
+def test_hup_under_keep_alive_load_fails_no_request(supervise, target):
     port = free_port()
-    run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{port}")
+    run = supervise(target, "-w", "2", "--bind", f"127.0.0.1:{port}")
     old = run.wait_ready(2)
     with keep_alive_load(port, clients=8) as results:
         wait_until(lambda: len(results) > 200, 10, "load to start")

@@ -1,0 +1,19 @@
+"""A WSGI app that says which worker answered (for reload and stop tests).
+
+``/sleep`` takes ``SLEEP_S`` seconds in its request thread, logging when it starts.
+"""
+
+import logging
+import os
+import time
+
+log = logging.getLogger("wsgipid")
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":
+        log.info("request sleeping")
+        time.sleep(float(os.environ.get("SLEEP_S", "1")))
+    body = f"pid={os.getpid()}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
