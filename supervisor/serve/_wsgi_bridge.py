@@ -114,12 +114,12 @@ class WSGIBridge:
         except Exception:
             return response.fail(sys.exc_info()), None
         if isinstance(result, list | tuple) and not response.headers_sent:
-            return response.take(list(result)), result
+            return list(result), result
         try:
             for chunk in result:
                 response.write(chunk)
             if not response.headers_sent:
-                return response.take([]), result  # nothing went out yet: send it whole
+                return [], result  # only empty pieces: the response goes out whole
             stream(b"", final=True)
         except ClientDisconnected:
             pass  # the response cannot be finished; closing the iterator below is all
@@ -172,7 +172,6 @@ class _Response:
         self.headers: list[tuple[bytes, bytes]] = []
         self.started_status = False  # start_response was called
         self.headers_sent = False  # http.response.start has gone out
-        self.pending: list[bytes] = []
         self.on_write: Callable[[bytes], None] | None = None
         self.disconnected = False
         self.watcher: asyncio.Future[None] | None = None  # started with the first streamed piece
@@ -211,10 +210,6 @@ class _Response:
             return
         assert self.on_write is not None
         self.on_write(data)
-
-    def take(self, more: list[bytes]) -> list[bytes]:
-        out, self.pending = self.pending + more, []
-        return out
 
     def start_message(self, length: int | None) -> dict[str, Any]:
         headers = self.headers
