@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.serve._wsgi_bridge import SPOOL_MAX, WSGIBridge
+from supervisor.serve._wsgi_bridge import WSGIBridge
 
 
 @pytest.fixture(params=[1, 4], ids=["one-thread", "threads"])
@@ -131,17 +131,62 @@ def test_environ_follows_pep_3333(threads):
     assert seen["wsgi.run_once"] is False
 
 
-def test_request_body_in_pieces_small_and_spooled(threads):
+def test_request_body_in_pieces_read_as_the_app_reads(threads):
     def app(environ, start_response):
-        data = environ["wsgi.input"].read()
+        stream = environ["wsgi.input"]
+        head = stream.read(2)
+        line = stream.readline()
+        rest = stream.read()
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return [str(len(data)).encode(), b":", data[:3], data[-3:]]
+        return [b"|".join([head, line, rest, stream.read(), stream.readline()])]
 
-    _, _, body = call(app, threads, body=[b"abc", b"def", b"ghi"])
-    assert b"".join(body) == b"9:abcghi"
-    big = [b"x" * SPOOL_MAX, b"y" * 10, b"end"]
+    _, _, body = call(app, threads, body=[b"abc", b"d\nef", b"gh"])
+    assert body == [b"ab|cd\n|efgh||"]  # past the end: b"", as a file gives
+    big = [b"x" * 65536] * 40 + [b"end\n"]
     _, _, body = call(app, threads, body=big)
-    assert b"".join(body) == f"{SPOOL_MAX + 13}:xxxend".encode()
+    assert body == [b"xx|" + b"x" * (65536 * 40 - 2) + b"end\n|||"]  # the line was all of it
+
+
+def test_readline_limits_and_iteration(threads):
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        first = stream.readline(3)
+        rest = list(stream)
+        start_response("200 OK", [])
+        return [repr((first, rest)).encode()]
+
+    _, _, body = call(app, threads, body=[b"one\ntw", b"o\nthr", b"ee"])
+    assert body == [repr((b"one", [b"\n", b"two\n", b"three"])).encode()]
+
+
+def test_an_app_can_refuse_an_upload_without_receiving_it(threads):
+    """Like under a sync server, the body is only read when the app reads it."""
+    received: list[int] = []
+
+    def app(environ, start_response):
+        if int(environ["CONTENT_LENGTH"]) > 1000:
+            start_response("413 Content Too Large", [])
+            return [b"too large"]
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    pieces = [b"x" * 500] * 10
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append(1)
+        return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    bridge = WSGIBridge(app, threads=threads)
+    try:
+        asyncio.run(bridge(scope(method="POST", headers=[(b"content-length", b"5000")]), receive, send))
+    finally:
+        bridge.shutdown()
+    assert sent[0]["status"] == 413
+    assert len(received) == 1  # the first piece only: the other 4.5 kB were never pulled
 
 
 def test_a_list_response_goes_out_whole_with_its_length(threads):
@@ -331,24 +376,28 @@ def test_headers_an_attacker_could_smuggle_or_split(threads):
     assert seen["HTTP_COOKIE"] == "a=1; b=2"  # cookie parsers split on ";"
 
 
-def test_a_chunked_upload_gets_a_length_frameworks_can_read(threads):
+def test_a_chunked_upload_reads_to_its_end(threads):
     seen: dict[str, Any] = {}
 
     def app(environ, start_response):
         seen.update(environ)
         start_response("200 OK", [])
-        return [environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))]
+        return [environ["wsgi.input"].read()]  # allowed: wsgi.input_terminated
 
     _, _, body = call(app, threads, scope(method="POST"), body=[b"hel", b"lo"])
-    assert seen["CONTENT_LENGTH"] == "5"
+    assert "CONTENT_LENGTH" not in seen and seen["wsgi.input_terminated"] is True
     assert body == [b"hello"]
 
 
-def test_a_client_gone_before_its_body_arrived_runs_nothing(threads):
-    ran = threading.Event()
+def test_a_client_gone_mid_body_is_an_error_to_the_app_not_a_short_body(threads):
+    outcome: list[object] = []
 
     def app(environ, start_response):
-        ran.set()
+        try:
+            outcome.append(environ["wsgi.input"].read())
+        except OSError as exc:  # as a socket read would raise under a sync server
+            outcome.append(type(exc).__name__)
+            raise
         start_response("200 OK", [])
         return [b""]
 
@@ -366,7 +415,29 @@ def test_a_client_gone_before_its_body_arrived_runs_nothing(threads):
         asyncio.run(bridge(scope(method="POST"), receive, send))
     finally:
         bridge.shutdown()
-    assert not ran.is_set() and sent == []
+    assert outcome == ["ClientDisconnected"] and sent == []
+
+
+def test_a_client_gone_before_the_request_runs_nothing(threads):
+    ran = threading.Event()
+
+    def app(environ, start_response):
+        ran.set()
+        start_response("200 OK", [])
+        return [b""]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing to send to a client that left")
+
+    bridge = WSGIBridge(app, threads=threads)
+    try:
+        asyncio.run(bridge(scope(method="POST"), receive, send))
+    finally:
+        bridge.shutdown()
+    assert not ran.is_set()
 
 
 def test_path_info_keeps_bytes_that_are_not_utf8(threads):

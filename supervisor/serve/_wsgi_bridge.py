@@ -5,8 +5,10 @@ gunicorn's sync model: one request at a time per worker). The cost of such a
 bridge is the hand-off between the event loop and that thread, so it makes as
 few as it can:
 
-* the request body is read in the loop first (spooled to disk past 1 MiB), so
-  ``wsgi.input`` never has to call back into the loop;
+* a request body that arrives in one piece (most do) is read in the loop before
+  the app runs; a longer one is pulled piece by piece when the app reads
+  ``wsgi.input``, as a sync server reads its socket, so an app can refuse an
+  upload by its length, or stream it, without the server storing it first;
 * a response the app returns as a list or tuple comes back to the loop whole,
   with its length, in the same hand-off that ran the app;
 * any other iterable (a generator, a framework's response object) and
@@ -23,8 +25,7 @@ import asyncio
 import io
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import IO, Any
@@ -40,7 +41,6 @@ WSGIApp = Callable[..., Iterable[bytes]]
 
 log = get_logger("supervisor.wsgi")
 
-SPOOL_MAX = 1024 * 1024  # request bodies larger than this go to a temporary file
 _ERROR_BODY = b"Internal Server Error"
 _NO_BODY = frozenset({100, 101, 102, 103, 204, 304})  # statuses that never carry a body
 _STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\0]*")
@@ -75,11 +75,23 @@ class WSGIBridge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off for WSGI apps; websockets have no WSGI meaning
-        body = await _read_body(receive)
-        if body is None:
+        first = await receive()
+        if first["type"] == "http.disconnect":
             return  # the client left before its request was complete: nothing to run
         response = _Response(head=scope["method"] == "HEAD")
         loop = asyncio.get_running_loop()
+        body: IO[bytes] | _StreamedInput
+        if first.get("more_body", False):
+
+            def pull() -> bytes | None:  # request thread: the next piece, None at the end
+                if self._closing:
+                    raise ClientDisconnected("the server is stopping")
+                return asyncio.run_coroutine_threadsafe(_next_piece(receive, response), loop).result()
+
+            body = _StreamedInput(first.get("body", b""), pull)
+        else:
+            body = io.BytesIO(first.get("body", b""))
+            response.body_done = True
 
         def stream(chunk: bytes, final: bool = False) -> None:  # request thread
             if response.disconnected or self._closing:
@@ -99,7 +111,7 @@ class WSGIBridge:
             response.disconnected = True  # the server gave up on it: stop the thread's stream too
             raise
         finally:
-            body.close()  # a spooled body may be a temporary file
+            body.close()
             if response.watcher is not None:
                 response.watcher.cancel()
 
@@ -111,6 +123,8 @@ class WSGIBridge:
         response.on_write = stream
         try:
             result = self.app(environ, response.start_response)
+        except ClientDisconnected:
+            return None  # it left mid-request: nobody to answer
         except Exception:
             return response.fail(sys.exc_info()), None
         if isinstance(result, list | tuple) and not response.headers_sent:
@@ -134,8 +148,9 @@ class WSGIBridge:
     async def _send_piece(
         self, send: Send, receive: Receive, response: _Response, chunk: bytes, final: bool
     ) -> None:
-        if response.watcher is None:
-            # only streamed responses can outlive their client (an endless generator)
+        if response.watcher is None and response.body_done:
+            # only streamed responses can outlive their client (an endless generator);
+            # while the app may still read its body, that read is the one receiving
             response.watcher = asyncio.ensure_future(_watch_disconnect(receive, response))
         messages = []
         if not response.headers_sent:
@@ -174,6 +189,7 @@ class _Response:
         self.headers_sent = False  # http.response.start has gone out
         self.on_write: Callable[[bytes], None] | None = None
         self.disconnected = False
+        self.body_done = False  # every piece of the request body has been received
         self.watcher: asyncio.Future[None] | None = None  # started with the first streamed piece
 
     def start_response(
@@ -245,27 +261,83 @@ async def _send_whole(send: Send, response: _Response, chunks: list[bytes]) -> N
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_body(receive: Receive) -> IO[bytes] | None:
-    """The whole request body, or None if the client left before sending it."""
+async def _next_piece(receive: Receive, response: _Response) -> bytes | None:
+    if response.body_done:
+        return None
     message = await receive()
     if message["type"] == "http.disconnect":
-        return None
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return io.BytesIO(body)
-    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)  # noqa: SIM115 (the caller closes it)
-    spool.write(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            spool.close()
-            return None
-        spool.write(message.get("body", b""))
-    spool.seek(0)
-    return spool
+        response.disconnected = True
+        raise ClientDisconnected("the client left while sending its request body")
+    response.body_done = not message.get("more_body", False)
+    return bytes(message.get("body", b""))
 
 
-def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, Any]:
+class _StreamedInput:
+    """``wsgi.input`` for a body that arrives in pieces: reading pulls the next
+    piece from the loop (``pull`` returns None at the end of the body)."""
+
+    def __init__(self, first: bytes, pull: Callable[[], bytes | None]) -> None:
+        self._buffer = bytearray(first)
+        self._pull = pull
+        self._ended = False
+
+    def _fill(self) -> bool:
+        """Add one more piece to the buffer; False once the body has ended."""
+        while not self._ended:
+            piece = self._pull()
+            if piece is None:
+                self._ended = True
+            elif piece:
+                self._buffer += piece
+                return True
+        return False
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            return self._take(len(self._buffer))
+        while len(self._buffer) < size and self._fill():
+            pass
+        return self._take(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        searched = 0
+        while True:
+            newline = self._buffer.find(b"\n", searched)
+            if newline >= 0 and (limit < 0 or newline < limit):
+                return self._take(newline + 1)
+            if 0 <= limit <= len(self._buffer):
+                return self._take(limit)
+            searched = len(self._buffer)
+            if not self._fill():
+                return self._take(len(self._buffer))
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def close(self) -> None:
+        self._buffer.clear()
+
+
+def _environ(scope: Scope, body: IO[bytes] | _StreamedInput, *, multithread: bool) -> dict[str, Any]:
     # PATH_INFO from the raw path: ASGI's "path" is already decoded as UTF-8,
     # which garbles escapes that are not UTF-8 (PEP 3333 wants the bytes)
     path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode("utf-8"))
@@ -284,7 +356,8 @@ def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, A
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
         "wsgi.input": body,
-        # the body was read in full, so a reader may read to its end (chunked uploads)
+        # reading past the body returns b"", so a reader may read to its end
+        # (how frameworks read a chunked upload, which has no CONTENT_LENGTH)
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": multithread,
@@ -310,11 +383,6 @@ def _environ(scope: Scope, body: IO[bytes], *, multithread: bool) -> dict[str, A
         if key in environ:  # repeated headers fold into one (RFC 9110 5.3); cookies with ";"
             value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
         environ[key] = value
-    if "CONTENT_LENGTH" not in environ and scope["method"] not in ("GET", "HEAD"):
-        size = body.seek(0, io.SEEK_END)
-        body.seek(0)
-        if size:  # a chunked upload: frameworks read CONTENT_LENGTH bytes
-            environ["CONTENT_LENGTH"] = str(size)
     server = scope.get("server")
     if server and server[1] is not None:
         environ["SERVER_NAME"], environ["SERVER_PORT"] = str(server[0]), str(server[1])
