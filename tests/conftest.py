@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from supervisor.testing.process import (
@@ -17,7 +19,24 @@ from supervisor.testing.process import (
 
 APPS = Path(__file__).parent / "apps"
 Run = SupervisorProcess
-__all__ = ["APPS", "Run", "alive", "session_pids", "wait_until"]
+__all__ = ["APPS", "Run", "alive", "backends", "free_port", "session_pids", "wait_until"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def backends(url: str) -> list[tuple[int, str]]:
+    """(backend pid, application_name) of every other client of ``url``'s database."""
+    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "select pid, application_name from pg_stat_activity where datname = %s "
+            "and pid <> pg_backend_pid() and backend_type = 'client backend'",
+            (dbname,),
+        ).fetchall()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -11,15 +10,9 @@ from typing import Any
 
 import psycopg
 
-from conftest import APPS, Run, wait_until
+from conftest import APPS, Run, free_port, wait_until
 
 PASSWORD = "pw-never-logged-7311"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def with_password(url: str) -> str:
@@ -27,17 +20,6 @@ def with_password(url: str) -> str:
     params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(url)
     params["password"] = PASSWORD
     return psycopg.conninfo.make_conninfo(**params)
-
-
-def backends(url: str) -> list[tuple[int, str]]:
-    """(backend pid, application_name) of every other client of ``url``'s database."""
-    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(
-            "select pid, application_name from pg_stat_activity where datname = %s "
-            "and pid <> pg_backend_pid() and backend_type = 'client backend'",
-            (dbname,),
-        ).fetchall()
 
 
 def get_json(port: int, path: str = "/") -> dict[str, Any]:

@@ -16,17 +16,7 @@ from supervisor import forksafety
 from supervisor.database import Database
 from supervisor.errors import ForkSafetyError
 
-from conftest import wait_until
-
-
-def backends(url: str) -> list[tuple[int, str]]:
-    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(
-            "select pid, application_name from pg_stat_activity where datname = %s "
-            "and pid <> pg_backend_pid() and backend_type = 'client backend'",
-            (dbname,),
-        ).fetchall()
+from conftest import backends, free_port, wait_until
 
 
 def test_each_worker_has_its_own_backends_and_the_master_none(supervise, postgres_url):
@@ -331,11 +321,7 @@ def test_budget_refusal_at_start_and_on_ttin(supervise, postgres_url):
 
 
 def test_server_not_up_at_start(supervise):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     run = supervise(
         "mains:wait",
         "--db-wait-timeout",
@@ -352,11 +338,7 @@ def test_server_not_up_at_start(supervise):
 
 
 def test_migrate_waits_for_the_server_like_the_master(supervise, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mig = _migrations(tmp_path, {"0001_a.sql": "create table a (id int);"})
     run = supervise(
         "migrate",
@@ -536,11 +518,7 @@ def test_pool_stats_are_logged_periodically(supervise, postgres_url):
 
 
 def test_term_interrupts_the_wait_for_the_database(supervise):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     run = supervise(
         "mains:wait", "--db-wait-timeout", "60", env={"DATABASE_URL": f"postgresql://app@127.0.0.1:{port}/x"}
     )

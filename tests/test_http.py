@@ -15,13 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from conftest import free_port, wait_until
 
 
 def get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, str]:

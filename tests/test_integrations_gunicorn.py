@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from integrations_util import (
     PASSWORD,
-    backends,
     full_output,
     get_json,
     gunicorn,
@@ -17,7 +16,7 @@ from integrations_util import (
     with_password,
 )
 
-from conftest import wait_until
+from conftest import backends, wait_until
 
 pytest.importorskip("gunicorn")
 

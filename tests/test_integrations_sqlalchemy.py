@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from integrations_util import (
     PASSWORD,
-    backends,
     free_port,
     full_output,
     get_json,
@@ -23,7 +22,7 @@ from integrations_util import (
     with_password,
 )
 
-from conftest import wait_until
+from conftest import backends, wait_until
 
 pytest.importorskip("sqlalchemy")
 

@@ -85,6 +85,31 @@ def call(
     return start["status"], headers, [m["body"] for m in bodies]
 
 
+async def no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def serve(
+    app: Any, threads: int, receive: Any = no_body, s: dict[str, Any] | None = None, requests: int = 1
+) -> list[dict[str, Any]]:
+    """Run ``requests`` requests at once through one bridge, each reading with
+    ``receive``; return every message sent, in order."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def all_requests() -> None:
+        await asyncio.gather(*(bridge(s or scope(), receive, send) for _ in range(requests)))
+
+    bridge = WSGIBridge(app, threads=threads)
+    try:
+        asyncio.run(all_requests())
+    finally:
+        bridge.shutdown()
+    return sent
+
+
 def test_environ_follows_pep_3333(threads):
     seen: dict[str, Any] = {}
 
@@ -171,20 +196,12 @@ def test_an_app_can_refuse_an_upload_without_receiving_it(threads):
         return [environ["wsgi.input"].read()]
 
     pieces = [b"x" * 500] * 10
-    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         received.append(1)
         return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    bridge = WSGIBridge(app, threads=threads)
-    try:
-        asyncio.run(bridge(scope(method="POST", headers=[(b"content-length", b"5000")]), receive, send))
-    finally:
-        bridge.shutdown()
+    sent = serve(app, threads, receive, scope(method="POST", headers=[(b"content-length", b"5000")]))
     assert sent[0]["status"] == 413
     assert len(received) == 1  # the first piece only: the other 4.5 kB were never pulled
 
@@ -319,22 +336,7 @@ def test_threaded_mode_runs_requests_side_by_side():
         start_response("200 OK", [])
         return [b"ok"]
 
-    bridge = WSGIBridge(app, threads=2)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def both() -> None:
-        await asyncio.gather(bridge(scope(), receive, send), bridge(scope(), receive, send))
-
-    try:
-        asyncio.run(both())
-    finally:
-        bridge.shutdown()
+    sent = serve(app, 2, requests=2)
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200]
 
 
@@ -402,19 +404,11 @@ def test_a_client_gone_mid_body_is_an_error_to_the_app_not_a_short_body(threads)
         return [b""]
 
     messages = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
-    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    bridge = WSGIBridge(app, threads=threads)
-    try:
-        asyncio.run(bridge(scope(method="POST"), receive, send))
-    finally:
-        bridge.shutdown()
+    sent = serve(app, threads, receive, scope(method="POST"))
     assert outcome == ["ClientDisconnected"] and sent == []
 
 
@@ -429,14 +423,7 @@ def test_a_client_gone_before_the_request_runs_nothing(threads):
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
-        raise AssertionError("nothing to send to a client that left")
-
-    bridge = WSGIBridge(app, threads=threads)
-    try:
-        asyncio.run(bridge(scope(method="POST"), receive, send))
-    finally:
-        bridge.shutdown()
+    assert serve(app, threads, receive, scope(method="POST")) == []  # nothing to send to a client that left
     assert not ran.is_set()
 
 
@@ -567,21 +554,6 @@ def test_one_thread_is_one_request_at_a_time_and_apps_may_use_asyncio():
         start_response("200 OK", [])
         return [body]
 
-    bridge = WSGIBridge(app, threads=1)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def several() -> None:
-        await asyncio.gather(*(bridge(scope(), receive, send) for _ in range(4)))
-
-    try:
-        asyncio.run(several())
-    finally:
-        bridge.shutdown()
+    sent = serve(app, 1, requests=4)
     assert not overlap.is_set()
     assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"from asyncio.run"] * 4
