@@ -48,14 +48,9 @@ class _GroupedCommand(click.Command):
                     formatter.write_dl(sections[group])
 
 
-def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add an option per declared setting."""
-    return _add_setting_options(fn, None)
-
-
-def _settings_in(*groups: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add an option per declared setting of ``groups``."""
-    return lambda fn: _add_setting_options(fn, groups)
+def _setting_options(*groups: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add an option per declared setting of ``groups`` (every setting when none are named)."""
+    return lambda fn: _add_setting_options(fn, groups or None)
 
 
 def _add_setting_options(fn: Callable[..., Any], groups: tuple[str, ...] | None) -> Callable[..., Any]:
@@ -134,7 +129,7 @@ def cli() -> None:
 
 @cli.command("run", cls=_GroupedCommand)
 @click.argument("target")
-@_setting_options
+@_setting_options()
 def run_command(target: str, **options: Any) -> None:
     """Run TARGET (module:attr) under supervision."""
     from supervisor.api import Supervisor
@@ -149,7 +144,7 @@ def run_command(target: str, **options: Any) -> None:
 
 @cli.command("check", cls=_GroupedCommand)
 @click.argument("target")
-@_setting_options
+@_setting_options()
 def check_command(target: str, **options: Any) -> None:
     """Validate the config and TARGET, print the effective config. Forks nothing."""
     _app_dir()
@@ -184,7 +179,7 @@ def check_command(target: str, **options: Any) -> None:
     metavar="VERSION",
     help="Record the current checksum of an applied migration that was edited on purpose.",
 )
-@_settings_in("General", "Database", "Migrations", "Logging")
+@_setting_options("General", "Database", "Migrations", "Logging")
 def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, **options: Any) -> None:
     """Apply pending migrations once, then exit (deploy step, Kubernetes Job)."""
     from supervisor import logging as slog

@@ -320,8 +320,12 @@ class Master:
         self.health = HealthServer(listener.sock, self.health_state, self._selector, self._metrics)
         log.info("health endpoint", on=sockets.describe(listener) + "/readyz")
 
+    def ready_count(self) -> int:
+        """Slots whose current worker is serving (a pending replacement does not count)."""
+        return sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at is not None)
+
     def health_state(self) -> dict[str, object]:
-        ready = sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at)
+        ready = self.ready_count()
         return {
             "ready": self.booted and not self.stopping and ready > 0,
             "workers_ready": ready,
@@ -779,8 +783,9 @@ class Master:
         """A reload gave up and the current workers keep serving: systemd was
         told RELOADING=1, and must hear READY=1 or the unit stays 'reloading'."""
         self._abort_reload()
-        ready = sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at is not None)
-        systemd.notify("READY=1", f"STATUS=reload failed; {ready} workers serving the previous code")
+        systemd.notify(
+            "READY=1", f"STATUS=reload failed; {self.ready_count()} workers serving the previous code"
+        )
 
     def _advance_reload(self, now: float) -> None:
         """Start the next slot's replacement once none is pending; notice the end."""
