@@ -354,6 +354,22 @@ def connection_limit(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     return total - reserved, f"max_connections {total} less {reserved} reserved"
 
 
+def connection_budget(conn: psycopg.Connection[Any], config: Config) -> tuple[int, str]:
+    """The limit the budget is checked against, and where it came from:
+    ``--max-db-connections``, else what the server allows."""
+    if config.max_db_connections is not None:
+        return config.max_db_connections, "--max-db-connections"
+    return connection_limit(conn)
+
+
+def per_worker_connections(config: Config) -> int:
+    """Connections one worker may hold: every pool it will open, at its maximum.
+    (Databases first declared by a module that only workers import are not
+    known in the master; see docs/database.md.)"""
+    sizes = [db.max_size or config.pool_max_size for db in _dbregistry.in_use()]
+    return max(sum(sizes), config.pool_max_size)
+
+
 def check_budget(workers: int, per_worker: int, limit: int, how: str) -> None:
     """Raise ConfigError when ``workers`` workers with ``per_worker`` connections
     each (their pools at maximum), plus the migration connection, could exceed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Participant:
 
 
 _participants: dict[str, Participant] = {}
+_warned_threads: set[str] = set()  # each thread is named once, not at every fork
 
 
 def register(participant: Participant) -> None:
@@ -55,12 +57,25 @@ def register(participant: Participant) -> None:
 
 
 def before_fork() -> list[str]:
-    """Close what the master holds; return a description of each stray object."""
+    """Close what the master holds and warn about its other threads; return a
+    description of each stray object."""
     for db in databases():
         db._close()
     for participant in list(_participants.values()):
         participant.before_fork()
+    _warn_threads()
     return sweep()
+
+
+def _warn_threads() -> None:
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and thread.name not in _warned_threads:
+            _warned_threads.add(thread.name)
+            log.warning(
+                "a thread is running in the master at fork; it will not exist in "
+                "workers and may hold locks they need",
+                thread=thread.name,
+            )
 
 
 def sweep() -> list[str]:
@@ -142,7 +157,13 @@ def after_fork_in_child() -> None:
 
 
 def worker_exiting() -> None:
-    """In a stopping worker: let participants close what they opened here."""
+    """In a stopping worker: close its pools, then let participants close what
+    they opened here."""
+    for db in databases():
+        try:
+            db._close()
+        except Exception:
+            log.exception("closing a database pool failed", database=db.name)
     for participant in list(_participants.values()):
         if participant.worker_exit is not None:
             try:

@@ -343,11 +343,8 @@ class Master:
 
         cfg = self.config
         with dbmod.wait_for_server(cfg) as conn:
-            limit, how = dbmod.connection_limit(conn)
-        if cfg.max_db_connections is not None:
-            limit, how = cfg.max_db_connections, "--max-db-connections"
-        self._budget = (limit, how)
-        dbmod.check_budget(cfg.workers, self._per_worker(), limit, how)
+            self._budget = dbmod.connection_budget(conn, cfg)
+        dbmod.check_budget(cfg.workers, self._per_worker(), *self._budget)
         if cfg.migrations and cfg.migrate:
             self.hooks.run("before_migrate", self.info())
             applied = migrate.run(cfg)
@@ -358,13 +355,9 @@ class Master:
             self.migrations = "skipped (--no-migrate)"
 
     def _per_worker(self) -> int:
-        """Connections one worker may hold: every pool it will open, at its maximum.
-        (Databases first declared by a module that only workers import are not
-        known here; see docs/database.md.)"""
-        from supervisor import _dbregistry
+        from supervisor.database import per_worker_connections
 
-        sizes = [db.max_size or self.config.pool_max_size for db in _dbregistry.in_use()]
-        return max(sum(sizes), self.config.pool_max_size)
+        return per_worker_connections(self.config)
 
     def _loop(self) -> None:
         while True:
@@ -1043,13 +1036,11 @@ class _Forker:
     """The real :class:`Processes`: fork, kill, waitpid."""
 
     def __init__(self) -> None:
-        self._warned_threads: set[str] = set()
         self._collected = False
         self._commands: dict[int, int] = {}  # pid -> write end of its command pipe
 
     def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
         forksafety.before_fork()
-        self._warn_threads()
         read_fd, write_fd = os.pipe()
         command_r, command_w = os.pipe()  # master -> this worker ("retire")
         heartbeat = _channel.Heartbeat()
@@ -1117,17 +1108,3 @@ class _Forker:
             if command is not None:
                 os.close(command)
             out.append((pid, os.waitstatus_to_exitcode(status)))
-
-    def _warn_threads(self) -> None:
-        others = [
-            t.name
-            for t in threading.enumerate()
-            if t is not threading.main_thread() and t.name not in self._warned_threads
-        ]
-        for name in others:
-            self._warned_threads.add(name)
-            log.warning(
-                "a thread is running in the master at fork; it will not exist in "
-                "workers and may hold locks they need",
-                thread=name,
-            )

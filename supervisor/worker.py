@@ -406,12 +406,7 @@ class _WorkerProcess:
             db._open(self.worker, self._unreachable)
 
     def _close_databases(self) -> None:
-        for db in databases():
-            try:
-                db._close()
-            except Exception:
-                log.exception("closing a database pool failed", database=db.name)
-        forksafety.worker_exiting()  # integrations' engines, after our pools
+        forksafety.worker_exiting()
 
     def _stop(self, grace: float, reason: str) -> None:
         deadline = time.monotonic() + grace

@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +65,6 @@ class _State:
     config: Config | None = None
     worker: Any = None  # this process's supervisor Worker, in a gunicorn worker
     default_db: Any = None  # the Database for the URL (the registry only holds weak references)
-    warned_threads: set[str] = field(default_factory=set)
 
 
 _state = _State()
@@ -155,11 +153,8 @@ def _database_phases(config: Config, workers: int) -> None:
         default._is_default = True
         _state.default_db = default
     with dbmod.wait_for_server(config) as conn:
-        limit, how = dbmod.connection_limit(conn)
-    if config.max_db_connections is not None:
-        limit, how = config.max_db_connections, "--max-db-connections"
-    sizes = [db.max_size or config.pool_max_size for db in _dbregistry.in_use()]
-    dbmod.check_budget(workers, max(sum(sizes), config.pool_max_size), limit, how)
+        budget = dbmod.connection_budget(conn, config)
+    dbmod.check_budget(workers, dbmod.per_worker_connections(config), *budget)
     if config.migrations and config.migrate:
         applied = migrate.run(config)
         log.info("migrations done", applied=len(applied))
@@ -171,14 +166,6 @@ def _pre_fork(server: Any, worker: Any) -> None:
     taken = {getattr(w, "_supervise_id", None) for w in server.WORKERS.values()}
     worker._supervise_id = next(i for i in range(1, len(taken) + 2) if i not in taken)
     forksafety.before_fork()
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and thread.name not in _state.warned_threads:
-            _state.warned_threads.add(thread.name)
-            log.warning(
-                "a thread is running in the master at fork; it will not exist in "
-                "workers and may hold locks they need",
-                thread=thread.name,
-            )
 
 
 # -- worker -------------------------------------------------------------------
@@ -208,11 +195,6 @@ def _post_worker_init(worker: Any) -> None:
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    for db in _dbregistry.databases():
-        try:
-            db._close()
-        except Exception:
-            log.exception("closing a database pool failed", database=db.name)
     forksafety.worker_exiting()
 
 
