@@ -33,6 +33,13 @@ class Heartbeat:
         self._mm: mmap.mmap | None = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED | MAP_ANONYMOUS
         self.beat()
 
+    @classmethod
+    def none(cls) -> Heartbeat:
+        """A heartbeat nobody writes (a worker adopted from the previous image)."""
+        hb = cls.__new__(cls)
+        hb._mm = None
+        return hb
+
     def beat(self, now: float | None = None) -> None:
         if self._mm is not None:
             _LAYOUT.pack_into(self._mm, 0, time.monotonic() if now is None else now, self.work)

@@ -8,10 +8,44 @@ pays for importing psycopg (about 80 ms at start).
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from supervisor.database import Database
+    from supervisor.config import Config
+
+
+class Database(Protocol):
+    """What the supervisor does with a :class:`supervisor.database.Database`
+    (declared here, below it, so this module never imports psycopg)."""
+
+    name: str
+
+    @property
+    def explicit_url(self) -> str | None: ...
+
+    @property
+    def is_default(self) -> bool: ...
+
+    @property
+    def max_size(self) -> int | None: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def snapshot(self) -> dict[str, int]: ...
+
+    def _open(self, worker_id: int, config: Config, on_unreachable: Callable[[], None]) -> None: ...
+
+    async def _open_async(
+        self, worker_id: int, config: Config, on_unreachable: Callable[[], None]
+    ) -> None: ...
+
+    async def _close_async(self, timeout: float = 5.0) -> None: ...
+
+    def _close(self, timeout: float = 5.0) -> None: ...
+
+    def _drop_inherited(self) -> None: ...
+
 
 # in creation order, so "the first Database() declared" is well defined
 _registry: list[weakref.ref[Database]] = []
@@ -30,8 +64,8 @@ def in_use() -> list[Database]:
     """The databases a worker opens: all of them, except the supervisor's default
     one when the application declared its own ``Database()`` for the same URL."""
     dbs = databases()
-    own_default = any(db._url is None and not db._is_default for db in dbs)
-    return [db for db in dbs if not (db._is_default and own_default)]
+    own_default = any(db.explicit_url is None and not db.is_default for db in dbs)
+    return [db for db in dbs if not (db.is_default and own_default)]
 
 
 def default() -> Database | None:
@@ -39,6 +73,6 @@ def default() -> Database | None:
     without a URL (so, the configured one), else the supervisor's."""
     dbs = databases()
     for db in dbs:
-        if db._url is None and not db._is_default:
+        if db.explicit_url is None and not db.is_default:
             return db
-    return next((db for db in dbs if db._is_default), None)
+    return next((db for db in dbs if db.is_default), None)

@@ -22,6 +22,9 @@ import sys
 from dataclasses import dataclass
 
 ENV = "SUPERVISE_REEXEC"
+# set for the `supervise check` a running master runs on its new code: the
+# sockets it would bind are the master's own, so it does not try them
+CHECKING_NEW_CODE = "SUPERVISE_CHECKING_NEW_CODE"
 
 
 @dataclass
@@ -48,7 +51,7 @@ def check_new_code(timeout: float) -> str | None:
     command = _as_check(argv)
     if command is None:
         return None  # not started through the CLI (a Supervisor script): nothing to check with
-    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env = {k: v for k, v in os.environ.items() if k != ENV} | {CHECKING_NEW_CODE: "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

@@ -18,3 +18,6 @@ MASTER = (
     signal.SIGCHLD,
 )
 STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# master -> a stuck worker: "write every thread's stack to stderr" (SIGKILL follows).
+# Not SIGABRT: Python cannot catch it without aborting, which can leave core files.
+DUMP = signal.SIGUSR2

@@ -11,7 +11,7 @@ from supervisor import logging as slog
 from supervisor.config import Config, load, setting_names
 from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.hooks import Hooks
-from supervisor.master import Master
+from supervisor.master.loop import Master
 from supervisor.target import Target, classify
 
 if TYPE_CHECKING:
@@ -125,8 +125,7 @@ class Supervisor:
             if database is None and config.database_url:
                 from supervisor.database import Database
 
-                database = Database(name="db")
-                database._is_default = True
+                database = Database.configured()
             Master(config, hooks, target=target, reload_config=self.load_config, database=database).run()
         except SupervisorError as exc:
             log.error(

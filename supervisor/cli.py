@@ -1,4 +1,6 @@
-"""The ``supervise`` command. The only module that turns errors into exit codes.
+"""The ``supervise`` command. Each error carries its exit code (errors.py);
+this module and ``Supervisor.run`` (api.py) are the two boundaries that report
+an error as one line and turn it into the process's exit code.
 
 Options are generated from the settings declared in :mod:`supervisor.config`,
 so the command line, ``SUPERVISE_*`` variables and config keys cannot drift.
@@ -14,10 +16,10 @@ from typing import Any
 import click
 
 from supervisor import _clash
-from supervisor.config import env_name, from_text, load, option_name, settings
+from supervisor.config import Config, env_name, from_text, load, option_name, settings
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
-from supervisor.target import resolve
+from supervisor.target import Kind, resolve
 
 
 class _DefaultRun(click.Group):
@@ -146,7 +148,13 @@ def run_command(target: str, **options: Any) -> None:
 @click.argument("target")
 @_setting_options()
 def check_command(target: str, **options: Any) -> None:
-    """Validate the config and TARGET, print the effective config. Forks nothing."""
+    """Validate the config and TARGET, print the effective config. Forks nothing.
+
+    It finds what a start would find before touching the database: a bad
+    setting, a target that does not import or is not runnable, a hooks module
+    that does not load, a socket that cannot be bound (in use, no permission).
+    It does not connect to PostgreSQL.
+    """
     _app_dir()
     try:
         _clash.check()
@@ -154,6 +162,7 @@ def check_command(target: str, **options: Any) -> None:
         resolved = resolve(target, config.interface, config.factory)
         if config.hooks:
             Hooks().load_module(config.hooks)
+        _check_sockets(config, resolved.kind)
     except SupervisorError as exc:
         _fail(exc, _debug(options))
     kind = resolved.kind.value + (" (async)" if resolved.is_async else "")
@@ -163,6 +172,21 @@ def check_command(target: str, **options: Any) -> None:
     vwidth = max(len(r[1]) for r in rows)
     for name, value, source in rows:
         click.echo(f"  {name:<{width}}  {value:<{vwidth}}  {source}")
+
+
+def _check_sockets(config: Config, kind: Kind) -> None:
+    """Bind, then close, what a start would bind. Not when a running master
+    checks its own new code before a re-exec: it holds those sockets."""
+    from supervisor import _reexec, sockets
+    from supervisor.worker.runners import listens
+
+    sockets.validate(config)
+    if os.environ.get(_reexec.CHECKING_NEW_CODE):
+        return
+    if config.bind or config.interface in ("asgi", "wsgi") or listens(kind):
+        sockets.close(sockets.bind(config), unlink=True)
+    if config.health_bind:
+        sockets.close([sockets.health(config.health_bind)])
 
 
 @cli.command("migrate", cls=_GroupedCommand)

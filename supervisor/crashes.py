@@ -1,6 +1,12 @@
 """The crash-loop policy: when to replace a crashed worker, and when to give up.
 
 Pure logic (no processes), so the master's decisions are unit-tested directly.
+The rule in one sentence: a worker that became ready and did work is replaced
+at once and never counts towards giving up; one that dies before or right after
+becoming ready is replaced with growing backoff, and too many of those in a
+row stop the supervisor. (An external kill, the OOM killer's say, is a death
+of the first kind; a crash loop is one of the second.)
+
 The first crash of a slot is replaced at once; each further crash in a row
 waits twice as long (0.5 s, 1 s, 2 s, ... up to 30 s). A worker that stayed up
 for ``reset_after`` seconds wipes its slot's record. More than ``limit``
@@ -28,9 +34,12 @@ class CrashPolicy:
     limit: int  # 0: never give up
     reset_after: float
 
-    def on_crash(self, streak: int, lived: float) -> Decision:
+    def on_crash(self, streak: int, lived: float, worked: bool = False) -> Decision:
         """``streak``: crashes in a row so far; ``lived``: how long the crashed
-        worker ran (since it became ready, or since fork if it never did)."""
+        worker ran (since it became ready, or since fork if it never did);
+        ``worked``: it was ready and finished at least one unit of work."""
+        if worked:
+            return Decision(0, 0.0, False)
         if lived >= self.reset_after:
             streak = 0
         streak += 1

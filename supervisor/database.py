@@ -33,7 +33,6 @@ from supervisor.logging import get_logger
 
 if TYPE_CHECKING:
     from supervisor.config import Config
-    from supervisor.worker import Worker
 
 log = get_logger()
 
@@ -71,6 +70,7 @@ class Database:
         max_size: int | None = None,
         configure: Callable[[psycopg.Connection[Any]], None] | None = None,
         kwargs: dict[str, Any] | None = None,
+        _default: bool = False,
     ) -> None:
         self.name = name
         self._url = url
@@ -82,8 +82,24 @@ class Database:
         self._async_pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self._is_default = False  # made by the supervisor for --database-url
+        self._is_default = _default
         _dbregistry.register(self)
+
+    @classmethod
+    def configured(cls) -> Database:
+        """The supervisor's own Database for ``--database-url``: what
+        ``worker.db`` is unless the application declares one without a URL."""
+        return cls(name="db", _default=True)
+
+    @property
+    def is_default(self) -> bool:
+        """Made by the supervisor for ``--database-url`` (see :meth:`configured`)."""
+        return self._is_default
+
+    @property
+    def explicit_url(self) -> str | None:
+        """The URL given to the constructor; None means ``--database-url``."""
+        return self._url
 
     # -- use inside a worker --------------------------------------------------
 
@@ -173,16 +189,15 @@ class Database:
 
     # -- lifecycle, driven by the supervisor -------------------------------------
 
-    def _settings(self, worker: Worker) -> dict[str, Any]:
-        cfg = worker.config
+    def _settings(self, worker_id: int, cfg: Config) -> dict[str, Any]:
         app = cfg.target.partition(":")[0] or "supervise"
         min_size = cfg.pool_min_size if self._min_size is None else self._min_size
         return {
             "conninfo": self.url(cfg),
-            "name": f"{self.name}-w{worker.id}",
+            "name": f"{self.name}-w{worker_id}",
             "min_size": min_size,
             "max_size": max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size),
-            "kwargs": {"application_name": f"{app}:worker-{worker.id}", **self._kwargs},
+            "kwargs": {"application_name": f"{app}:worker-{worker_id}", **self._kwargs},
             "max_lifetime": cfg.pool_max_lifetime,
             "max_idle": cfg.pool_max_idle,
             "timeout": cfg.pool_timeout,
@@ -205,12 +220,14 @@ class Database:
             application_name=settings["kwargs"]["application_name"],
         )
 
-    def _open(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
-        """Open this worker's sync pool and wait until it holds ``min_size`` connections."""
+    def _open(self, worker_id: int, config: Config, on_unreachable: Callable[[], None]) -> None:
+        """Open worker ``worker_id``'s sync pool and wait until it holds
+        ``min_size`` connections; ``on_unreachable`` is called (from a pool
+        thread) if the pool cannot reconnect within --pool-reconnect-timeout."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 return
-            settings = self._settings(worker)
+            settings = self._settings(worker_id, config)
             pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 open=False,
                 configure=self._configure,
@@ -220,15 +237,15 @@ class Database:
             )
             pool.open(wait=False)
             try:
-                pool.wait(timeout=worker.config.pool_timeout)
+                pool.wait(timeout=config.pool_timeout)
             except PoolTimeout:
                 pool.close(timeout=1.0)  # ours, opened here: close what it did open
-                raise self._boot_error(settings, worker.config.pool_timeout) from None
+                raise self._boot_error(settings, config.pool_timeout) from None
             self._pool, self._pid = pool, os.getpid()
         self._opened(settings, "sync")
 
-    async def _open_async(self, worker: Worker, on_unreachable: Callable[[], None]) -> None:
-        """Open this worker's async pool, in the running event loop."""
+    async def _open_async(self, worker_id: int, config: Config, on_unreachable: Callable[[], None]) -> None:
+        """Open worker ``worker_id``'s async pool, in the running event loop."""
         if self._async_pool is not None and self._pid == os.getpid():
             return
         if self._configure is not None:
@@ -236,7 +253,7 @@ class Database:
                 f"Database {self.name!r}: configure= takes a sync connection; async "
                 "targets are not supported with it yet"
             )
-        settings = self._settings(worker)
+        settings = self._settings(worker_id, config)
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             open=False,
             check=AsyncConnectionPool.check_connection,
@@ -245,10 +262,10 @@ class Database:
         )
         await pool.open(wait=False)
         try:
-            await pool.wait(timeout=worker.config.pool_timeout)
+            await pool.wait(timeout=config.pool_timeout)
         except PoolTimeout:
             await pool.close(timeout=1.0)
-            raise self._boot_error(settings, worker.config.pool_timeout) from None
+            raise self._boot_error(settings, config.pool_timeout) from None
         self._async_pool, self._pid = pool, os.getpid()
         self._opened(settings, "async")
 

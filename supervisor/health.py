@@ -50,6 +50,13 @@ class HealthServer:
         if selector is not None:
             selector.register(sock, selectors.EVENT_READ, self)
 
+    def on_event(self, data: object) -> None:
+        """The master's selector found ``data`` (this server or a client) readable."""
+        if data is self:
+            self.accept()
+        elif isinstance(data, Client):
+            self.read(data)
+
     def accept(self) -> None:
         """Take new clients; drop stale or excess ones."""
         while True:

@@ -16,17 +16,30 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from supervisor.errors import HookError, TargetError
+from supervisor.logging import get_logger
 
 HookFn = Callable[[Any], object]
+
+log = get_logger()
 
 
 @dataclass(frozen=True)
 class HookSpec:
+    """A hook: where and when it runs, and what its failure does.
+
+    ``on_failure`` is the policy in words (for the reference); ``teardown``
+    hooks run user functions before built-ins and every one of them even if
+    some fail, and so do ``log_failures`` hooks: their failures are logged and
+    the process goes on. Any other hook raises :class:`HookError` at its first
+    failure, for its caller to apply ``on_failure``.
+    """
+
     name: str
     process: Literal["master", "worker"]
     moment: str
     on_failure: str
     teardown: bool = False
+    log_failures: bool = False
 
 
 SPECS: tuple[HookSpec, ...] = (
@@ -40,6 +53,7 @@ SPECS: tuple[HookSpec, ...] = (
         "master",
         "once every initial worker has reported ready",
         "logged; the supervisor keeps running",
+        log_failures=True,
     ),
     HookSpec(
         "before_fork",
@@ -65,6 +79,7 @@ SPECS: tuple[HookSpec, ...] = (
         "after the target returned or stopped, before the process exits",
         "logged; the worker still exits",
         teardown=True,
+        log_failures=True,
     ),
     HookSpec(
         "child_exit",
@@ -72,6 +87,7 @@ SPECS: tuple[HookSpec, ...] = (
         "after a worker process was reaped",
         "logged; supervision goes on",
         teardown=True,
+        log_failures=True,
     ),
     HookSpec(
         "on_reload",
@@ -85,6 +101,7 @@ SPECS: tuple[HookSpec, ...] = (
         "last thing before the master exits",
         "logged; the exit code is unchanged",
         teardown=True,
+        log_failures=True,
     ),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
@@ -130,23 +147,17 @@ class Hooks:
         return user + builtin if BY_NAME[name].teardown else builtin + user
 
     def run(self, name: str, context: Any) -> None:
-        """Call every function for ``name`` in order; the first failure raises
-        :class:`HookError` (callers apply the hook's failure policy)."""
+        """Call every function for ``name`` in order, under the hook's policy:
+        a ``log_failures`` hook logs each failure and goes on; any other raises
+        :class:`HookError` at the first (its caller applies ``on_failure``)."""
+        keep_going = BY_NAME[name].log_failures
         for fn in self.functions(name):
             try:
                 fn(context)
             except Exception as exc:
-                raise HookError(name, describe(fn), exc) from exc
-
-    def run_all(self, name: str, context: Any) -> list[HookError]:
-        """Call every function even if some fail (teardown hooks); return failures."""
-        failures = []
-        for fn in self.functions(name):
-            try:
-                fn(context)
-            except Exception as exc:
-                failures.append(HookError(name, describe(fn), exc))
-        return failures
+                if not keep_going:
+                    raise HookError(name, describe(fn), exc) from exc
+                log.error("hook failed", hook=name, function=describe(fn), exc_info=exc)
 
     def copy(self) -> Hooks:
         new = Hooks()

@@ -42,7 +42,7 @@ def _fail(address: str, exc: OSError) -> ConfigError:
     return ConfigError(f"cannot listen on {address}: {reason}")
 
 
-def _tcp(address: str, backlog: int) -> Listener:
+def _host_port(address: str, setting: str = "bind") -> tuple[str, int]:
     host, sep, port_text = address.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     if (
@@ -51,10 +51,48 @@ def _tcp(address: str, backlog: int) -> Listener:
         or not 0 <= int(port_text) <= 65535
         or (":" in host and not bracketed)
     ):
-        raise ConfigError(f"bind: {address!r} is not HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N")
-    host = host[1:-1] if bracketed else (host or "0.0.0.0")
+        kinds = (
+            "HOST:PORT or [IPv6]:PORT" if setting != "bind" else "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+        )
+        raise ConfigError(f"{setting}: {address!r} is not {kinds}")
+    return host[1:-1] if bracketed else (host or "0.0.0.0"), int(port_text)
+
+
+def _mode(mode: str | None) -> int | None:
     try:
-        infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        return int(mode, 8) if mode is not None else None
+    except ValueError:
+        raise ConfigError(f"socket_mode: {mode!r} is not an octal mode such as 660") from None
+
+
+def _fd_number(address: str) -> int:
+    number = address.removeprefix("fd://")
+    if not number.isdigit():
+        raise ConfigError(f"bind: {address!r}: fd:// needs a descriptor number")
+    return int(number)
+
+
+def validate(config: Config) -> None:
+    """The syntax of every socket setting, without binding anything, so a bad
+    value is refused even where it would not be used yet (before migrations,
+    for a target that does not listen)."""
+    _mode(config.socket_mode)
+    for address in config.bind:
+        if address.startswith("unix:"):
+            if not address.removeprefix("unix:"):
+                raise ConfigError("bind: unix: needs a path, e.g. unix:/run/app.sock")
+        elif address.startswith("fd://"):
+            _fd_number(address)
+        else:
+            _host_port(address)
+    if config.health_bind:
+        _host_port(config.health_bind, "health_bind")
+
+
+def _tcp(address: str, backlog: int, setting: str = "bind") -> Listener:
+    host, port = _host_port(address, setting)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"cannot listen on {address}: {exc.strerror}") from None
     family, kind, proto, _, sockaddr = infos[0]
@@ -76,10 +114,7 @@ def _unix(address: str, backlog: int, mode: str | None) -> Listener:
     path = address.removeprefix("unix:")
     if not path:
         raise ConfigError("bind: unix: needs a path, e.g. unix:/run/app.sock")
-    try:
-        permissions = int(mode, 8) if mode is not None else None
-    except ValueError:
-        raise ConfigError(f"socket_mode: {mode!r} is not an octal mode such as 660") from None
+    permissions = _mode(mode)
     try:
         _clear_stale(address, path)
     except PermissionError as exc:
@@ -155,16 +190,18 @@ def bind(config: Config) -> list[Listener]:
             if address.startswith("unix:"):
                 listeners.append(_unix(address, config.backlog, config.socket_mode))
             elif address.startswith("fd://"):
-                number = address.removeprefix("fd://")
-                if not number.isdigit():
-                    raise ConfigError(f"bind: {address!r}: fd:// needs a descriptor number")
-                listeners.append(_from_fd(int(number), address))
+                listeners.append(_from_fd(_fd_number(address), address))
             else:
                 listeners.append(_tcp(address, config.backlog))
     except BaseException:
         close(listeners)
         raise
     return listeners
+
+
+def health(address: str) -> Listener:
+    """The --health-bind listener."""
+    return _tcp(address, 64, "health_bind")
 
 
 def close(listeners: list[Listener], unlink: bool = False) -> None:

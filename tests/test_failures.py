@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from conftest import alive
+from conftest import APPS, alive
 
 
 def test_crash_loop_gives_up_with_exit_6(supervise):
@@ -135,3 +139,71 @@ def test_worker_sigkill_during_boot_of_several_workers_still_exits_3(supervise):
         os.kill(pid, signal.SIGKILL)
     assert run.wait() == 3
     assert not any(alive(p) for p in spawned)
+
+
+def _busy_port() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "code"),
+    [
+        ("mains:wiat", [], 4),  # a misspelt attribute (lazy: found by the probe)
+        ("mains:__name__", [], 4),  # not callable
+        ("broken_import:main", [], 4),  # its own import fails
+        ("mains:wait", ["-b", "garbage"], 2),
+        ("mains:wait", ["--socket-mode", "999"], 2),
+        ("mains:wait", ["--health-bind", "nope"], 2),
+        ("mains:wait", ["-b", "127.0.0.1:{busy}"], 2),  # port in use
+        ("mains:wait", ["--health-bind", "127.0.0.1:{busy}"], 2),
+    ],
+)
+def test_what_can_fail_without_the_database_fails_before_it(
+    supervise, postgres_url: str, tmp_path: Path, target: str, args: list[str], code: int
+):
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_order.sql").write_text("create table order_check (id int);\n")
+    busy, port = _busy_port()
+    try:
+        args = [a.format(busy=port) for a in args]
+        run = supervise(target, *args, "--database-url", postgres_url, "--migrations", str(migrations))
+        assert run.wait(30) == code
+    finally:
+        busy.close()
+    assert not run.find("worker spawned")
+    assert not run.find("waiting for PostgreSQL") and not run.find("migrations done")
+    with psycopg.connect(postgres_url) as conn:
+        tables = conn.execute(
+            "select to_regclass('supervise_migrations'), to_regclass('order_check')"
+        ).fetchone()
+    assert tables == (None, None), "the database was touched before a check that needs none"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-b", "garbage"], "bind: 'garbage' is not HOST:PORT"),
+        (["--socket-mode", "999"], "socket_mode: '999' is not an octal mode"),
+        (["--health-bind", "nope"], "health_bind: 'nope' is not HOST:PORT"),
+        (["-b", "127.0.0.1:{busy}"], "address already in use"),
+    ],
+)
+def test_check_finds_what_a_start_would(tmp_path: Path, args: list[str], message: str):
+    busy, port = _busy_port()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "supervisor", "check", "mains:wait", *[a.format(busy=port) for a in args]],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(APPS)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        busy.close()
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr

@@ -13,12 +13,15 @@ from dataclasses import replace
 import pytest
 
 from supervisor import _channel
+from supervisor._signals import DUMP as DUMP_SIGNAL
 from supervisor.config import Config
 from supervisor.crashes import CrashPolicy
 from supervisor.errors import CrashLoopError, ExitCode, TargetError, WorkerBootError
 from supervisor.hooks import Hooks
 from supervisor.master import Master
-from supervisor.worker import DUMP_SIGNAL
+from supervisor.master.handle import Slot, State, StopMode, WorkerHandle
+from supervisor.master.processes import Spawned
+from supervisor.worker.process import WorkerSpec
 
 RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
 
@@ -37,26 +40,33 @@ class FakeHeartbeat(_channel.Heartbeat):
 
 
 class FakeProcesses:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.next_pid = 100
         self.sent: list[tuple[int, int]] = []
         self.spawned: list[tuple[int, int]] = []  # (slot, pid)
 
-    def spawn(self, master: Master, slot: int) -> tuple[int, int, _channel.Heartbeat]:
+    def spawn(self, spec: WorkerSpec) -> Spawned:
         self.next_pid += 1
-        self.spawned.append((slot, self.next_pid))
+        self.spawned.append((spec.id, self.next_pid))
         hb = FakeHeartbeat()
-        hb.at = master._clock()
-        return self.next_pid, -1, hb
+        hb.at = self.clock()
+        return Spawned(self.next_pid, -1, -1, hb)
 
     def signal(self, pid: int, sig: int) -> None:
         self.sent.append((pid, sig))
 
-    def retire(self, pid: int) -> None:
+    def retire(self, pid: int, command_fd: int) -> None:
         self.sent.append((pid, RETIRE))
 
     def reap(self) -> list[tuple[int, int]]:
         return []
+
+    def check_new_code(self, timeout: float) -> str | None:
+        return "no re-exec in these tests"
+
+    def reexec(self, handover: object) -> None:
+        raise OSError("no re-exec in these tests")
 
 
 class Clock:
@@ -80,11 +90,10 @@ def make(**settings: object) -> tuple[Master, FakeProcesses, Clock]:
         ),
         **settings,
     )
-    procs, clock = FakeProcesses(), Clock()
+    clock = Clock()
+    procs = FakeProcesses(clock)
     master = Master(cfg, Hooks(), processes=procs, clock=clock)
     for slot_id in range(1, cfg.workers + 1):
-        from supervisor.master import Slot
-
         master.slots[slot_id] = Slot(slot_id)
     master.started_at = clock.t
     return master, procs, clock
@@ -305,7 +314,7 @@ def test_hup_during_a_recycle_is_not_lost():
     boot(master, clock)
     first = master.slots[1].child
     assert first is not None
-    master.recycle(first, "database unreachable", clock.t)
+    master.rollout.recycle(first, "database unreachable", clock.t)
     master.on_signal(signal.SIGHUP, clock.t)  # deferred behind the recycle
     master.on_message(procs.spawned[-1][1], "ready", clock.t)
     master.tick(clock.t)
@@ -314,7 +323,7 @@ def test_hup_during_a_recycle_is_not_lost():
     master.tick(clock.t)
     master.on_message(procs.spawned[-1][1], "ready", clock.t)
     master.tick(clock.t)
-    assert not master._reloading and len(procs.spawned) == 5
+    assert not master.rollout.reloading and len(procs.spawned) == 5
 
 
 def test_a_stuck_worker_keeps_its_kill_deadline_when_retired():
@@ -325,7 +334,7 @@ def test_a_stuck_worker_keeps_its_kill_deadline_when_retired():
     master.tick(clock.t)  # heartbeat timeout: dump, then KILL in 1 s
     child = master.children[pid]
     kill_at = child.kill_at
-    master.retire(child, "scaled down", clock.t)
+    child.retire(master.procs, "scaled down", clock.t, master.config.graceful_timeout)
     assert child.kill_at == kill_at
 
 
@@ -357,8 +366,8 @@ def test_recycles_go_one_at_a_time():
     boot(master, clock)
     one, two = master.slots[1].child, master.slots[2].child
     assert one is not None and two is not None
-    master.recycle(one, "max requests (5)", clock.t)
-    master.recycle(two, "max requests (5)", clock.t)
+    master.rollout.recycle(one, "max requests (5)", clock.t)
+    master.rollout.recycle(two, "max requests (5)", clock.t)
     assert len(procs.spawned) == 3  # the second waits its turn
     master.on_message(procs.spawned[-1][1], "ready", clock.t)
     master.tick(clock.t)
@@ -372,13 +381,13 @@ def test_a_child_dying_while_the_master_wakes_is_not_missed():
     through that death until its next deadline (none here: forever)."""
     master, _, clock = make(timeout=0)
     boot(master, clock)
-    master.begin_stop("graceful", "test")
+    master.begin_stop(StopMode.GRACEFUL, "test")
     first, second = pid_of(master, 1), pid_of(master, 2)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
-    master._wake_r = wake_r
-    master._selector = selectors.DefaultSelector()
-    master._selector.register(wake_r, selectors.EVENT_READ, None)
+    master.wakeup.wake_r = wake_r
+    master.wakeup.selector = selectors.DefaultSelector()
+    master.wakeup.selector.register(wake_r, selectors.EVENT_READ, None)
     exited = [first]
 
     def reap() -> list[tuple[int, int]]:
@@ -390,7 +399,7 @@ def test_a_child_dying_while_the_master_wakes_is_not_missed():
             exited.clear()
         return out
 
-    master._procs.reap = reap  # type: ignore[method-assign]
+    master.procs.reap = reap  # type: ignore[method-assign]
     try:
         os.write(wake_w, bytes([signal.SIGCHLD]))  # the first worker's death
         master._wait(None)
@@ -399,6 +408,103 @@ def test_a_child_dying_while_the_master_wakes_is_not_missed():
         master._wait(5.0)
         assert not master.children
     finally:
-        master._selector.close()
+        master.wakeup.selector.close()
         os.close(wake_r)
         os.close(wake_w)
+
+
+# -- the worker handle: one deadline rule, one escalation ------------------------
+
+
+def test_handle_deadline_follows_its_state():
+    cfg = Config(target="app:main", timeout=10, boot_timeout=5, graceful_timeout=3)
+    hb = FakeHeartbeat()
+    hb.at = 1000.0
+    handle = WorkerHandle(1, 101, hb, -1, spawned_at=1000.0)
+    assert handle.state is State.BOOTING and handle.deadline(cfg) == 1005.0
+    assert handle.overdue(cfg, 1004.9) is None
+    assert "did not become ready within 5 s" in (handle.overdue(cfg, 1005.0) or "")
+    handle.ready_at = 1001.0
+    assert handle.state is State.READY and handle.deadline(cfg) == 1010.0
+    assert "heartbeat timeout" in (handle.overdue(cfg, 1010.0) or "")
+    procs = FakeProcesses(Clock())
+    handle.stop(procs, StopMode.GRACEFUL, 1002.0, cfg.graceful_timeout)
+    assert handle.state is State.STOPPING and handle.overdue(cfg, 9999.0) is None
+    assert handle.deadline(cfg) == 1002.0 + 3 + 1  # graceful timeout, then a margin
+    assert procs.sent == [(101, signal.SIGTERM)]
+    handle.stop(procs, StopMode.FAST, 1003.0, cfg.graceful_timeout)
+    assert handle.deadline(cfg) == 1004.0  # fast: the earlier deadline wins
+    assert not handle.kill_if_due(procs, 1003.9)
+    assert handle.kill_if_due(procs, 1004.0)
+    assert procs.sent[-1] == (101, signal.SIGKILL) and handle.kill_at is None
+
+
+def test_next_wakeup_is_the_nearest_handle_deadline():
+    master, _, clock = make(workers=2)
+    boot(master, clock)
+    master.slots[2].child.heartbeat.beat(clock.t - 4)  # type: ignore[union-attr]
+    assert master.next_wakeup(clock.t) == pytest.approx(6.001)
+
+
+# -- external kills and failed forks (issue 11) ----------------------------------
+
+
+def test_a_worker_killed_after_doing_work_is_replaced_at_once_every_time():
+    """The OOM killer's case: a worker that booted and served is not a crash
+    loop, however often it is killed; no backoff, never exit 6."""
+    master, procs, clock = make(workers=1, crash_limit=2)
+    boot(master, clock)
+    for kill in range(10):
+        _served(master, 1, 1000)
+        master.on_exit(pid_of(master, 1), -9, clock.t)
+        master.tick(clock.t)
+        assert len(procs.spawned) == kill + 2, "replaced at once, without backoff"
+        master.on_message(pid_of(master, 1), "ready", clock.t)
+    assert master.error is None and not master.stopping
+
+
+def test_a_worker_killed_before_doing_work_still_counts_as_a_crash():
+    master, _, clock = make(workers=1, crash_limit=2)
+    boot(master, clock)
+    for _ in range(3):
+        master.on_exit(pid_of(master, 1), -9, clock.t)
+        clock.t += 60 if master.error is None else 0
+        master.tick(clock.t)
+        if master.error is None:
+            master.on_message(pid_of(master, 1), "ready", clock.t)
+    assert isinstance(master.error, CrashLoopError)
+
+
+def test_a_failed_fork_is_retried_with_backoff_not_fatal():
+    master, procs, clock = make(workers=2, crash_limit=5)
+    real_spawn = procs.spawn
+    failures = [1]
+
+    def spawn(spec: WorkerSpec) -> Spawned:
+        if spec.id == 2 and failures:
+            failures.pop()
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_spawn(spec)
+
+    procs.spawn = spawn  # type: ignore[method-assign]
+    master.tick(clock.t)
+    assert [s for s, _ in procs.spawned] == [1] and master.error is None
+    master.tick(clock.t)
+    assert [s for s, _ in procs.spawned] == [1, 2], "the first retry is immediate"
+    assert master.error is None and not master.stopping
+
+
+def _served(master: Master, slot: int, n: int) -> None:
+    child = master.slots[slot].child
+    assert child is not None
+    child.heartbeat = _Worked(n)
+
+
+class _Worked(FakeHeartbeat):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self._work = n
+
+    @property
+    def work(self) -> int:
+        return self._work

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import config
-from supervisor.errors import ConfigError, TargetError
+from supervisor.errors import ConfigError, HookError, TargetError
 from supervisor.hooks import NAMES, Hooks
 from supervisor.target import Kind, classify, split
 
@@ -98,11 +98,27 @@ def test_hooks_setup_order_and_teardown_order():
     hooks.register("worker_exit", lambda w: calls.append("user-exit"))
     hooks.register("worker_exit", lambda w: calls.append("builtin-exit"), builtin=True)
     hooks.run("after_fork", None)
-    hooks.run_all("worker_exit", None)
+    hooks.run("worker_exit", None)
     assert calls == ["builtin", "user", "user-exit", "builtin-exit"]
     with pytest.raises(ValueError, match="unknown hook 'after_frok'"):
         hooks.register("after_frok", print)
     assert len(NAMES) == 11
+
+
+def test_a_hook_failure_follows_its_policy():
+    def broken(_: object) -> None:
+        raise ValueError("broken")
+
+    calls: list[str] = []
+    hooks = Hooks()
+    for name in ("after_fork", "worker_exit"):
+        hooks.register(name, broken)
+        hooks.register(name, lambda _: calls.append("after"))
+    with pytest.raises(HookError, match="hook after_fork .* failed: ValueError: broken"):
+        hooks.run("after_fork", None)
+    assert calls == []  # the first failure aborts: the rest never runs
+    hooks.run("worker_exit", None)  # a teardown hook: logged, and the next one still runs
+    assert calls == ["after"]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.serve._wsgi_bridge import WSGIBridge
+from supervisor.worker.runners.wsgi_bridge import WSGIBridge
 
 
 @pytest.fixture(params=[1, 4], ids=["one-thread", "threads"])

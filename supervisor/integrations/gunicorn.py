@@ -63,7 +63,6 @@ _MARK = "_supervise_hook"
 class _State:
     explicit: dict[str, tuple[Any, str]] = field(default_factory=dict)
     config: Config | None = None
-    worker: Any = None  # this process's supervisor Worker, in a gunicorn worker
     default_db: Any = None  # the Database for the URL (the registry only holds weak references)
 
 
@@ -145,19 +144,12 @@ def _on_starting(server: Any) -> None:
 
 
 def _database_phases(config: Config, workers: int) -> None:
-    from supervisor import database as dbmod
-    from supervisor import migrate
+    from supervisor import preflight
+    from supervisor.database import Database
 
     if _dbregistry.default() is None:
-        default = dbmod.Database(name="db")
-        default._is_default = True
-        _state.default_db = default
-    with dbmod.wait_for_server(config) as conn:
-        budget = dbmod.connection_budget(conn, config)
-    dbmod.check_budget(workers, dbmod.per_worker_connections(config), *budget)
-    if config.migrations and config.migrate:
-        applied = migrate.run(config)
-        log.info("migrations done", applied=len(applied))
+        _state.default_db = Database.configured()
+    preflight.run(config, workers)
 
 
 def _pre_fork(server: Any, worker: Any) -> None:
@@ -180,18 +172,13 @@ def _post_worker_init(worker: Any) -> None:
     config = _state.config
     if config is None or (not config.database_url and not _dbregistry.in_use()):
         return
-    from supervisor import _channel
-    from supervisor.worker import Worker
-
-    me = Worker(getattr(worker, "_supervise_id", 0), config, _channel.Heartbeat())
-    _state.worker = me
 
     def unreachable() -> None:  # from a pool thread: let gunicorn replace this worker
         log.error("database unreachable past --pool-reconnect-timeout; exiting to be replaced")
         worker.alive = False
 
     for db in _dbregistry.in_use():
-        db._open(me, unreachable)
+        db._open(getattr(worker, "_supervise_id", 0), config, unreachable)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

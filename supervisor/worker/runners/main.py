@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from supervisor.target import Target
 
 if TYPE_CHECKING:
-    from supervisor.worker import Worker
+    from supervisor.worker.runtime import Runtime
 
 
-def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
+def run(target: Target, runtime: Runtime) -> int:
     """Call ``main(worker)`` until it returns; 0 when it does."""
     if not target.is_async:
-        ready()
-        target.obj(worker)
+        runtime.ready()
+        target.obj(runtime.worker)
         return 0
 
     async def amain() -> None:
-        beats = asyncio.create_task(worker.beat_from_loop())
+        beats = asyncio.create_task(runtime.beat())
         try:
-            await worker._open_async_databases()
-            ready()
-            await target.obj(worker)
+            await runtime.open_pools()
+            runtime.ready()
+            await target.obj(runtime.worker)
         finally:
             beats.cancel()
-            await worker._close_async_databases()
+            await runtime.close_pools()
 
     asyncio.run(amain())
     return 0

@@ -28,22 +28,22 @@ from supervisor.errors import ConfigError
 from supervisor.target import Target
 
 if TYPE_CHECKING:
-    from supervisor.worker import Worker
+    from supervisor.worker.runtime import Runtime
 
 
-def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool = False) -> int:
+def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
     """Serve ``target`` until stopped. ``wsgi``: it is a WSGI app wrapped for
     ASGI (no lifespan; its requests use the sync ``db.pool`` from threads)."""
     import uvicorn
 
-    from supervisor.worker import _StoppedBeforeReady
+    from supervisor.worker.runtime import StoppedBeforeReady
 
-    if not worker.listeners:
+    if not runtime.listeners:
         raise ConfigError(
             f"{target.spec!r} is an HTTP app but no socket is open: pass --bind ADDR, or "
             "--interface asgi to listen on 127.0.0.1:8000"
         )
-    cfg = worker.config
+    cfg = runtime.config
     config = uvicorn.Config(
         target.obj,
         lifespan="off" if wsgi else "auto",
@@ -62,23 +62,23 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
 
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
-            if worker.stopping.is_set():
+            if runtime.stopping():
                 self.should_exit = True  # asked to stop while starting: shut down cleanly
             elif not self.should_exit:
                 try:
-                    ready()
-                except _StoppedBeforeReady:
+                    runtime.ready()
+                except StoppedBeforeReady:
                     self.should_exit = True
 
     config.load()
-    config.http_protocol_class = _polite(config.http_protocol_class, worker)
+    config.http_protocol_class = _polite(config.http_protocol_class, runtime)
     server = Server(config)
 
     async def serve() -> None:
-        beats = asyncio.create_task(worker.beat_from_loop())
+        beats = asyncio.create_task(runtime.beat())
 
         async def stop_when_asked() -> None:
-            await worker.stop_requested()
+            await runtime.stop_requested()
             # Stop listening now, not at uvicorn's next 0.1 s tick: a client that
             # lands in the backlog meanwhile would be reset instead of refused.
             for listening in server.servers:
@@ -91,35 +91,33 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
             # requests served, for the USR1 status line and --max-requests
             while True:
                 await asyncio.sleep(0.25)
-                done = server.server_state.total_requests
-                worker._heartbeat.add_work(done - worker._heartbeat.work)
-                worker._check_limits(done)
+                runtime.served(server.server_state.total_requests)
 
         counter = asyncio.create_task(count_requests())
         try:
             if not wsgi:
-                await worker._open_async_databases()
-            if worker.stopping.is_set():
+                await runtime.open_pools()
+            if runtime.stopping():
                 return  # stopped before serving: no need to start the app at all
-            await server.serve(sockets=[listener.sock for listener in worker.listeners])
+            await server.serve(sockets=[listener.sock for listener in runtime.listeners])
         finally:
             beats.cancel()
             stopper.cancel()
             counter.cancel()
-            await worker._close_async_databases()
+            await runtime.close_pools()
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(serve())
     return 0
 
 
-def _polite(base: type[asyncio.Protocol], worker: Worker) -> type[asyncio.Protocol]:
+def _polite(base: type[asyncio.Protocol], runtime: Runtime) -> type[asyncio.Protocol]:
     """``base`` (uvicorn's httptools or h11 protocol), closing idle keep-alive
     connections of a retiring worker after one more response instead of now."""
 
     def shutdown(self: Any) -> None:
         idle = self.cycle is None or self.cycle.response_complete
-        if worker.retiring and idle and not self.transport.is_closing():
+        if runtime.retiring and idle and not self.transport.is_closing():
             self._close_after_next = True
             if self.timeout_keep_alive_task is None:
                 # a connection that never sent anything has no keep-alive timer:

@@ -2,32 +2,31 @@
 
 Through uvicorn, WSGI apps get what the ASGI runner gives: graceful stop, polite
 keep-alive closing on reload, request counting for --max-requests and the
-heartbeat. The bridge (``_wsgi_bridge``) runs the app in ``--threads`` request
+heartbeat. The bridge (``wsgi_bridge``) runs the app in ``--threads`` request
 threads; one thread is gunicorn's sync model. Why this server, with numbers:
 docs/serving.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from supervisor.serve import asgi
 from supervisor.target import Kind, Target
+from supervisor.worker.runners import asgi
 
 if TYPE_CHECKING:
-    from supervisor.worker import Worker
+    from supervisor.worker.runtime import Runtime
 
 
-def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
-    from supervisor.serve._wsgi_bridge import WSGIBridge
+def run(target: Target, runtime: Runtime) -> int:
+    from supervisor.worker.runners.wsgi_bridge import WSGIBridge
 
-    cfg = worker.config
+    cfg = runtime.config
     # a client that takes nothing for --timeout seconds frees its request thread
     bridge = WSGIBridge(target.obj, threads=cfg.threads, send_timeout=cfg.timeout or None)
     wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
     try:
-        return asgi.run(wrapped, worker, ready, wsgi=True)
+        return asgi.run(wrapped, runtime, wsgi=True)
     finally:
         bridge.shutdown()

@@ -1,0 +1,165 @@
+"""The master's whole view of one worker process: its state, its pipes, its
+one deadline, and how it is asked to stop and then made to.
+
+A handle is the same object whether the master forked the worker or adopted it
+from the previous image after a ``--preload`` re-exec; it acts on the process
+only through the :class:`~supervisor.master.forker.Processes` seam, so the
+rules here are tested without forking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from supervisor import _channel, _signals
+from supervisor.logging import get_logger
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+    from supervisor.master.processes import Processes
+
+log = get_logger()
+
+FAST_GRACE = 1.0  # seconds a worker gets after QUIT before SIGKILL
+ABORT_GRACE = 1.0  # seconds between the stack-dump signal and SIGKILL
+KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, then we KILL
+
+
+class State(enum.StrEnum):
+    BOOTING = "booting"  # forked, not ready yet
+    READY = "ready"  # serving
+    STOPPING = "stopping"  # asked to stop, or being killed for misbehaving
+
+
+class StopMode(enum.StrEnum):
+    GRACEFUL = "graceful"  # finish in-flight work within --graceful-timeout
+    FAST = "fast"  # QUIT now, KILL after FAST_GRACE
+
+
+class Replacement(enum.StrEnum):
+    """Why a worker is being replaced by one started beside it."""
+
+    RELOAD = "reload"  # HUP: a failed boot aborts the whole reload
+    RECYCLE = "recycle"  # limits, health: a failed boot keeps the running worker
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    slot: int
+    pid: int
+    heartbeat: _channel.Heartbeat
+    report_fd: int  # worker -> master lines ("ready", "error ..."); -1 when closed or adopted
+    spawned_at: float
+    command_fd: int = -1  # master -> worker lines ("retire"); -1 when there is none
+    adopted: bool = False  # a worker of the previous image, kept across a re-exec
+    ready_at: float | None = None
+    stop_reason: str | None = None  # why the master asked it to stop
+    failure: str | None = None  # why the master is killing it
+    kill_at: float | None = None  # SIGKILL then, whatever it is doing
+    error: tuple[int, str] | None = None  # what it reported before exiting
+    replacing: WorkerHandle | None = None  # the worker it takes over from once ready
+    replacement: Replacement = Replacement.RELOAD
+    retire_reason: str = "reload"  # the stop reason of the worker it replaces, for the log
+    reader: _channel.LineReader = field(default_factory=_channel.LineReader)
+
+    @property
+    def state(self) -> State:
+        if self.stop_reason or self.failure:
+            return State.STOPPING
+        return State.READY if self.ready_at is not None else State.BOOTING
+
+    # -- the one deadline rule (tick and next_wakeup both read it) ------------
+
+    def deadline(self, cfg: Config) -> float | None:
+        """When the master must look at this worker again: its kill time when
+        it is being stopped, else the end of its boot or heartbeat allowance."""
+        if self.kill_at is not None:
+            return self.kill_at
+        if self.state is State.STOPPING:
+            return None
+        if self.ready_at is None:
+            return self.spawned_at + cfg.boot_timeout if cfg.boot_timeout else None
+        return self.heartbeat.last + cfg.timeout if cfg.timeout else None
+
+    def overdue(self, cfg: Config, now: float) -> str | None:
+        """Why this worker must be aborted now (it is stuck), or None."""
+        if self.state is State.BOOTING and cfg.boot_timeout and now - self.spawned_at >= cfg.boot_timeout:
+            return f"did not become ready within {cfg.boot_timeout:g} s"
+        if self.state is State.READY and cfg.timeout and now - self.heartbeat.last >= cfg.timeout:
+            return f"heartbeat timeout (none for {now - self.heartbeat.last:.1f} s)"
+        return None
+
+    # -- stop escalation --------------------------------------------------------
+
+    def _kill_by(self, deadline: float) -> None:
+        self.kill_at = deadline if self.kill_at is None else min(self.kill_at, deadline)
+
+    def stop(self, procs: Processes, mode: StopMode, now: float, graceful_timeout: float) -> None:
+        """Shutdown: TERM (graceful) or QUIT (fast), then KILL at the grace's end."""
+        self.stop_reason = self.stop_reason or "shutdown"
+        if self.failure is None or mode is StopMode.FAST:
+            procs.signal(self.pid, signal.SIGTERM if mode is StopMode.GRACEFUL else signal.SIGQUIT)
+        self._kill_by(now + (graceful_timeout + KILL_MARGIN if mode is StopMode.GRACEFUL else FAST_GRACE))
+
+    def retire(self, procs: Processes, reason: str, now: float, graceful_timeout: float) -> None:
+        """Ask it to finish politely and exit: it is replaced, or scaled away."""
+        if self.failure:
+            return  # already being killed for misbehaving; keep that (earlier) deadline
+        self.stop_reason = reason
+        self._kill_by(now + graceful_timeout + KILL_MARGIN)
+        procs.retire(self.pid, self.command_fd)
+
+    def abort(self, procs: Processes, why: str, now: float) -> None:
+        """It is stuck: have it dump its stacks, then kill it."""
+        log.error(
+            "worker stuck; dumping its stacks to stderr, then killing it",
+            worker=self.slot,
+            worker_pid=self.pid,
+            reason=why,
+        )
+        self.failure = why
+        self.kill_at = now + ABORT_GRACE
+        procs.signal(self.pid, _signals.DUMP)
+
+    def kill_if_due(self, procs: Processes, now: float) -> bool:
+        if self.kill_at is None or now < self.kill_at:
+            return False
+        if self.failure is None:
+            log.warning("worker did not stop in time; killing", worker=self.slot, worker_pid=self.pid)
+        self.kill_at = None
+        procs.signal(self.pid, signal.SIGKILL)
+        return True
+
+    # -- pipes ------------------------------------------------------------------
+
+    def close_fds(self) -> None:
+        for name in ("report_fd", "command_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
+        self.heartbeat.close()
+
+
+@dataclass(eq=False)
+class Slot:
+    """Worker id ``id``: at most one active worker, plus a replacement booting beside it."""
+
+    id: int
+    child: WorkerHandle | None = None
+    pending: WorkerHandle | None = None
+    streak: int = 0  # crashes in a row
+    spawn_at: float = 0.0
+    waited: float = 0.0  # the backoff its next spawn waited, for the log
+    finished: bool = False  # its main returned: not refilled
+
+    @property
+    def empty(self) -> bool:
+        """Nothing runs here and something should: a spawn is due at ``spawn_at``."""
+        return self.child is None and self.pending is None and not self.finished

@@ -1,0 +1,438 @@
+"""The master: one single-threaded loop that owns every decision.
+
+    run:   start (startup.py) -> arm signals -> loop -> close
+    loop:  wait -> reap -> dispatch signals and messages -> tick:
+           enforce each handle's deadline -> reconcile the slots with the config
+
+Signal handlers do nothing in Python; ``signal.set_wakeup_fd`` writes each
+signal's number into a pipe at C level, and the loop reads those bytes as its
+signal queue. It sleeps in ``select`` on that pipe and on each worker's report
+pipe until the nearest handle's deadline, so a death is reaped the moment
+SIGCHLD arrives and an idle master does not poll.
+
+Decisions are methods that take ``now`` and act on processes only through
+:class:`~supervisor.master.forker.Processes`, so tests drive them without forking.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from supervisor import _channel, systemd
+from supervisor.config import Config
+from supervisor.context import MasterInfo, WorkerInfo, describe_exit
+from supervisor.crashes import CrashPolicy
+from supervisor.errors import (
+    ConfigError,
+    HookError,
+    SupervisorError,
+)
+from supervisor.hooks import Hooks
+from supervisor.logging import get_logger
+from supervisor.master import exits, startup, status
+from supervisor.master.forker import Forker
+from supervisor.master.handle import Replacement, Slot, State, StopMode, WorkerHandle
+from supervisor.master.processes import Processes
+from supervisor.master.rolling import Rollout
+from supervisor.master.wakeup import Wakeup
+from supervisor.target import Target
+from supervisor.worker.process import WorkerSpec
+
+if TYPE_CHECKING:
+    from supervisor.database import Database
+    from supervisor.health import HealthServer
+    from supervisor.preflight import Budget
+    from supervisor.sockets import Listener
+
+log = get_logger()
+
+
+class Master:
+    def __init__(
+        self,
+        config: Config,
+        hooks: Hooks,
+        *,
+        target: Target | None = None,
+        reload_config: Callable[[], Config] | None = None,
+        database: Database | None = None,
+        processes: Processes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.hooks = hooks
+        self.target = target
+        self.reload_config = reload_config
+        self.database = database
+        self.procs: Processes = processes or Forker()
+        self.listeners: list[Listener] = []
+        self.health: HealthServer | None = None
+        self.metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
+        self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
+        self.budget: Budget | None = None
+        self.slots: dict[int, Slot] = {}
+        self.children: dict[int, WorkerHandle] = {}  # every live worker, by pid
+        self.stopping: StopMode | None = None
+        self.error: SupervisorError | None = None
+        self.booted = False
+        self.policy = CrashPolicy(config.crash_limit, config.crash_reset)
+        self.rollout = Rollout(self)
+        self.old_lifelines: list[int] = []  # after a re-exec: what the adopted workers watch
+        self.clock = clock
+        self.started_at = clock()
+        self._signalled_stop = False  # a user's second TERM/INT makes the stop fast
+        self._watchdog = systemd.watchdog_interval()
+        self._next_watchdog = 0.0
+        # set up by run(); absent in unit tests
+        self.wakeup = Wakeup()  # opened by run(); unused in unit tests
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start, supervise until stopped, clean up. Raises the error that ended
+        the run (boot failure, crash loop, bad target...) after ``on_exit``."""
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("the supervisor must run in the main thread (it handles signals)")
+        try:
+            try:
+                self.wakeup.open(startup.interrupt)
+                startup.start(self)
+                self.wakeup.arm()
+            except startup.Interrupted as stop:
+                log.info("stopped before any worker started", signal=stop.signal_name)
+            except SupervisorError as exc:
+                self.error = exc
+            else:
+                self._wait(0)  # a signal that arrived during start-up counts before any fork
+                while True:
+                    self.tick(self.clock())
+                    if self.stopping and not self.children:
+                        break
+                    self._wait(self.next_wakeup(self.clock()))
+        finally:
+            self._close()
+        if self.error is not None:
+            raise self.error
+
+    def _wait(self, timeout: float | None) -> None:
+        # The wake-up pipe is drained before the reap, never after: a SIGCHLD
+        # that lands between a reap and the drain would lose its byte, and a
+        # child that died then would wait for the next deadline to be noticed.
+        signals, ready = self.wakeup.wait(timeout)
+        # Reap next: a worker that said "ready" and died in the same instant
+        # must be judged by its death, its last words read as such.
+        for pid, code in self.procs.reap():
+            handle = self.children.get(pid)
+            if handle is not None and handle.report_fd >= 0:
+                self._read_reports(handle, alive=False)  # what it said before dying comes first
+            self.on_exit(pid, code, self.clock())
+        for signum in signals:
+            self.on_signal(signum, self.clock())
+        for fd, data in ready:
+            if isinstance(data, WorkerHandle):
+                if data.pid in self.children and data.report_fd == fd:
+                    self._read_reports(data)
+            elif self.health is not None:
+                self.health.on_event(data)
+
+    def _read_reports(self, handle: WorkerHandle, alive: bool = True) -> None:
+        while True:
+            try:
+                data = os.read(handle.report_fd, 4096)
+            except OSError:
+                return
+            if not data:
+                self._unregister(handle)
+                return
+            for line in handle.reader.feed(data):
+                self.on_message(handle.pid, line, self.clock(), alive)
+
+    # -- what happened ------------------------------------------------------------
+
+    def on_signal(self, signum: int, now: float) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            # Only a user's second stop escalates, not the first one after a
+            # stop the supervisor began itself (boot failure, all finished).
+            mode = StopMode.FAST if self._signalled_stop else StopMode.GRACEFUL
+            self._signalled_stop = True
+            self.begin_stop(mode, f"{signal.Signals(signum).name} received")
+        elif signum == signal.SIGQUIT:
+            self.begin_stop(StopMode.FAST, "SIGQUIT received")
+        elif signum == signal.SIGHUP:
+            self.rollout.request_reload(now)
+        elif signum == signal.SIGTTIN:
+            self.scale(self.config.workers + 1)
+        elif signum == signal.SIGTTOU:
+            if self.config.workers <= 1:
+                log.warning("TTOU ignored: already at one worker")
+            else:
+                self.scale(self.config.workers - 1)
+        elif signum == signal.SIGUSR2:
+            # gunicorn's binary upgrade; a gunicorn habit must not kill the service
+            log.warning(
+                "USR2 ignored: there is no binary upgrade here; HUP reloads workers with new code "
+                "(with --preload the master re-executes itself, keeping its pid and sockets)"
+            )
+        elif signum == signal.SIGUSR1:
+            status.log_workers(self, now)
+            for handle in self.children.values():  # each adds what only it knows (pool stats)
+                self.procs.signal(handle.pid, signal.SIGUSR1)
+
+    def on_message(self, pid: int, line: str, now: float, alive: bool = True) -> None:
+        """One line from a worker. ``alive=False``: its last words, read after it
+        died; a 'ready' then only marks it as having booted (no promotion)."""
+        handle = self.children.get(pid)
+        if handle is None:
+            return
+        kind, _, text = line.partition(" ")
+        if kind == _channel.ERROR:
+            handle.error = _channel.parse_error(text)
+        elif kind == _channel.READY and handle.state is State.BOOTING:
+            if not alive:
+                handle.ready_at = now  # it did boot (so its death is a crash), but it is gone
+            else:
+                self._on_ready(handle, now)
+        elif kind == _channel.RECYCLE:
+            self.rollout.recycle(handle, text or "asked by the worker", now)
+
+    def _on_ready(self, handle: WorkerHandle, now: float) -> None:
+        handle.ready_at = now
+        log.info(
+            "worker ready",
+            worker=handle.slot,
+            worker_pid=handle.pid,
+            boot_s=round(now - handle.spawned_at, 4),
+        )
+        slot = self.slots.get(handle.slot)
+        if slot is None:
+            return
+        old = handle.replacing
+        if old is not None and slot.pending is handle:
+            slot.child, slot.pending, handle.replacing = handle, None, None
+            if old.pid in self.children:
+                old.retire(self.procs, handle.retire_reason, now, self.config.graceful_timeout)
+        self._check_booted(now)
+
+    def _check_booted(self, now: float) -> None:
+        if self.booted or not all(
+            s.finished or (s.child and s.child.ready_at is not None) for s in self.slots.values()
+        ):
+            return
+        self.booted = True
+        systemd.notify("READY=1", f"STATUS={len(self.slots)} workers ready")
+        self.rollout.retire_adopted(now)
+        log.info("all workers ready", workers=len(self.slots), elapsed_s=round(now - self.started_at, 4))
+        self.hooks.run("when_ready", self.info())
+
+    def on_exit(self, pid: int, code: int, now: float) -> None:
+        handle = self.children.pop(pid, None)
+        if handle is None:
+            return  # not ours (we may be PID 1 and inherit orphans)
+        worked = handle.heartbeat.work > 0  # read before the shared page is unmapped
+        self._unregister(handle)
+        handle.close_fds()
+        if self.old_lifelines and not any(h.adopted for h in self.children.values()):
+            for fd in self.old_lifelines:
+                os.close(fd)  # the previous image's workers are all gone
+            self.old_lifelines = []
+        sig = -code if code < 0 else None
+        exit_code = code if code >= 0 else None
+        desc = describe_exit(exit_code, sig)
+        slot = self.slots.get(handle.slot)
+        if slot is not None and slot.child is handle:
+            slot.child = None
+        if slot is not None and slot.pending is handle:
+            slot.pending = None
+        self.hooks.run(
+            "child_exit", WorkerInfo(handle.slot, pid, exit_code, sig, handle.stop_reason or handle.failure)
+        )
+        exits.judge(self, self.rollout, handle, desc, worked, now)
+
+    # -- what the master does -------------------------------------------------------
+
+    def fail(self, error: SupervisorError) -> None:
+        """Record the error that ends the run (the first one wins) and stop."""
+        if self.error is None:
+            self.error = error
+        self.begin_stop(StopMode.GRACEFUL, str(error))
+
+    def begin_stop(self, mode: StopMode, reason: str) -> None:
+        if self.stopping is StopMode.FAST or self.stopping is mode:
+            return
+        log.info("stopping", mode=mode.value, reason=reason, workers=len(self.children))
+        systemd.notify("STOPPING=1", f"STATUS=stopping: {reason}")
+        self.stopping = mode
+        for listener in self.listeners:
+            listener.close()  # the workers close theirs at once too: new clients are refused
+        self.rollout.abort()
+        now = self.clock()
+        for handle in list(self.children.values()):
+            handle.stop(self.procs, mode, now, self.config.graceful_timeout)
+
+    def scale(self, workers: int) -> None:
+        if self.stopping:
+            return
+        if workers > self.config.workers:
+            try:
+                self.check_budget(workers)
+            except ConfigError as exc:
+                log.warning("scale-up refused", error=str(exc))
+                return
+        log.info("scaling", workers_from=self.config.workers, workers_to=workers)
+        self.config = replace(self.config, workers=workers)
+
+    def check_budget(self, workers: int) -> None:
+        """Raise ConfigError if ``workers`` workers could exceed the connection budget."""
+        if self.budget is not None:
+            self.budget.check(workers, self.config)
+
+    def run_hook(self, name: str, context: object, *, abort: str) -> bool:
+        """Run a hook whose failure cancels one action (logged as ``abort``)."""
+        try:
+            self.hooks.run(name, context)
+        except HookError as exc:
+            log.error(abort, hook=exc.hook, exc_info=exc.original)
+            return False
+        return True
+
+    def tick(self, now: float) -> None:
+        """Enforce every deadline, then make the set of workers match the config."""
+        if self._watchdog is not None and now >= self._next_watchdog:
+            systemd.notify("WATCHDOG=1")
+            self._next_watchdog = now + self._watchdog
+        for handle in list(self.children.values()):
+            if handle.kill_if_due(self.procs, now):
+                continue
+            why = handle.overdue(self.config, now)
+            if why is not None:
+                handle.abort(self.procs, why, now)
+        if not self.stopping:
+            self._reconcile(now)
+
+    def _reconcile(self, now: float) -> None:
+        wanted = self.config.workers
+        for slot_id in range(1, wanted + 1):
+            self.slots.setdefault(slot_id, Slot(slot_id))
+        for slot_id in [s for s in self.slots if s > wanted]:
+            slot = self.slots.pop(slot_id)
+            for handle in (slot.child, slot.pending):
+                if handle is not None and handle.pid in self.children:
+                    handle.retire(self.procs, "scaled down", now, self.config.graceful_timeout)
+        self._check_booted(now)
+        self.rollout.advance(now)
+        failed = 0
+        for slot in sorted(self.slots.values(), key=lambda s: s.id):
+            if self.stopping:
+                return  # a failed before_fork may have just begun a stop
+            if slot.empty and now >= slot.spawn_at:
+                slot.child = self.spawn(slot, now)
+                failed += slot.child is None
+        if failed and not self.booted:
+            log.warning("workers could not be started; retrying with backoff", failed=failed, workers=wanted)
+
+    def spawn(
+        self,
+        slot: Slot,
+        now: float,
+        replacing: WorkerHandle | None = None,
+        why: Replacement = Replacement.RELOAD,
+    ) -> WorkerHandle | None:
+        """Fork a worker for ``slot`` (beside ``replacing``, if given). None if
+        it could not be: the failure is handled here as the slot's situation asks."""
+        try:
+            self.hooks.run("before_fork", WorkerInfo(slot.id, None))
+            spawned = self.procs.spawn(self._spec(slot.id))
+        except (HookError, OSError) as exc:
+            exits.spawn_failed(self, self.rollout, slot, now, replacing, why, exc)
+            return None
+        handle = WorkerHandle(
+            slot.id,
+            spawned.pid,
+            spawned.heartbeat,
+            spawned.report_fd,
+            now,
+            spawned.command_fd,
+            replacing=replacing,
+            replacement=why,
+        )
+        self.children[handle.pid] = handle
+        if handle.report_fd >= 0:
+            self.wakeup.watch(handle.report_fd, handle)
+        fields: dict[str, Any] = {"worker": slot.id, "worker_pid": handle.pid}
+        if slot.waited:
+            fields["after_backoff_s"] = slot.waited
+            slot.waited = 0.0
+        if replacing is not None:
+            fields["replacing_pid"] = replacing.pid
+        log.info("worker spawned", **fields)
+        return handle
+
+    def _spec(self, slot_id: int) -> WorkerSpec:
+        return WorkerSpec(
+            id=slot_id,
+            config=self.config,
+            hooks=self.hooks,
+            target=self.target,
+            lifeline_fd=self.wakeup.lifeline_r,
+            close_fds=self.master_fds(),
+            close_heartbeats=[h.heartbeat for h in self.children.values()],
+            database=self.database,
+            listeners=self.listeners,
+        )
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Seconds until the nearest deadline, or None to sleep until a signal."""
+        deadlines = [d for d in (h.deadline(self.config) for h in self.children.values()) if d is not None]
+        if not self.stopping:
+            deadlines += [s.spawn_at for s in self.slots.values() if s.empty]
+        if self._watchdog is not None:
+            deadlines.append(self._next_watchdog)
+        if not deadlines:
+            return None
+        # a hair late, so the deadline has passed when we look again
+        return max(0.0, min(deadlines) - now) + 0.001
+
+    # -- views for hooks, health and logs --------------------------------------------
+
+    def info(self, exit_code: int | None = None) -> MasterInfo:
+        workers = tuple(
+            WorkerInfo(h.slot, h.pid) for h in sorted(self.children.values(), key=lambda h: (h.slot, h.pid))
+        )
+        return MasterInfo(pid=os.getpid(), config=self.config, workers=workers, exit_code=exit_code)
+
+    @property
+    def reloading(self) -> bool:
+        return self.rollout.reloading
+
+    def ready_count(self) -> int:
+        """Slots whose current worker is serving (a pending replacement does not count)."""
+        return sum(1 for s in self.slots.values() if s.child is not None and s.child.ready_at is not None)
+
+    # -- process plumbing (only in real runs) -----------------------------------
+
+    def _close(self) -> None:
+        self.wakeup.restore_signals()
+        self.hooks.run("on_exit", self.info(int(self.error.exit_code) if self.error else 0))
+        startup.close(self)
+        self.wakeup.close()
+
+    def _unregister(self, handle: WorkerHandle) -> None:
+        if handle.report_fd >= 0:
+            self.wakeup.unwatch(handle.report_fd)
+            os.close(handle.report_fd)
+            handle.report_fd = -1
+
+    def master_fds(self) -> list[int]:
+        """Descriptors only the master may hold; a new worker closes them."""
+        fds = [*self.wakeup.fds(), *self.old_lifelines]
+        for handle in self.children.values():
+            fds += [handle.report_fd, handle.command_fd]
+        if self.health is not None:
+            fds += self.health.fds()
+        return [fd for fd in fds if fd >= 0]

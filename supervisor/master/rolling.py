@@ -1,0 +1,183 @@
+"""Rolling replacement: a new worker is ready before the one it replaces is
+asked to stop, and one slot is replaced at a time, so capacity never drops by
+more than one worker.
+
+Two things start replacements: a reload (HUP: every ready slot, in order) and
+a recycle (one worker hit --max-requests or --max-worker-memory, or its pool
+lost the database). With ``--preload`` a reload re-executes the master
+instead (``_reexec.py``): its old code cannot fork new code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from supervisor import _reexec, systemd
+from supervisor.crashes import CrashPolicy
+from supervisor.errors import ConfigError, SupervisorError
+from supervisor.logging import get_logger
+from supervisor.master.handle import Replacement, State, WorkerHandle
+
+if TYPE_CHECKING:
+    from supervisor.master.view import MasterView
+
+log = get_logger()
+
+
+class Rollout:
+    """The master's replacements in progress and waiting."""
+
+    def __init__(self, master: MasterView) -> None:
+        self._m = master
+        self.reload_queue: list[int] = []  # slot ids still to roll in this reload
+        self.reloading = False  # from HUP until no slot is left to roll and none is pending
+        self.reload_again = False  # a HUP arrived while a replacement was in progress
+        self.recycle_queue: list[tuple[int, str]] = []  # (pid, reason), waiting their turn
+
+    def busy(self) -> bool:
+        """The one-at-a-time rule: a replacement is booting beside its worker."""
+        return any(s.pending for s in self._m.slots.values())
+
+    def recycle(self, handle: WorkerHandle, reason: str, now: float) -> None:
+        m = self._m
+        slot = m.slots.get(handle.slot)
+        if m.stopping or slot is None or slot.child is not handle or handle.state is State.STOPPING:
+            return
+        if self.reloading or self.busy():
+            if all(pid != handle.pid for pid, _ in self.recycle_queue):
+                self.recycle_queue.append((handle.pid, reason))
+            return
+        log.info("recycling worker", worker=handle.slot, worker_pid=handle.pid, reason=reason)
+        slot.pending = m.spawn(slot, now, replacing=handle, why=Replacement.RECYCLE)
+        if slot.pending is not None:
+            slot.pending.retire_reason = f"recycled: {reason}"
+
+    def request_reload(self, now: float) -> None:
+        m = self._m
+        if m.stopping:
+            return
+        if self.reloading or self.busy():
+            log.info("a replacement is in progress; the reload will follow it")
+            self.reload_again = True
+            return
+        changed: dict[str, object] = {}
+        if m.reload_config is not None:
+            try:
+                new = m.reload_config()
+            except SupervisorError as exc:
+                log.error(
+                    "reload aborted: invalid configuration; the running workers are kept", error=str(exc)
+                )
+                return
+            changed = {name: value for name, value, _ in new.describe() if getattr(m.config, name) != value}
+            m.config = replace(new, target=m.config.target)
+            m.policy = CrashPolicy(new.crash_limit, new.crash_reset)
+        if not m.run_hook("on_reload", m.info(), abort="reload aborted: hook failed"):
+            return
+        if m.config.preload:
+            self._reexec()  # returns only if the reload was aborted
+            return
+        try:
+            m.check_budget(m.config.workers)
+        except ConfigError as exc:
+            log.warning(
+                "reload keeps the current number of workers: the new one would exceed the connection budget",
+                workers=len(m.slots),
+                error=str(exc),
+            )
+            m.config = replace(m.config, workers=len(m.slots))
+        self.reload_queue = sorted(
+            sid for sid, s in m.slots.items() if s.child is not None and s.child.ready_at is not None
+        )
+        self.reloading = True
+        systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
+        log.info("reloading", workers=len(self.reload_queue), changed=changed or None)
+
+    def _reexec(self) -> None:
+        """--preload: new code needs a new process image (see _reexec.py)."""
+        m = self._m
+        error = m.procs.check_new_code(m.config.boot_timeout or 60.0)
+        if error is not None:
+            log.error(
+                "reload aborted: the new code or configuration does not load; the running workers are kept",
+                error=error,
+            )
+            return
+        workers = [
+            _reexec.Adopted(h.pid, h.slot, h.command_fd) for h in m.children.values() if h.command_fd >= 0
+        ]
+        handover = _reexec.Handover(
+            [(lst.sock.fileno(), lst.address, lst.unix_path) for lst in m.listeners],
+            [m.wakeup.lifeline_w, *m.old_lifelines],
+            workers,
+        )
+        log.info(
+            "re-executing the master to load new code; pid, sockets and workers are kept",
+            workers=len(workers),
+        )
+        systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading (re-exec)")
+        try:
+            m.procs.reexec(handover)
+        except OSError as exc:
+            log.error("reload aborted: re-exec failed; the running workers are kept", error=str(exc))
+            self.failed()
+
+    def abort(self) -> None:
+        self.reload_queue.clear()
+        self.reloading = False
+        self.reload_again = False
+
+    def failed(self) -> None:
+        """A reload gave up and the current workers keep serving: systemd was
+        told RELOADING=1, and must hear READY=1 or the unit stays 'reloading'."""
+        self.abort()
+        systemd.notify(
+            "READY=1", f"STATUS=reload failed; {self._m.ready_count()} workers serving the previous code"
+        )
+
+    def replacement_died(self, handle: WorkerHandle, why: str) -> None:
+        """A replacement exited before it was ready: its worker keeps serving."""
+        fields = {"worker": handle.slot, "worker_pid": handle.pid, "error": why}
+        if handle.replacement is Replacement.RECYCLE:
+            log.error("replacement failed to boot; the running worker is kept", **fields)
+            return
+        log.error("reload aborted: new worker failed to boot; the running workers are kept", **fields)
+        self.failed()
+
+    def advance(self, now: float) -> None:
+        """Start the next replacement if none is booting; notice a reload's end."""
+        m = self._m
+        while self.reload_queue and not self.busy():
+            rolling = m.slots.get(self.reload_queue.pop(0))
+            if rolling is None or rolling.child is None or rolling.child.state is not State.READY:
+                continue  # scaled away, finished, crashed or stopping meanwhile: nothing to roll
+            rolling.pending = m.spawn(rolling, now, replacing=rolling.child)
+            if rolling.pending is None:
+                return  # before_fork failed; spawn aborted the reload
+        if self.busy():
+            return
+        if self.reloading and not self.reload_queue:
+            self.reloading = False
+            log.info("reload complete")
+            systemd.notify("READY=1", f"STATUS={len(m.slots)} workers ready (reloaded)")
+        if self.reload_again and not m.stopping:
+            self.reload_again = False
+            self.request_reload(now)
+            if self.reload_queue:
+                self.advance(now)  # start now: the loop may not tick again soon
+        while self.recycle_queue and not self.reloading and not self.busy():
+            pid, reason = self.recycle_queue.pop(0)
+            waiting = m.children.get(pid)
+            if waiting is not None:
+                self.recycle(waiting, reason, now)
+
+    def retire_adopted(self, now: float) -> None:
+        """The new image's workers are all ready: the previous image's may go."""
+        m = self._m
+        adopted = [h for h in m.children.values() if h.adopted]
+        for handle in adopted:
+            if handle.kill_at is None:
+                handle.retire(m.procs, "reload (previous image)", now, m.config.graceful_timeout)
+        if adopted:
+            log.info("retiring the previous image's workers", workers=len(adopted))

@@ -1,0 +1,205 @@
+"""The master's steps before the first fork, in the order a failure is cheapest.
+
+Everything that can fail without the database comes first (the target, the
+sockets, the health endpoint), so a typo never migrates anything; the database
+steps (preflight.py) come last, right before the first fork. A stop signal
+raises :class:`Interrupted` out of any wait here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from supervisor import _proctitle, _reexec, _signals
+from supervisor.errors import SupervisorError, TargetError
+from supervisor.logging import get_logger
+from supervisor.master import status
+from supervisor.master.handle import Slot, WorkerHandle
+from supervisor.target import Kind, check_importable, resolve
+from supervisor.worker import runners
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+    from supervisor.master.view import MasterView
+
+log = get_logger()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived before any worker was forked. A KeyboardInterrupt,
+    so that psycopg cancels a running statement (a migration) on the server
+    instead of leaving it running, and ``except Exception`` in user code
+    running during start-up (an import, a hook) does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal_name = signal.Signals(signum).name
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """The stop signals' handler until the loop runs."""
+    # One shot: a second Ctrl-C while start-up unwinds is only recorded.
+    for sig in _signals.STOP:
+        signal.signal(sig, lambda *_: None)
+    raise Interrupted(signum)
+
+
+def start(m: MasterView) -> None:
+    """Check, bind, migrate: all that must hold before the first fork. A failure
+    here forks nothing (a probe child aside) and leaves the database untouched
+    unless it is the database's own."""
+    cfg = m.config
+    _proctitle.set_title(f"master {cfg.target}")
+    log.info("starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout)
+    if m.target is None:
+        check_importable(cfg.target)  # cheap: a missing module fails before any import
+    from supervisor import sockets
+
+    sockets.validate(cfg)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from supervisor.integrations import prometheus
+
+        # before any hook or import: prometheus_client picks its storage on import
+        m.metrics = prometheus.enable(m.hooks, fresh=_reexec.received() is None)
+    m.hooks.run("on_starting", m.info())
+    if cfg.preload and m.target is None:
+        m.target = resolve(cfg.target, cfg.interface, cfg.factory)
+        log.info("target preloaded", kind=m.target.kind.value)
+    kind = m.target.kind if m.target is not None else probe_kind(cfg)
+    open_listeners(m, kind)
+    if cfg.health_bind:
+        open_health(m, cfg.health_bind)
+    if cfg.database_url:
+        from supervisor import preflight
+
+        m.budget, m.migrations = preflight.run(
+            cfg,
+            cfg.workers,
+            before_migrate=lambda: m.hooks.run("before_migrate", m.info()),
+            after_migrate=lambda: m.hooks.run("after_migrate", m.info()),
+        )
+    m.started_at = m.clock()
+    for slot_id in range(1, cfg.workers + 1):
+        m.slots[slot_id] = Slot(slot_id)
+
+
+def open_listeners(m: MasterView, kind: Kind) -> None:
+    """Take the sockets a previous image handed over, or bind the configured
+    ones when the target serves HTTP (or --bind / --interface ask for it)."""
+    from supervisor import sockets
+
+    cfg = m.config
+    handover = _reexec.received()
+    if handover is not None:
+        adopt(m, handover)
+    elif cfg.bind or cfg.interface in ("asgi", "wsgi") or runners.listens(kind):
+        m.listeners = sockets.bind(cfg)
+    if m.listeners:
+        log.info("listening", on=[sockets.describe(listener) for listener in m.listeners])
+        # Import the server once here: every fork then starts with it loaded
+        # (about 100 ms saved per worker boot and replacement).
+        import uvicorn  # noqa: F401
+
+
+def adopt(m: MasterView, handover: _reexec.Handover) -> None:
+    """After a re-exec: the previous image's sockets, and its workers as handles
+    that serve until this image's workers are ready (rolling.retire_adopted)."""
+    import socket as socketlib
+
+    from supervisor import _channel
+    from supervisor.sockets import Listener
+
+    m.listeners = [
+        Listener(address, socketlib.socket(fileno=fd), path) for fd, address, path in handover.listeners
+    ]
+    now = m.clock()
+    for old in handover.workers:
+        m.children[old.pid] = WorkerHandle(
+            old.slot,
+            old.pid,
+            _channel.Heartbeat.none(),
+            -1,
+            now,
+            old.command_fd,
+            adopted=True,
+            ready_at=now,
+            stop_reason="reload (previous image)",  # it is being replaced from the start
+        )
+    m.old_lifelines = handover.lifelines
+    log.info("re-executed with new code", adopted_workers=len(handover.workers), listeners=len(m.listeners))
+
+
+def probe_kind(cfg: Config) -> Kind:
+    """Import the target in a throwaway child and report its kind, so that an
+    import error, a misspelt attribute or a target of no known kind stops the
+    start before the database is touched, and the master learns whether to
+    bind sockets, without importing the app itself (which stays lazy)."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the probe: never returns into the master's code
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in _signals.MASTER:
+                signal.signal(sig, signal.SIG_DFL)
+            try:
+                message = "ok " + resolve(cfg.target, cfg.interface, cfg.factory).kind.value
+            except SupervisorError as exc:
+                message = "error " + str(exc)
+            except BaseException as exc:  # SystemExit from argparse at import, say
+                message = f"error importing {cfg.target!r} raised {type(exc).__name__}: {exc}"
+            os.write(write_fd, (message.replace("\n", " ")[:60000] + "\n").encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    try:
+        deadline = time.monotonic() + (cfg.boot_timeout or 3600)
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise TargetError(
+                    f"importing {cfg.target!r} took longer than --boot-timeout ({cfg.boot_timeout:g} s)"
+                )
+            chunk = os.read(read_fd, 65536)
+            chunks.append(chunk)
+            # one line is the whole answer: don't wait for an end-of-file that a
+            # process the import forked (still holding the pipe) would delay
+            if not chunk or b"\n" in chunk:
+                break
+    finally:
+        os.close(read_fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    status, _, text = b"".join(chunks).decode("utf-8", "replace").strip().partition(" ")
+    if status != "ok":
+        raise TargetError(text or f"importing {cfg.target!r} failed")
+    return Kind(text)
+
+
+def open_health(m: MasterView, address: str) -> None:
+    from supervisor import sockets
+    from supervisor.health import HealthServer
+
+    listener = sockets.health(address)
+    m.health = HealthServer(listener.sock, lambda: status.health(m), m.wakeup.selector, m.metrics)
+    log.info("health endpoint", on=sockets.describe(listener) + "/readyz")
+
+
+def close(m: MasterView) -> None:
+    """Undo what start opened (the loop closes its own pipes)."""
+    if m.listeners:
+        from supervisor import sockets
+
+        sockets.close(m.listeners, unlink=True)
+    if m.health is not None:
+        m.health.close()

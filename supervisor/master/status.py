@@ -1,0 +1,46 @@
+"""What the master tells about itself: /readyz's state and USR1's lines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supervisor.logging import get_logger
+
+if TYPE_CHECKING:
+    from supervisor.master.handle import Slot, WorkerHandle
+    from supervisor.master.view import MasterView
+
+log = get_logger()
+
+
+def health(m: MasterView) -> dict[str, object]:
+    ready = m.ready_count()
+    return {
+        "ready": m.booted and not m.stopping and ready > 0,
+        "workers_ready": ready,
+        "workers": m.config.workers,
+        "reloading": m.reloading,
+        "stopping": bool(m.stopping),
+        "migrations": m.migrations,
+    }
+
+
+def log_workers(m: MasterView, now: float) -> None:
+    """USR1: one line per worker, current ones by slot, then the rest."""
+    listed: list[tuple[WorkerHandle, Slot | None]] = []
+    for slot_id in sorted(m.slots):
+        slot = m.slots[slot_id]
+        listed += [(h, slot) for h in (slot.child, slot.pending) if h is not None]
+    seen = {id(h) for h, _ in listed}
+    listed += [(h, m.slots.get(h.slot)) for h in m.children.values() if id(h) not in seen]
+    for handle, owner in listed:
+        log.info(
+            "worker status",
+            worker=handle.slot,
+            worker_pid=handle.pid,
+            state=handle.state.value,
+            age_s=round(now - handle.spawned_at, 3),
+            heartbeat_age_s=round(max(0.0, now - handle.heartbeat.last), 3),
+            work=handle.heartbeat.work,
+            crashes_in_a_row=owner.streak if owner else 0,
+        )

@@ -1,0 +1,109 @@
+"""``Runtime``: everything a runner may use, and nothing else.
+
+A runner (``runners/``) turns a target into a running server or a call of
+``main``. It gets the target and one :class:`Runtime`; through it, it tells the
+worker when it is ready, opens and closes the worker's async pools inside its
+own event loop, beats the heartbeat from that loop, counts what it served and
+learns when to stop. A new kind of runner needs nothing beyond this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from supervisor import _dbregistry
+from supervisor.logging import get_logger
+from supervisor.worker.api import Worker
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+    from supervisor.sockets import Listener
+
+log = get_logger()
+
+
+class StoppedBeforeReady(Exception):
+    """Raised by :meth:`Runtime.ready` when a stop arrived while the worker was
+    still booting: the runner unwinds quietly and the worker exits 0."""
+
+
+class Runtime:
+    """The worker as a runner sees it."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        ready: Callable[[], None],
+        on_unreachable: Callable[[], None],
+    ) -> None:
+        self.worker = worker
+        self._ready = ready
+        self._on_unreachable = on_unreachable
+
+    @property
+    def config(self) -> Config:
+        return self.worker.config
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """The sockets the master bound (empty for a ``main`` target)."""
+        return self.worker.listeners
+
+    @property
+    def retiring(self) -> bool:
+        """A replacement is ready: let idle keep-alive clients go politely."""
+        return self.worker.retiring
+
+    def stopping(self) -> bool:
+        return self.worker.stopping.is_set()
+
+    async def stop_requested(self) -> None:
+        """Wait, in the runner's event loop, until the worker is asked to stop."""
+        await self.worker.stop_requested()
+
+    def ready(self) -> None:
+        """Call exactly once, when the target can do work (``main``: just before
+        calling it; a server: once it listens). Raises StoppedBeforeReady."""
+        if self.stopping():
+            raise StoppedBeforeReady
+        self._ready()
+
+    async def open_pools(self) -> None:
+        """This worker's async pools, opened in the running event loop (async
+        targets only: a sync target's pools are open before the runner starts)."""
+        for db in _dbregistry.in_use():
+            await db._open_async(self.worker.id, self.config, self._on_unreachable)
+
+    async def close_pools(self) -> None:
+        for db in _dbregistry.databases():
+            try:
+                await db._close_async()
+            except Exception:
+                log.exception("closing a database pool failed", database=db.name)
+
+    async def beat(self) -> None:
+        """Beat from inside the running event loop until cancelled, so a loop
+        blocked longer than ``--timeout`` gets the worker replaced."""
+        worker = self.worker
+        worker._beats_from_loop = True
+        if worker._beat_interval is None:
+            return
+        while True:
+            if not worker._manual_heartbeat:
+                worker._heartbeat.beat()
+            await asyncio.sleep(worker._beat_interval)
+
+    def served(self, total: int) -> None:
+        """``total`` units of work (requests) done so far: shown by USR1, and
+        the worker asks to be recycled at its --max-requests."""
+        heartbeat = self.worker._heartbeat
+        heartbeat.add_work(total - heartbeat.work)
+        check_limits(self.worker, total)
+
+
+def check_limits(worker: Worker, done: int) -> None:
+    """Recycle once ``done`` units of work reach this worker's --max-requests."""
+    if worker.max_requests and done >= worker.max_requests:
+        worker.request_recycle(f"max requests ({worker.max_requests})")
