@@ -19,7 +19,7 @@ import click
 
 from supervisor import errors
 from supervisor.cli import cli
-from supervisor.config import env_name, settings
+from supervisor.config import describe_range, env_name, settings
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.hooks import SPECS
 
@@ -163,6 +163,8 @@ def render() -> str:
         if meta.choices:
             flags += " " + "\\|".join(meta.choices)
         meaning = meta.help + ("" if meta.in_file else " Not a file key.")
+        if meta.kind in ("int", "float"):
+            meaning += f" Range: {describe_range(meta)}" + (", finite." if meta.kind == "float" else ".")
         row = f"| {flags} | `{env_name(field.name)}` | {default} | {meaning} |"
         by_group.setdefault(meta.group, []).append(row)
     for group, rows in by_group.items():

@@ -39,6 +39,7 @@ class Setting:
     kind: Kind
     group: str
     minimum: float | None = None
+    maximum: float | None = None  # every number has one: see the ranges below
     choices: tuple[str, ...] = ()
     metavar: str | None = None
     in_file: bool = True
@@ -67,7 +68,7 @@ def default_workers() -> int:
     limit = cgroup_cpu_limit(_read_cgroup_files())
     if limit is not None:
         cpus = min(cpus, math.ceil(limit))
-    return max(1, cpus)
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 def cgroup_cpu_limit(files: dict[str, str]) -> float | None:
@@ -112,6 +113,28 @@ def _read_cgroup_files() -> dict[str, str]:
     return files
 
 
+# Upper bounds. Past them a value is a typo or a unit mistake, and some would
+# fail deep inside the master (an OverflowError from epoll or listen()) or turn
+# a feature off without a word (nan), so they are refused at load time instead.
+#
+# A week of seconds: longer than any sensible timeout, and far below the
+# 24.8 days (2**31 ms) that epoll and poll accept as a wait.
+MAX_SECONDS = 7 * 24 * 3600
+# Each worker is a process with its own pool. 1024 is several times the CPUs
+# of the largest common machines; beyond it the master's per-tick work, the
+# file descriptors (three pipes per worker) and PostgreSQL's connections run
+# out long before any gain. TTIN stops there too.
+MAX_WORKERS = 1024
+# listen() takes an int and Linux clamps it to net.core.somaxconn anyway;
+# 65535 was the kernel's own ceiling for years.
+MAX_BACKLOG = 65535
+MAX_THREADS = 1024
+MAX_POOL_SIZE = 10_000
+MAX_COUNT = 10**9  # requests and jitter: a worker serving more has run for years
+MAX_MEMORY_MB = 1024 * 1024  # 1 TiB
+MAX_DB_CONNECTIONS = 262_143  # PostgreSQL's own maximum for max_connections
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The effective, validated configuration of one supervisor.
@@ -126,6 +149,7 @@ class Config:
         flags=("-w", "--workers"),
         kind="int",
         minimum=1,
+        maximum=MAX_WORKERS,
         metavar="N",
         group="Workers",
         help="Number of worker processes.",
@@ -160,6 +184,7 @@ class Config:
         flags=("--timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Kill and replace a worker whose heartbeat is older than S seconds (0: off).",
@@ -169,6 +194,7 @@ class Config:
         flags=("--boot-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Seconds a worker may take to become ready (0: no limit).",
@@ -178,6 +204,7 @@ class Config:
         flags=("--graceful-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Seconds a stopping worker may take to finish its work before it is killed.",
@@ -187,6 +214,7 @@ class Config:
         flags=("--crash-limit",),
         kind="int",
         minimum=0,
+        maximum=10_000,
         metavar="N",
         group="Workers",
         help="Give up (exit 6) when one worker slot crashes more than N times in a "
@@ -197,6 +225,7 @@ class Config:
         flags=("--crash-reset",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="A worker that stays up S seconds clears its slot's crash count and backoff.",
@@ -217,6 +246,7 @@ class Config:
         flags=("--backlog",),
         kind="int",
         minimum=1,
+        maximum=MAX_BACKLOG,
         metavar="N",
         group="Serving",
         help="Connections the kernel queues on each listener before refusing.",
@@ -234,6 +264,7 @@ class Config:
         flags=("--threads",),
         kind="int",
         minimum=1,
+        maximum=MAX_THREADS,
         metavar="N",
         group="Serving",
         help="Request threads per worker for WSGI apps (they share the worker's db.pool); "
@@ -259,6 +290,7 @@ class Config:
         flags=("--max-requests",),
         kind="int",
         minimum=0,
+        maximum=MAX_COUNT,
         metavar="N",
         group="Workers",
         help="Replace a worker after N requests (HTTP) or N units of worker.count_work() "
@@ -269,6 +301,7 @@ class Config:
         flags=("--max-requests-jitter",),
         kind="int",
         minimum=0,
+        maximum=MAX_COUNT,
         metavar="N",
         group="Workers",
         help="Add a random 0..N to each worker's --max-requests, so they are not all replaced at once.",
@@ -278,6 +311,7 @@ class Config:
         flags=("--max-worker-memory",),
         kind="int",
         minimum=0,
+        maximum=MAX_MEMORY_MB,
         metavar="MB",
         group="Workers",
         help="Replace a worker whose resident memory exceeds MB megabytes (0: never).",
@@ -298,6 +332,7 @@ class Config:
         flags=("--pool-min-size",),
         kind="int",
         minimum=0,
+        maximum=MAX_POOL_SIZE,
         metavar="N",
         group="Database",
         help="Connections each worker opens before it reports ready.",
@@ -307,6 +342,7 @@ class Config:
         flags=("--pool-max-size",),
         kind="int",
         minimum=1,
+        maximum=MAX_POOL_SIZE,
         metavar="N",
         group="Database",
         help="Most connections one worker's pool may hold (counts toward the budget).",
@@ -316,6 +352,7 @@ class Config:
         flags=("--pool-max-lifetime",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Replace a pooled connection after S seconds.",
@@ -325,6 +362,7 @@ class Config:
         flags=("--pool-max-idle",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Close connections above the minimum that were unused for S seconds.",
@@ -334,6 +372,7 @@ class Config:
         flags=("--pool-timeout",),
         kind="float",
         minimum=0.1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="How long a request for a connection waits before PoolTimeout.",
@@ -343,6 +382,7 @@ class Config:
         flags=("--pool-reconnect-timeout",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="A worker whose pool cannot reconnect for S seconds is reported unhealthy and replaced.",
@@ -352,6 +392,7 @@ class Config:
         flags=("--pool-stats-interval",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Each worker logs its pool statistics every S seconds (0: only on USR1).",
@@ -361,6 +402,7 @@ class Config:
         flags=("--max-db-connections",),
         kind="int",
         minimum=1,
+        maximum=MAX_DB_CONNECTIONS,
         metavar="N",
         group="Database",
         help="Connection budget: start and TTIN refuse when workers x pool max size + 1 exceeds it.",
@@ -371,6 +413,7 @@ class Config:
         flags=("--db-wait-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="At start, wait up to S seconds (with backoff) for PostgreSQL to accept connections.",
@@ -396,6 +439,7 @@ class Config:
         flags=("--migration-lock-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Migrations",
         help="How long to wait for another master's migration lock before exit 5.",
@@ -493,6 +537,16 @@ def option_name(meta: Setting) -> str:
     return long.split("/")[0]
 
 
+def describe_range(meta: Setting) -> str:
+    """'from 1 to 1024', as messages and the reference show a setting's range."""
+    low, high = meta.minimum, meta.maximum
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    return f"at most {high:g}" if high is not None else "any number"
+
+
 def _suggest(name: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -551,8 +605,15 @@ def _check(name: str, meta: Setting, value: Any, origin: str) -> Any:
         )
     if meta.kind == "float":
         value = float(value)
-    if meta.minimum is not None and value < meta.minimum:
-        raise ConfigError(f"{name}: must be at least {meta.minimum:g}, got {value!r} (from {origin})")
+        if not math.isfinite(value):  # nan compares false with everything: it would pass any range
+            raise ConfigError(
+                f"{name}: must be a finite number of seconds, got {value!r} (from {origin}); "
+                f"allowed {describe_range(meta)}"
+            )
+    if (meta.minimum is not None and value < meta.minimum) or (
+        meta.maximum is not None and value > meta.maximum
+    ):
+        raise ConfigError(f"{name}: must be {describe_range(meta)}, got {value!r} (from {origin})")
     if meta.choices and value not in meta.choices:
         raise ConfigError(
             f"{name}: must be one of {', '.join(meta.choices)}, got {value!r} (from {origin})"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from supervisor import _channel, _proctitle, _signals, forksafety, systemd
-from supervisor.config import Config
+from supervisor.config import MAX_WORKERS, Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
 from supervisor.errors import (
@@ -659,6 +659,9 @@ class Master:
 
     def scale(self, workers: int) -> None:
         if self.stopping:
+            return
+        if workers > MAX_WORKERS:
+            log.warning("scale-up refused", error=f"--workers is at most {MAX_WORKERS}")
             return
         if self._budget is not None and workers > self.config.workers:
             from supervisor import database as dbmod
