@@ -31,7 +31,8 @@ EXIT_MEANING = {
     ExitCode.OK: "clean stop: a signal, or every `main` worker returned",
     ExitCode.INTERNAL: "unexpected internal error, or an `on_starting` hook failed",
     ExitCode.USAGE: "usage or configuration error: a bad option or config file, the name clash, the "
-    "connection budget exceeded, an address already in use, a login the database refused",
+    "connection budget exceeded, an address already in use, a login the database refused, a database "
+    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode)",
     ExitCode.BOOT_FAILED: "a worker failed to boot during start-up (raised, exited or timed out "
     "before it was ready)",
     ExitCode.TARGET: "the target could not be imported or is not a supported kind",

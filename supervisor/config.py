@@ -734,6 +734,10 @@ def _validate(config: Config) -> None:
             f"larger than pool_max_size ({config.pool_max_size}, from "
             f"{config.sources['pool_max_size']})"
         )
+    if config.database_url:
+        from supervisor import _dburl  # imports psycopg: only when there is a database
+
+        _dburl.validate(config.database_url, config.sources.get("database_url", "default"))
     if config.migrations and config.migrate and not config.database_url:
         raise ConfigError(
             "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"

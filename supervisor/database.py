@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from supervisor import _dbregistry
+from supervisor import _dbregistry, _dburl
 from supervisor.config import redact_secret, scrub
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
@@ -284,16 +284,6 @@ class Database:
         self._lock = threading.Lock()  # a parent thread may have held the old one at fork
 
 
-# server-side refusals that go away by themselves (libpq gives no SQLSTATE at connect)
-_TRANSIENT_FATAL = (
-    "starting up",
-    "shutting down",
-    "in recovery",
-    "too many clients",
-    "remaining connection slots",
-)
-
-
 def wait_for_server(config: Config) -> psycopg.Connection[Any]:
     """Connect to ``--database-url``, retrying with backoff for ``--db-wait-timeout``
     seconds; the caller owns (and closes) the returned connection."""
@@ -311,16 +301,16 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
             reason = text.splitlines()[-1] if text else type(exc).__name__
             if not isinstance(exc, psycopg.OperationalError):  # a malformed URL, say
                 raise ConfigError(f"database URL {redact_secret(url)} is not usable: {reason}") from None
-            # Waiting cures a server that is down or starting (no SQLSTATE, 57P03,
-            # class 08), not a wrong password, role or database name.
-            state = exc.sqlstate
-            if state is not None and state != "57P03" and not state.startswith("08"):
+            # Waiting cures a server that is down, starting or full, not a wrong
+            # password, role, database name or setting: those fail at once.
+            if not _dburl.retryable(str(exc), exc.sqlstate):
+                state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+                refused = "FATAL" in str(exc) or exc.sqlstate is not None
                 raise ConfigError(
-                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason} (SQLSTATE {state})"
-                ) from None
-            if state is None and "FATAL" in str(exc) and not any(t in str(exc) for t in _TRANSIENT_FATAL):
-                raise ConfigError(
-                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason}"
+                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason}{state}"
+                    if refused
+                    else f"database URL {redact_secret(url)} is not usable: {reason} "
+                    "(not retried: waiting would not change it)"
                 ) from None
             waited = time.monotonic() - started
             if waited + delay > config.db_wait_timeout:
