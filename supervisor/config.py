@@ -434,6 +434,14 @@ class Config:
         group="Migrations",
         help="Apply pending migrations at start, before any worker is forked.",
     )
+    migrations_out_of_order: bool = _setting(
+        False,
+        flags=("--migrations-out-of-order/--no-migrations-out-of-order",),
+        kind="bool",
+        group="Migrations",
+        help="Apply a pending migration numbered below one already applied (a branch merged late) "
+        "instead of refusing with exit 5.",
+    )
     migration_lock_timeout: float = _setting(
         300.0,
         flags=("--migration-lock-timeout",),
