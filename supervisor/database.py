@@ -177,8 +177,11 @@ class Database:
         cfg = worker.config
         app = cfg.target.partition(":")[0] or "supervise"
         min_size = cfg.pool_min_size if self._min_size is None else self._min_size
+        url = self.url(cfg)
+        if self._url:  # its own URL, not the checked --database-url: a pool would retry a typo
+            _dburl.validate(url, f"Database {self.name!r}")
         return {
-            "conninfo": self.url(cfg),
+            "conninfo": url,
             "name": f"{self.name}-w{worker.id}",
             "min_size": min_size,
             "max_size": max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size),

@@ -126,3 +126,20 @@ def test_a_refused_port_is_waited_for_and_a_stop_still_works(supervise):
 )
 def test_which_failures_are_retried(message: str, sqlstate: str | None, expected: bool):
     assert retryable(message, sqlstate) is expected
+
+
+def test_a_databases_own_url_is_checked_before_its_pool_retries(supervise, tmp_path: Path):
+    (tmp_path / "bad_own_db.py").write_text(
+        "from supervisor import Database\n\n"
+        f"db = Database('postgresql://app:{SECRET}@127.0.0.1/x?sslmode=bogsu', name='replica')\n\n\n"
+        "def main(worker):\n    worker.stopping.wait()\n"
+    )
+    started = time.monotonic()
+    run = supervise("bad_own_db:main", "-w", "1", "--pool-timeout", "60")
+    assert run.wait(30) == 3
+    assert time.monotonic() - started < 20  # not the 60 s the pool would have tried
+    assert run.final(3) == (
+        "database URL postgresql://app:***@127.0.0.1/x?sslmode=bogsu (from Database 'replica') is not "
+        "usable: sslmode 'bogsu' is not one of disable, allow, prefer, require, verify-ca, verify-full"
+    )
+    assert SECRET not in run.output()
