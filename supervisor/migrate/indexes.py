@@ -32,13 +32,17 @@ from pg_index i
 join pg_class c on c.oid = i.indexrelid
 join pg_namespace n on n.oid = c.relnamespace
 where not i.indisvalid
-  and not exists (select 1 from pg_stat_progress_create_index p where p.index_relid = i.indexrelid)
 """
+_NOT_BEING_BUILT = (
+    "  and not exists (select 1 from pg_stat_progress_create_index p where p.index_relid = i.indexrelid)"
+)
 
 
 def invalid(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str]]:
     """oid -> (name, schema-qualified name) of every INVALID index not being built."""
-    return {oid: (name, qualified) for oid, name, qualified in conn.execute(_INVALID).fetchall()}
+    # the progress view is PostgreSQL 12+; before it, a build in progress counts too
+    query = _INVALID + _NOT_BEING_BUILT if conn.info.server_version >= 120000 else _INVALID
+    return {oid: (name, qualified) for oid, name, qualified in conn.execute(query).fetchall()}
 
 
 def left_by(
