@@ -19,7 +19,7 @@ import click
 
 from supervisor import errors
 from supervisor.cli import cli
-from supervisor.config import env_name, settings
+from supervisor.config import describe_range, env_name, settings
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.hooks import SPECS
 
@@ -31,7 +31,8 @@ EXIT_MEANING = {
     ExitCode.OK: "clean stop: a signal, or every `main` worker returned",
     ExitCode.INTERNAL: "unexpected internal error, or an `on_starting` hook failed",
     ExitCode.USAGE: "usage or configuration error: a bad option or config file, the name clash, the "
-    "connection budget exceeded, an address already in use, a login the database refused",
+    "connection budget exceeded, an address already in use, a login the database refused, a database "
+    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode)",
     ExitCode.BOOT_FAILED: "a worker failed to boot during start-up (raised, exited or timed out "
     "before it was ready)",
     ExitCode.TARGET: "the target could not be imported or is not a supported kind",
@@ -163,6 +164,8 @@ def render() -> str:
         if meta.choices:
             flags += " " + "\\|".join(meta.choices)
         meaning = meta.help + ("" if meta.in_file else " Not a file key.")
+        if meta.kind in ("int", "float"):
+            meaning += f" Range: {describe_range(meta)}" + (", finite." if meta.kind == "float" else ".")
         row = f"| {flags} | `{env_name(field.name)}` | {default} | {meaning} |"
         by_group.setdefault(meta.group, []).append(row)
     for group, rows in by_group.items():

@@ -2,6 +2,13 @@
 
 from typing import TYPE_CHECKING, Any
 
+from supervisor import _argv
+
+# First, before the ~200 ms of imports below: the password of a database URL
+# given on the command line leaves `ps` (see _argv for what this cannot cover).
+if _argv.started_as_cli():
+    _argv.hide_passwords()
+
 from supervisor._version import __version__
 from supervisor.api import Supervisor
 from supervisor.context import MasterInfo, WorkerInfo

@@ -7,7 +7,9 @@ listening sockets and its workers:
 1. a fresh interpreter runs ``supervise check`` with the same arguments; if the
    new code or config is broken, the reload is aborted and nothing changes;
 2. the listeners, the old workers' lifeline and their command pipes are made
-   inheritable and described in ``SUPERVISE_REEXEC``; then ``os.execv``;
+   inheritable and described in ``SUPERVISE_REEXEC``; then ``os.execv``. Both
+   new processes get secret options (the database URL) in their environment,
+   not on their command line (see _argv.py);
 3. the new image imports the new code, adopts the sockets instead of binding,
    boots its own workers and, once they are all ready, retires the adopted old
    ones through their command pipes (they close keep-alive clients politely).
@@ -20,6 +22,8 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+
+from supervisor import _argv
 
 ENV = "SUPERVISE_REEXEC"
 # set for the `supervise check` a running master runs on its new code: the
@@ -47,11 +51,11 @@ class Handover:
 def check_new_code(timeout: float) -> str | None:
     """Run ``supervise check`` with this process's arguments in a fresh
     interpreter; None when it passes, else its one-line error."""
-    argv = [sys.executable, *sys.orig_argv[1:]]
+    argv, secrets = _argv.move_secrets_to_env([sys.executable, *sys.orig_argv[1:]])
     command = _as_check(argv)
     if command is None:
         return None  # not started through the CLI (a Supervisor script): nothing to check with
-    env = {k: v for k, v in os.environ.items() if k != ENV} | {CHECKING_NEW_CODE: "1"}
+    env = {k: v for k, v in os.environ.items() if k != ENV} | secrets | {CHECKING_NEW_CODE: "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -92,12 +96,22 @@ def execute(handover: Handover) -> None:
             "workers": [[w.pid, w.slot, w.command_fd] for w in handover.workers],
         }
     )
+    # the new image must not show the password in `ps` either: it takes it from
+    # the environment, where only its owner can read it
+    argv, secrets = _argv.move_secrets_to_env([sys.executable, *sys.orig_argv[1:]])
+    previous = {name: os.environ.get(name) for name in secrets}
+    os.environ.update(secrets)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        os.execv(sys.executable, argv)
     except OSError:
         # still the old image: workers it forks later must not inherit these
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         os.environ.pop(ENV, None)
         for fd in _fds(handover):
             os.set_inheritable(fd, False)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor import _clash
 from supervisor import logging as slog
-from supervisor.config import Config, load, setting_names
+from supervisor.config import Config, setting_names
+from supervisor.config_load import load
 from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.master.loop import Master

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from supervisor import _clash
-from supervisor.config import Config, env_name, from_text, load, option_name, settings
+from supervisor.config import Config, env_name, option_name, settings
+from supervisor.config_load import from_text, load
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.target import Kind, resolve

@@ -10,17 +10,12 @@ from these fields, so they cannot disagree.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import os
-import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from supervisor.errors import ConfigError
+from supervisor import cpus
+from supervisor.redact import redact_secret
 
 ENV_PREFIX = "SUPERVISE_"
 CONFIG_FILE = "supervise.toml"
@@ -39,6 +34,7 @@ class Setting:
     kind: Kind
     group: str
     minimum: float | None = None
+    maximum: float | None = None  # every number has one: see the ranges below
     choices: tuple[str, ...] = ()
     metavar: str | None = None
     in_file: bool = True
@@ -56,60 +52,31 @@ def _setting(default: Any = None, **meta: Any) -> Any:
     return field(default=default, metadata=md, repr=show)
 
 
+# Upper bounds. Past them a value is a typo or a unit mistake, and some would
+# fail deep inside the master (an OverflowError from epoll or listen()) or turn
+# a feature off without a word (nan), so they are refused at load time instead.
+#
+# A week of seconds: longer than any sensible timeout, and far below the
+# 24.8 days (2**31 ms) that epoll and poll accept as a wait.
+MAX_SECONDS = 7 * 24 * 3600
+# Each worker is a process with its own pool. 1024 is several times the CPUs
+# of the largest common machines; beyond it the master's per-tick work, the
+# file descriptors (three pipes per worker) and PostgreSQL's connections run
+# out long before any gain. TTIN stops there too.
+MAX_WORKERS = 1024
+# listen() takes an int and Linux clamps it to net.core.somaxconn anyway;
+# 65535 was the kernel's own ceiling for years.
+MAX_BACKLOG = 65535
+MAX_THREADS = 1024
+MAX_POOL_SIZE = 10_000
+MAX_COUNT = 10**9  # requests and jitter: a worker serving more has run for years
+MAX_MEMORY_MB = 1024 * 1024  # 1 TiB
+MAX_DB_CONNECTIONS = 262_143  # PostgreSQL's own maximum for max_connections
+
+
 def default_workers() -> int:
-    """CPUs this process may run on: its affinity (cpusets, taskset), capped by
-    a container's CPU limit, which the affinity does not show (a pod limited to
-    2 CPUs on a 64-CPU node would otherwise start 64 workers)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    limit = cgroup_cpu_limit(_read_cgroup_files())
-    if limit is not None:
-        cpus = min(cpus, math.ceil(limit))
-    return max(1, cpus)
-
-
-def cgroup_cpu_limit(files: dict[str, str]) -> float | None:
-    """CPUs allowed by cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD")
-    or by cgroup v1's CFS quota and period (quota -1: none); None for no limit."""
-    if "cpu.max" in files:
-        quota, _, period = files["cpu.max"].strip().partition(" ")
-        if quota != "max" and quota.isdigit() and period.strip().isdigit() and int(period):
-            return int(quota) / int(period)
-        return None
-    try:
-        quota_us = int(files["cpu.cfs_quota_us"])
-        period_us = int(files["cpu.cfs_period_us"])
-    except (KeyError, ValueError):
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-
-
-def _read_cgroup_files() -> dict[str, str]:
-    files: dict[str, str] = {}
-    candidates = [
-        "/sys/fs/cgroup/cpu.max",
-        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
-        "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
-    ]
-    try:  # cgroup v2 outside a namespace: this process's own group, e.g. a systemd slice
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                if line.startswith("0::/") and line.strip() != "0::/":
-                    candidates.insert(0, f"/sys/fs/cgroup{line.strip()[3:]}/cpu.max")
-    except OSError:
-        pass
-    for path in candidates:
-        name = os.path.basename(path)
-        if name in files:
-            continue
-        try:
-            with open(path) as f:
-                files[name] = f.read()
-        except OSError:
-            continue
-    return files
+    """CPUs this process may use (cpus.available), at most MAX_WORKERS."""
+    return max(1, min(cpus.available(), MAX_WORKERS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +93,7 @@ class Config:
         flags=("-w", "--workers"),
         kind="int",
         minimum=1,
+        maximum=MAX_WORKERS,
         metavar="N",
         group="Workers",
         help="Number of worker processes.",
@@ -160,6 +128,7 @@ class Config:
         flags=("--timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Kill and replace a worker whose heartbeat is older than S seconds (0: off).",
@@ -169,6 +138,7 @@ class Config:
         flags=("--boot-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Seconds a worker may take to become ready (0: no limit).",
@@ -178,6 +148,7 @@ class Config:
         flags=("--graceful-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="Seconds a stopping worker may take to finish its work before it is killed.",
@@ -187,6 +158,7 @@ class Config:
         flags=("--crash-limit",),
         kind="int",
         minimum=0,
+        maximum=10_000,
         metavar="N",
         group="Workers",
         help="Give up (exit 6) when one worker slot crashes more than N times in a "
@@ -197,6 +169,7 @@ class Config:
         flags=("--crash-reset",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
         help="A worker that stays up S seconds clears its slot's crash count and backoff.",
@@ -217,6 +190,7 @@ class Config:
         flags=("--backlog",),
         kind="int",
         minimum=1,
+        maximum=MAX_BACKLOG,
         metavar="N",
         group="Serving",
         help="Connections the kernel queues on each listener before refusing.",
@@ -234,6 +208,7 @@ class Config:
         flags=("--threads",),
         kind="int",
         minimum=1,
+        maximum=MAX_THREADS,
         metavar="N",
         group="Serving",
         help="Request threads per worker for WSGI apps (they share the worker's db.pool); "
@@ -259,6 +234,7 @@ class Config:
         flags=("--max-requests",),
         kind="int",
         minimum=0,
+        maximum=MAX_COUNT,
         metavar="N",
         group="Workers",
         help="Replace a worker after N requests (HTTP) or N units of worker.count_work() "
@@ -269,6 +245,7 @@ class Config:
         flags=("--max-requests-jitter",),
         kind="int",
         minimum=0,
+        maximum=MAX_COUNT,
         metavar="N",
         group="Workers",
         help="Add a random 0..N to each worker's --max-requests, so they are not all replaced at once.",
@@ -278,6 +255,7 @@ class Config:
         flags=("--max-worker-memory",),
         kind="int",
         minimum=0,
+        maximum=MAX_MEMORY_MB,
         metavar="MB",
         group="Workers",
         help="Replace a worker whose resident memory exceeds MB megabytes (0: never).",
@@ -298,6 +276,7 @@ class Config:
         flags=("--pool-min-size",),
         kind="int",
         minimum=0,
+        maximum=MAX_POOL_SIZE,
         metavar="N",
         group="Database",
         help="Connections each worker opens before it reports ready.",
@@ -307,6 +286,7 @@ class Config:
         flags=("--pool-max-size",),
         kind="int",
         minimum=1,
+        maximum=MAX_POOL_SIZE,
         metavar="N",
         group="Database",
         help="Most connections one worker's pool may hold (counts toward the budget).",
@@ -316,6 +296,7 @@ class Config:
         flags=("--pool-max-lifetime",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Replace a pooled connection after S seconds.",
@@ -325,6 +306,7 @@ class Config:
         flags=("--pool-max-idle",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Close connections above the minimum that were unused for S seconds.",
@@ -334,6 +316,7 @@ class Config:
         flags=("--pool-timeout",),
         kind="float",
         minimum=0.1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="How long a request for a connection waits before PoolTimeout.",
@@ -343,6 +326,7 @@ class Config:
         flags=("--pool-reconnect-timeout",),
         kind="float",
         minimum=1,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="A worker whose pool cannot reconnect for S seconds is reported unhealthy and replaced.",
@@ -352,6 +336,7 @@ class Config:
         flags=("--pool-stats-interval",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="Each worker logs its pool statistics every S seconds (0: only on USR1).",
@@ -361,6 +346,7 @@ class Config:
         flags=("--max-db-connections",),
         kind="int",
         minimum=1,
+        maximum=MAX_DB_CONNECTIONS,
         metavar="N",
         group="Database",
         help="Connection budget: start and TTIN refuse when workers x pool max size + 1 exceeds it.",
@@ -371,6 +357,7 @@ class Config:
         flags=("--db-wait-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Database",
         help="At start, wait up to S seconds (with backoff) for PostgreSQL to accept connections.",
@@ -391,11 +378,20 @@ class Config:
         group="Migrations",
         help="Apply pending migrations at start, before any worker is forked.",
     )
+    migrations_out_of_order: bool = _setting(
+        False,
+        flags=("--migrations-out-of-order/--no-migrations-out-of-order",),
+        kind="bool",
+        group="Migrations",
+        help="Apply a pending migration numbered below one already applied (a branch merged late) "
+        "instead of refusing with exit 5.",
+    )
     migration_lock_timeout: float = _setting(
         300.0,
         flags=("--migration-lock-timeout",),
         kind="float",
         minimum=0,
+        maximum=MAX_SECONDS,
         metavar="S",
         group="Migrations",
         help="How long to wait for another master's migration lock before exit 5.",
@@ -448,29 +444,6 @@ class Config:
         return out
 
 
-# greedy up to the last '@' before the path: an unencoded '@' may be in the password
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^\s/]*(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def redact_secret(text: str) -> str:
-    """``text`` (a URL or conninfo string) with any password replaced by ``***``."""
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
-
-
-def scrub(text: str, url: str | None) -> str:
-    """``text`` (say, a driver's error message) with the password of ``url``
-    removed, wherever it appears, and any URL or conninfo password masked."""
-    if url:
-        for pattern in (_URL_PASSWORD, _KV_PASSWORD):
-            for match in pattern.finditer(url):
-                secret = url[match.end(1) : match.start(2)] if pattern is _URL_PASSWORD else match.group(2)
-                for form in {secret, secret.strip("'")}:
-                    if len(form) >= 3:
-                        text = text.replace(form, "***")
-    return redact_secret(text)
-
-
 def settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
     """Every declared setting with its metadata, in declaration order."""
     for f in dataclasses.fields(Config):
@@ -493,193 +466,11 @@ def option_name(meta: Setting) -> str:
     return long.split("/")[0]
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _from_text(name: str, meta: Setting, raw: str, origin: str) -> Any:
-    """Convert a string from the environment or command line."""
-    text = raw.strip()
-    if meta.kind == "int":
-        try:
-            value: Any = int(text)
-        except ValueError:
-            raise ConfigError(f"{name}: expected a whole number, got {raw!r} (from {origin})") from None
-    elif meta.kind == "float":
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{name}: expected a number of seconds, got {raw!r} (from {origin})") from None
-    elif meta.kind == "bool":
-        low = text.lower()
-        if low not in _TRUE | _FALSE:
-            raise ConfigError(f"{name}: expected true or false, got {raw!r} (from {origin})")
-        value = low in _TRUE
-    elif meta.kind == "list":
-        value = tuple(part.strip() for part in text.split(",") if part.strip())
-    else:
-        value = text
-    return _check(name, meta, value, origin)
-
-
-def _check(name: str, meta: Setting, value: Any, origin: str) -> Any:
-    """Type- and range-check a value that is already a Python object."""
-    if value is None and meta.kind == "str":
-        return None
-    if meta.kind == "list":
-        if (
-            isinstance(value, str)
-            or not isinstance(value, list | tuple)
-            or not all(isinstance(v, str) for v in value)
-        ):
-            raise ConfigError(f"{name}: expected a list of strings, got {value!r} (from {origin})")
-        return tuple(value)
-    expected: tuple[type, ...]
-    if meta.kind == "int":
-        expected = (int,)
-    elif meta.kind == "float":
-        expected = (int, float)
-    elif meta.kind == "bool":
-        expected = (bool,)
-    else:
-        expected = (str,)
-    # bool is an int in Python; 'workers = true' is still a mistake.
-    if not isinstance(value, expected) or (meta.kind != "bool" and isinstance(value, bool)):
-        raise ConfigError(
-            f"{name}: expected {meta.kind}, got {type(value).__name__} {value!r} (from {origin})"
-        )
-    if meta.kind == "float":
-        value = float(value)
-    if meta.minimum is not None and value < meta.minimum:
-        raise ConfigError(f"{name}: must be at least {meta.minimum:g}, got {value!r} (from {origin})")
-    if meta.choices and value not in meta.choices:
-        raise ConfigError(
-            f"{name}: must be one of {', '.join(meta.choices)}, got {value!r} (from {origin})"
-            + _suggest(value, list(meta.choices))
-        )
-    return value
-
-
-def find_config_file(explicit: str | None, cwd: Path) -> tuple[Path, str] | None:
-    """The file to read and the table in it ('' for the top level)."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_absolute():
-            path = cwd / path
-        if not path.is_file():
-            raise ConfigError(f"config: file not found: {explicit}")
-        return path, "tool.supervise" if path.name == "pyproject.toml" else ""
-    own = cwd / CONFIG_FILE
-    if own.is_file():
-        return own, ""
-    pyproject = cwd / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
-            return None  # not ours to judge; it only matters if it had our table
-        if isinstance(data.get("tool"), dict) and "supervise" in data["tool"]:
-            return pyproject, "tool.supervise"
-    return None
-
-
-def read_config_file(path: Path, table: str) -> dict[str, Any]:
-    try:
-        data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config: {path.name} is not valid TOML: {exc}") from None
-    for part in filter(None, table.split(".")):
-        data = data.get(part, {}) if isinstance(data, dict) else {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: [{table}] in {path.name} must be a table")
-    return {key.replace("-", "_"): value for key, value in data.items()}
-
-
-def load(
-    target: str,
-    explicit: Mapping[str, tuple[Any, str]] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Config:
-    """Build the effective :class:`Config`.
-
-    ``explicit`` holds values given on the command line or as keywords, each
-    with its origin (``--workers`` or ``Supervisor(workers=)``); they win over
-    ``SUPERVISE_*`` variables, which win over the config file, which wins over
-    defaults. Raises :class:`ConfigError` naming the setting and its origin.
-    """
-    explicit = dict(explicit or {})
-    environ = os.environ if environ is None else environ
-    cwd = cwd or Path.cwd()
-    known = dict((f.name, meta) for f, meta in settings())
-
-    for name in explicit:
-        if name not in known:
-            raise ConfigError(f"unknown setting {name!r}" + _suggest(name, list(known)))
-
-    config_path = explicit.get("config", (None, ""))[0] or environ.get(env_name("config")) or None
-    found = find_config_file(config_path, cwd)
-    file_values: dict[str, Any] = {}
-    file_label = ""
-    if found:
-        path, table = found
-        file_label = path.name + (f" [{table}]" if table else "")
-        file_values = read_config_file(path, table)
-        for key in file_values:
-            if key not in known or not known[key].in_file:
-                raise ConfigError(
-                    f"{file_label}: unknown setting {key!r}"
-                    + _suggest(key, [n for n, m in known.items() if m.in_file])
-                )
-
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for name, meta in known.items():
-        env_var = env_name(name)
-        env_value = environ.get(env_var, "")
-        for other in meta.also_env:
-            if not env_value.strip() and environ.get(other, "").strip():
-                env_var, env_value = other, environ[other]
-        if name in explicit:
-            value, origin = explicit[name]
-            values[name] = _check(name, meta, value, origin)
-            sources[name] = origin
-        elif env_value.strip():
-            origin = f"env {env_var}"
-            values[name] = _from_text(name, meta, env_value, origin)
-            sources[name] = origin
-        elif name in file_values:
-            values[name] = _check(name, meta, file_values[name], file_label)
-            sources[name] = file_label
-        else:
-            sources[name] = "default"
-    if found:
-        values["config"] = str(found[0])
-        sources.setdefault("config", "default")
-    config = Config(target=target, sources=sources, **values)
-    _validate(config)
-    return config
-
-
-def _validate(config: Config) -> None:
-    """Rules that involve more than one setting."""
-    if config.pool_min_size > config.pool_max_size:
-        raise ConfigError(
-            f"pool_min_size ({config.pool_min_size}, from {config.sources['pool_min_size']}) is "
-            f"larger than pool_max_size ({config.pool_max_size}, from "
-            f"{config.sources['pool_max_size']})"
-        )
-    if config.migrations and config.migrate and not config.database_url:
-        raise ConfigError(
-            "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"
-        )
-
-
-def from_text(name: str, raw: str, origin: str) -> Any:
-    """Convert a command-line string for setting ``name`` (used by the CLI)."""
-    meta = dict((f.name, m) for f, m in settings())[name]
-    return _from_text(name, meta, raw, origin)
+def describe_range(meta: Setting) -> str:
+    """'from 1 to 1024', as messages and the reference show a setting's range."""
+    low, high = meta.minimum, meta.maximum
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    return f"at most {high:g}" if high is not None else "any number"

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from supervisor import _dbregistry
-from supervisor.config import redact_secret, scrub
+from supervisor import _dbregistry, _dburl
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
+from supervisor.redact import redact_secret, scrub
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -192,8 +192,11 @@ class Database:
     def _settings(self, worker_id: int, cfg: Config) -> dict[str, Any]:
         app = cfg.target.partition(":")[0] or "supervise"
         min_size = cfg.pool_min_size if self._min_size is None else self._min_size
+        url = self.url(cfg)
+        if self._url:  # its own URL, not the checked --database-url: a pool would retry a typo
+            _dburl.validate(url, f"Database {self.name!r}")
         return {
-            "conninfo": self.url(cfg),
+            "conninfo": url,
             "name": f"{self.name}-w{worker_id}",
             "min_size": min_size,
             "max_size": max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size),
@@ -301,16 +304,6 @@ class Database:
         self._lock = threading.Lock()  # a parent thread may have held the old one at fork
 
 
-# server-side refusals that go away by themselves (libpq gives no SQLSTATE at connect)
-_TRANSIENT_FATAL = (
-    "starting up",
-    "shutting down",
-    "in recovery",
-    "too many clients",
-    "remaining connection slots",
-)
-
-
 def wait_for_server(config: Config) -> psycopg.Connection[Any]:
     """Connect to ``--database-url``, retrying with backoff for ``--db-wait-timeout``
     seconds; the caller owns (and closes) the returned connection."""
@@ -328,16 +321,16 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
             reason = text.splitlines()[-1] if text else type(exc).__name__
             if not isinstance(exc, psycopg.OperationalError):  # a malformed URL, say
                 raise ConfigError(f"database URL {redact_secret(url)} is not usable: {reason}") from None
-            # Waiting cures a server that is down or starting (no SQLSTATE, 57P03,
-            # class 08), not a wrong password, role or database name.
-            state = exc.sqlstate
-            if state is not None and state != "57P03" and not state.startswith("08"):
+            # Waiting cures a server that is down, starting or full, not a wrong
+            # password, role, database name or setting: those fail at once.
+            if not _dburl.retryable(str(exc), exc.sqlstate):
+                state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+                refused = "FATAL" in str(exc) or exc.sqlstate is not None
                 raise ConfigError(
-                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason} (SQLSTATE {state})"
-                ) from None
-            if state is None and "FATAL" in str(exc) and not any(t in str(exc) for t in _TRANSIENT_FATAL):
-                raise ConfigError(
-                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason}"
+                    f"PostgreSQL at {redact_secret(url)} refused the connection: {reason}{state}"
+                    if refused
+                    else f"database URL {redact_secret(url)} is not usable: {reason} "
+                    "(not retried: waiting would not change it)"
                 ) from None
             waited = time.monotonic() - started
             if waited + delay > config.db_wait_timeout:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor._dbregistry import databases
-from supervisor.config import redact_secret
 from supervisor.logging import get_logger
+from supervisor.redact import redact_secret
 
 log = get_logger()
 

@@ -71,7 +71,7 @@ def test_check_forks_nothing_and_reports_target_errors(tmp_path: Path):
 def test_bad_values_exit_2_with_one_line(tmp_path: Path):
     cases = [
         (["-w", "many"], {}, "workers: expected a whole number, got 'many' (from --workers)"),
-        (["-w", "0"], {}, "workers: must be at least 1, got 0 (from --workers)"),
+        (["-w", "0"], {}, "workers: must be from 1 to 1024, got 0 (from --workers)"),
         (
             [],
             {"SUPERVISE_TIMEOUT": "soon"},

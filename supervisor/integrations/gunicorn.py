@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor import _dbregistry, forksafety
-from supervisor.config import Config, load
+from supervisor.config import Config
+from supervisor.config_load import load
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.logging import get_logger, set_process
 

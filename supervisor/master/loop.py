@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from supervisor import _channel, systemd
-from supervisor.config import Config
+from supervisor.config import MAX_WORKERS, Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
 from supervisor.errors import (
@@ -277,6 +277,9 @@ class Master:
 
     def scale(self, workers: int) -> None:
         if self.stopping:
+            return
+        if workers > MAX_WORKERS:
+            log.warning("scale-up refused", error=f"--workers is at most {MAX_WORKERS}")
             return
         if workers > self.config.workers:
             try:

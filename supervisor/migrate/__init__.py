@@ -21,11 +21,12 @@ from typing import Any
 
 import psycopg
 
-from supervisor.config import Config, redact_secret, scrub
+from supervisor.config import Config
 from supervisor.errors import ConfigError, MigrationError, TargetError
 from supervisor.logging import get_logger
-from supervisor.migrate import sqldir
+from supervisor.migrate import indexes, sqldir
 from supervisor.migrate.lock import advisory_lock
+from supervisor.redact import redact_secret, scrub
 
 log = get_logger()
 
@@ -84,6 +85,37 @@ def _check_edits(migrations: list[sqldir.Migration], applied: dict[int, tuple[st
             )
 
 
+def _check_order(
+    pending: list[sqldir.Migration],
+    applied: dict[int, tuple[str, str, str]],
+    migrations: list[sqldir.Migration],
+    allowed: bool,
+) -> None:
+    """Refuse a pending migration numbered below an applied one: it was written
+    against an older schema than the database has (a branch merged late), and
+    applying it silently is how schemas drift apart between environments."""
+    if not applied:
+        return
+    newest = max(applied)
+    late = [m for m in pending if m.version < newest]
+    if not late:
+        return
+    files = {m.version: m.file for m in migrations}
+    newest_name = files.get(newest, f"version {newest} ({applied[newest][0]})")
+    if allowed:
+        log.warning(
+            "applying migrations out of order (--migrations-out-of-order)",
+            files=[m.file for m in late],
+            newest_applied=newest_name,
+        )
+        return
+    more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
+    raise MigrationError(
+        f"migration {late[0].file}{more} is numbered below {newest_name}, which is already applied; "
+        f"renumber it above {newest}, or pass --migrations-out-of-order to apply it anyway"
+    )
+
+
 def run(config: Config, *, dry_run: bool = False) -> list[str]:
     """Apply pending migrations under the lock; return what was (or would be) applied."""
     spec = config.migrations
@@ -103,6 +135,7 @@ def run(config: Config, *, dry_run: bool = False) -> list[str]:
         for version in sorted(set(applied) - {m.version for m in migrations}):
             log.warning("an applied migration has no file", version=version, name=applied[version][0])
         pending = [m for m in migrations if m.version not in applied]
+        _check_order(pending, applied, migrations, config.migrations_out_of_order)
         if dry_run or not pending:
             log.info(
                 "migrations up to date" if not pending else "migrations pending",
@@ -124,10 +157,12 @@ def _apply(conn: psycopg.Connection[Any], m: sqldir.Migration) -> None:
     )
     log.info("applying migration", file=m.file, transaction=m.transactional)
     statement = m.sql
+    before = indexes.invalid(conn)
     try:
         if m.transactional:
             with conn.transaction():
                 conn.execute(m.sql.encode())
+                _refuse_invalid_indexes(conn, m, before)
                 conn.execute(
                     record,
                     (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by),
@@ -135,6 +170,7 @@ def _apply(conn: psycopg.Connection[Any], m: sqldir.Migration) -> None:
         else:
             for statement in sqldir.split_statements(m.sql):
                 conn.execute(statement.encode())
+            _refuse_invalid_indexes(conn, m, before)
             conn.execute(
                 record, (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by)
             )
@@ -147,8 +183,31 @@ def _apply(conn: psycopg.Connection[Any], m: sqldir.Migration) -> None:
             if m.transactional
             else "statements before it stay applied (no-transaction); make them idempotent"
         )
-        raise MigrationError(f"migration {m.file} failed{where}: {detail}{state}; {undone}") from exc
+        left = "" if m.transactional else _left_behind(conn, m, before)
+        raise MigrationError(f"migration {m.file} failed{where}: {detail}{state}; {undone}{left}") from exc
     log.info("migration applied", file=m.file, duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _refuse_invalid_indexes(
+    conn: psycopg.Connection[Any], m: sqldir.Migration, before: dict[int, tuple[str, str]]
+) -> None:
+    left = indexes.left_by(conn, m, before)
+    if left:
+        raise MigrationError(
+            f"migration {m.file} is not recorded as applied: it leaves {indexes.advice(left)}, "
+            "then run the migrations again"
+        )
+
+
+def _left_behind(
+    conn: psycopg.Connection[Any], m: sqldir.Migration, before: dict[int, tuple[str, str]]
+) -> str:
+    """'; it left INVALID index ...' after a failed no-transaction migration, or ''."""
+    try:
+        left = indexes.left_by(conn, m, before)
+    except psycopg.Error:  # the report must not hide the failure it is about
+        return ""
+    return f"; it left {indexes.advice(left)} before running it again" if left else ""
 
 
 def _run_callable(config: Config, spec: str, dry_run: bool) -> list[str]:

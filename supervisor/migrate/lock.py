@@ -31,20 +31,29 @@ LOG_EVERY = 5.0
 
 
 def holder(conn: psycopg.Connection[Any], key: int = LOCK_KEY) -> str:
-    """Who holds the lock, for log lines ('pid 123 app:migrate from 10.0.0.5')."""
+    """Who holds the lock, for log lines: 'pid 123 app:migrate (role deploy) from
+    10.0.0.5:5123, connected 42 s ago'. Only what the server shows is said:
+    another role's address and start time are hidden from a role that is not a
+    member of it or of pg_read_all_stats, and a local socket has no address."""
     classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
     row = conn.execute(
-        "select a.pid, a.application_name, a.client_addr::text, "
-        "extract(epoch from now() - a.backend_start)::int "
+        "select a.pid, a.application_name, a.usename, a.backend_start is not null, "
+        "host(a.client_addr), a.client_port, "
+        "extract(epoch from now() - a.backend_start)::int, current_user "
         "from pg_locks l join pg_stat_activity a using (pid) "
         "where l.locktype = 'advisory' and l.granted and l.classid = %s and l.objid = %s "
-        "and l.objsubid = 1",
+        "and l.objsubid = 1 "
+        "and l.database = (select oid from pg_database where datname = current_database())",
         (classid, objid),
     ).fetchone()
     if row is None:
         return "nobody (just released)"
-    pid, app, addr, age = row
-    return f"pid {pid} {app or '(no application_name)'} from {addr or 'local socket'}, connected {age} s ago"
+    pid, app, role, visible, addr, port, age, me = row
+    who = f"pid {pid} {app or '(no application_name)'}" + (f" (role {role})" if role else "")
+    if not visible:
+        return f"{who}; its address and connection time are hidden from role {me}"
+    where = (f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}") if addr else "a local socket"
+    return f"{who} from {where}, connected {age} s ago"
 
 
 @contextmanager

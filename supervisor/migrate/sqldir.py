@@ -68,11 +68,40 @@ def load(directory: str | Path) -> list[Migration]:
             raise MigrationError(
                 f"two migrations have version {version}: {found[version].file} and {file.name}"
             )
-        text = normalise(file.read_text(encoding="utf-8"))
+        text = normalise(_read(file))
         found[version] = Migration(
             version, match.group(2), file.name, text, checksum(text), _transactional(text)
         )
     return [found[v] for v in sorted(found)]
+
+
+def _read(file: Path) -> str:
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise MigrationError(f"cannot read migration file {file.name}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # the offset finds the byte in any hex editor; the line, in the editor
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise MigrationError(
+            f"migration file {file.name} is not UTF-8: byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start} (line {line}); save it as UTF-8"
+        ) from None
+
+
+_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*)')
+
+
+def identifiers(sql: str) -> set[str]:
+    """Every name the SQL could refer to, as PostgreSQL stores it: unquoted
+    ones folded to lower case, quoted ones as written. A superset (keywords,
+    words in comments and strings too), which is what the invalid-index check
+    wants: it may name one index too many, never miss one."""
+    return {
+        quoted.replace('""', '"') if quoted else bare.lower() for quoted, bare in _IDENTIFIER.findall(sql)
+    }
 
 
 def _ident(ch: str) -> bool:
