@@ -12,7 +12,8 @@ from test_cli import cli
 
 from supervisor.config import MAX_SECONDS, MAX_WORKERS, Config
 from supervisor.hooks import Hooks
-from supervisor.master import Master, Slot
+from supervisor.master import Master
+from supervisor.master.handle import Slot
 
 from conftest import Run, free_port
 

@@ -144,13 +144,13 @@ def test_a_hook_failure_follows_its_policy():
     ],
 )
 def test_split_statements(sql, expected):
-    from supervisor.migrate.sqldir import split_statements
+    from supervisor.migrate.sqlfiles import split_statements
 
     assert split_statements(sql) == expected
 
 
 def test_checksum_ignores_line_endings_and_bom():
-    from supervisor.migrate.sqldir import checksum
+    from supervisor.migrate.sqlfiles import checksum
 
     assert checksum("a;\nb;\n") == checksum("a;\r\nb;\r\n") == checksum("\ufeffa;\nb;\n")
     assert checksum("a;\n") != checksum("a; \n")

@@ -1,119 +1,54 @@
 """Migrations, exactly once, before any worker forks.
 
-``--migrations`` names either a directory of ``NNNN_name.sql`` files
-(:mod:`supervisor.migrate.sqldir`) or ``module:callable``, which is called
-with the locked connection. Both run on one dedicated direct connection
-holding the advisory lock (:mod:`supervisor.migrate.lock`), so any number of
-masters on any number of hosts apply each migration once. The applied set is
-read *after* the lock is taken.
+``--migrations`` names a directory of ``NNNN_name.sql`` files, a
+``module:callable`` called with the locked connection, or
+``alembic:PATH/alembic.ini``. Each kind is one module with
+``run(config, spec, dry_run) -> list[str]``, listed in :data:`MIGRATORS`. All
+run on one dedicated direct connection holding the advisory lock
+(:mod:`supervisor.migrate.lock`), so any number of masters on any number of
+hosts apply each migration once; the applied set is read *after* the lock is
+taken.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import socket
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from supervisor.config import Config
-from supervisor.errors import ConfigError, MigrationError, TargetError
-from supervisor.logging import get_logger
-from supervisor.migrate import indexes, sqldir
-from supervisor.migrate.lock import advisory_lock
-from supervisor.redact import redact_secret, scrub
+from supervisor.errors import ConfigError
 
-log = get_logger()
+if TYPE_CHECKING:
+    from supervisor.migrate.sqldir import Row
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One migration's state, for ``supervise migrate --status``."""
-
-    version: int
-    file: str
-    state: str  # applied, pending, edited, missing (applied but no file)
-    applied_at: str = ""
 
 
 def is_callable_spec(spec: str) -> bool:
     return bool(_CALLABLE.match(spec)) and not Path(spec).exists()
 
 
-def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]:
-    if not config.database_url:
-        raise ConfigError("no database: pass --database-url or set DATABASE_URL")
-    app = config.target.partition(":")[0] or "supervise"
-    try:
-        return psycopg.connect(
-            config.database_url, autocommit=True, application_name=f"{app}:{purpose}", connect_timeout=10
-        )
-    except psycopg.Error as exc:
-        reason = scrub(str(exc).strip(), config.database_url)
-        raise MigrationError(f"cannot connect to {redact_secret(config.database_url)}: {reason}") from None
+@dataclass(frozen=True)
+class Migrator:
+    name: str
+    module: str  # defines run(config, spec, dry_run) -> list[str]
+    handles: Callable[[str], bool]  # does this --migrations value name this kind?
 
 
-def _ensure_table(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        f"create table if not exists {sqldir.TABLE} ("
-        "version bigint primary key, name text not null, checksum text not null, "
-        "applied_at timestamptz not null default now(), duration_ms integer not null, "
-        "applied_by text not null)"
-    )
+# first match wins: a directory is whatever is not one of the others
+MIGRATORS: tuple[Migrator, ...] = (
+    Migrator("alembic", "supervisor.migrate.alembic", lambda spec: spec.startswith("alembic:")),
+    Migrator("callable", "supervisor.migrate.callable", is_callable_spec),
+    Migrator("sqldir", "supervisor.migrate.sqldir", lambda spec: True),
+)
 
 
-def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, str]]:
-    rows = conn.execute(f"select version, name, checksum, applied_at::text from {sqldir.TABLE}").fetchall()
-    return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-
-def _check_edits(migrations: list[sqldir.Migration], applied: dict[int, tuple[str, str, str]]) -> None:
-    for m in migrations:
-        if m.version in applied and applied[m.version][1] != m.checksum:
-            raise MigrationError(
-                f"migration {m.file} was edited after it was applied (checksum "
-                f"{applied[m.version][1][:12]}... in the database, {m.checksum[:12]}... on disk); "
-                f"restore the file, or accept the edit with 'supervise migrate --accept-edit "
-                f"{m.version}'"
-            )
-
-
-def _check_order(
-    pending: list[sqldir.Migration],
-    applied: dict[int, tuple[str, str, str]],
-    migrations: list[sqldir.Migration],
-    allowed: bool,
-) -> None:
-    """Refuse a pending migration numbered below an applied one: it was written
-    against an older schema than the database has (a branch merged late), and
-    applying it silently is how schemas drift apart between environments."""
-    if not applied:
-        return
-    newest = max(applied)
-    late = [m for m in pending if m.version < newest]
-    if not late:
-        return
-    files = {m.version: m.file for m in migrations}
-    newest_name = files.get(newest, f"version {newest} ({applied[newest][0]})")
-    if allowed:
-        log.warning(
-            "applying migrations out of order (--migrations-out-of-order)",
-            files=[m.file for m in late],
-            newest_applied=newest_name,
-        )
-        return
-    more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
-    raise MigrationError(
-        f"migration {late[0].file}{more} is numbered below {newest_name}, which is already applied; "
-        f"renumber it above {newest}, or pass --migrations-out-of-order to apply it anyway"
-    )
+def migrator_for(spec: str) -> Migrator:
+    return next(m for m in MIGRATORS if m.handles(spec))
 
 
 def run(config: Config, *, dry_run: bool = False) -> list[str]:
@@ -121,151 +56,29 @@ def run(config: Config, *, dry_run: bool = False) -> list[str]:
     spec = config.migrations
     if not spec:
         return []
-    if spec.startswith("alembic:"):
-        from supervisor.migrate.alembic import run as run_alembic
-
-        return run_alembic(config, spec.removeprefix("alembic:"), dry_run)
-    if is_callable_spec(spec):
-        return _run_callable(config, spec, dry_run)
-    migrations = sqldir.load(spec)
-    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
-        _ensure_table(conn)
-        applied = _applied(conn)  # re-read under the lock: another master may have applied some
-        _check_edits(migrations, applied)
-        for version in sorted(set(applied) - {m.version for m in migrations}):
-            log.warning("an applied migration has no file", version=version, name=applied[version][0])
-        pending = [m for m in migrations if m.version not in applied]
-        _check_order(pending, applied, migrations, config.migrations_out_of_order)
-        if dry_run or not pending:
-            log.info(
-                "migrations up to date" if not pending else "migrations pending",
-                pending=[m.file for m in pending],
-                applied=len(applied),
-            )
-            return [m.file for m in pending]
-        for m in pending:
-            _apply(conn, m)
-        return [m.file for m in pending]
+    run_kind: Callable[[Config, str, bool], list[str]] = importlib.import_module(
+        migrator_for(spec).module
+    ).run
+    return run_kind(config, spec, dry_run)
 
 
-def _apply(conn: psycopg.Connection[Any], m: sqldir.Migration) -> None:
-    started = time.monotonic()
-    applied_by = f"{socket.gethostname()}:{os.getpid()}"
-    record = (
-        f"insert into {sqldir.TABLE} (version, name, checksum, duration_ms, applied_by) "
-        "values (%s, %s, %s, %s, %s)"
-    )
-    log.info("applying migration", file=m.file, transaction=m.transactional)
-    statement = m.sql
-    before = indexes.invalid(conn)
-    try:
-        if m.transactional:
-            with conn.transaction():
-                conn.execute(m.sql.encode())
-                _refuse_invalid_indexes(conn, m, before)
-                conn.execute(
-                    record,
-                    (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by),
-                )
-        else:
-            for statement in sqldir.split_statements(m.sql):
-                conn.execute(statement.encode())
-            _refuse_invalid_indexes(conn, m, before)
-            conn.execute(
-                record, (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by)
-            )
-    except psycopg.Error as exc:
-        where = "" if m.transactional else f" in statement {statement[:80]!r}"
-        detail = exc.diag.message_primary or str(exc).strip()
-        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
-        undone = (
-            "rolled back; nothing of it was applied"
-            if m.transactional
-            else "statements before it stay applied (no-transaction); make them idempotent"
-        )
-        left = "" if m.transactional else _left_behind(conn, m, before)
-        raise MigrationError(f"migration {m.file} failed{where}: {detail}{state}; {undone}{left}") from exc
-    log.info("migration applied", file=m.file, duration_ms=int((time.monotonic() - started) * 1000))
-
-
-def _refuse_invalid_indexes(
-    conn: psycopg.Connection[Any], m: sqldir.Migration, before: dict[int, tuple[str, str]]
-) -> None:
-    left = indexes.left_by(conn, m, before)
-    if left:
-        raise MigrationError(
-            f"migration {m.file} is not recorded as applied: it leaves {indexes.advice(left)}, "
-            "then run the migrations again"
-        )
-
-
-def _left_behind(
-    conn: psycopg.Connection[Any], m: sqldir.Migration, before: dict[int, tuple[str, str]]
-) -> str:
-    """'; it left INVALID index ...' after a failed no-transaction migration, or ''."""
-    try:
-        left = indexes.left_by(conn, m, before)
-    except psycopg.Error:  # the report must not hide the failure it is about
-        return ""
-    return f"; it left {indexes.advice(left)} before running it again" if left else ""
-
-
-def _run_callable(config: Config, spec: str, dry_run: bool) -> list[str]:
-    module_name, _, attr = spec.partition(":")
-    try:
-        fn: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            fn = getattr(fn, part)
-    except (ImportError, AttributeError) as exc:
-        raise TargetError(f"migrations {spec!r} could not be loaded: {exc}") from exc
-    if dry_run:
-        log.info("migrations: a callable cannot be dry-run; it would be called", callable=spec)
-        return [spec]
-    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
-        log.info("running migration callable", callable=spec)
-        try:
-            fn(conn)
-        except psycopg.Error as exc:
-            raise MigrationError(f"migration callable {spec} failed: {str(exc).strip()}") from exc
-        except Exception as exc:
-            raise MigrationError(f"migration callable {spec} raised {type(exc).__name__}: {exc}") from exc
-    return [spec]
+def _sqldir(config: Config, what: str) -> str:
+    if not config.migrations or migrator_for(config.migrations).name != "sqldir":
+        raise ConfigError(f"migrations: {what} needs a SQL directory (--migrations DIR)")
+    return config.migrations
 
 
 def status(config: Config) -> list[Row]:
-    """Applied, pending, edited and orphaned migrations (no lock needed: read-only)."""
-    spec = config.migrations
-    if not spec or is_callable_spec(spec) or spec.startswith("alembic:"):
-        raise ConfigError("migrations: --status needs a SQL directory (--migrations DIR)")
-    migrations = sqldir.load(spec)
-    with connect(config) as conn:
-        # read-only: a missing table means nothing is applied yet
-        exists = conn.execute("select to_regclass(%s)", (sqldir.TABLE,)).fetchone()
-        applied = _applied(conn) if exists and exists[0] else {}
-    rows = []
-    for m in migrations:
-        if m.version not in applied:
-            rows.append(Row(m.version, m.file, "pending"))
-        else:
-            state = "applied" if applied[m.version][1] == m.checksum else "edited"
-            rows.append(Row(m.version, m.file, state, applied[m.version][2]))
-    known = {m.version for m in migrations}
-    rows += [Row(v, applied[v][0], "missing", applied[v][2]) for v in applied if v not in known]
-    return sorted(rows, key=lambda r: r.version)
+    """Applied, pending, edited and orphaned migrations (a SQL directory only)."""
+    _sqldir(config, "--status")
+    from supervisor.migrate import sqldir
+
+    return sqldir.status(config)
 
 
 def accept_edit(config: Config, version: int) -> None:
     """Record the current checksum of an applied, edited migration."""
-    assert config.migrations
-    migrations = {m.version: m for m in sqldir.load(config.migrations)}
-    if version not in migrations:
-        raise MigrationError(f"no migration file with version {version}")
-    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
-        _ensure_table(conn)
-        updated = conn.execute(
-            f"update {sqldir.TABLE} set checksum = %s where version = %s",
-            (migrations[version].checksum, version),
-        ).rowcount
-    if not updated:
-        raise MigrationError(f"migration {version} is not applied; nothing to accept")
-    log.info("accepted the edit of an applied migration", file=migrations[version].file)
+    _sqldir(config, "--accept-edit")
+    from supervisor.migrate import sqldir
+
+    sqldir.accept_edit(config, version)

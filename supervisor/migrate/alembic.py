@@ -23,7 +23,9 @@ from supervisor.migrate.lock import advisory_lock
 log = get_logger()
 
 
-def run(config: Config, ini: str, dry_run: bool) -> list[str]:
+def run(config: Config, spec: str, dry_run: bool) -> list[str]:
+    """``spec`` is ``alembic:PATH/alembic.ini``."""
+    ini = spec.removeprefix("alembic:")
     try:
         import sqlalchemy
         from alembic import command

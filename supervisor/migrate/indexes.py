@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from supervisor.migrate import sqldir
+from supervisor.migrate import sqlfiles
 
 _INVALID = """
 select i.indexrelid, c.relname, format('%I.%I', n.nspname, c.relname)
@@ -46,12 +46,12 @@ def invalid(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str]]:
 
 
 def left_by(
-    conn: psycopg.Connection[Any], migration: sqldir.Migration, before: dict[int, tuple[str, str]]
+    conn: psycopg.Connection[Any], migration: sqlfiles.Migration, before: dict[int, tuple[str, str]]
 ) -> list[str]:
     """Schema-qualified names of the INVALID indexes ``migration`` is answerable
     for (see the module docstring); ``before`` is :func:`invalid` taken just
     before it ran."""
-    named = sqldir.identifiers(migration.sql)
+    named = sqlfiles.identifiers(migration.sql)
     return sorted(
         qualified for oid, (name, qualified) in invalid(conn).items() if oid not in before or name in named
     )

@@ -1,175 +1,210 @@
-"""A directory of ``NNNN_name.sql`` files, applied in version order.
-
-Each file runs in one transaction together with its bookkeeping row, so a
-failing file leaves nothing behind. A file whose leading comments contain
-``-- no-transaction`` (needed for ``CREATE INDEX CONCURRENTLY``) runs statement
-by statement in autocommit, and its row is written once all succeeded.
-Applied files are checksummed (line endings normalised, so a CRLF checkout
-does not count as an edit); an edited applied file is refused.
-"""
+"""``--migrations DIR``: a directory of ``NNNN_name.sql`` files, applied in
+order under the advisory lock, each in one transaction together with its
+bookkeeping row (or statement by statement, for a ``-- no-transaction`` file).
+Files are parsed in :mod:`supervisor.migrate.sqlfiles`."""
 
 from __future__ import annotations
 
-import hashlib
-import re
+import os
+import socket
+import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from supervisor.errors import ConfigError, MigrationError
+import psycopg
 
-FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
-NO_TRANSACTION = re.compile(r"^\s*--\s*no-transaction\s*$", re.IGNORECASE)
-TABLE = "supervise_migrations"
+from supervisor.config import Config
+from supervisor.errors import MigrationError
+from supervisor.logging import get_logger
+from supervisor.migrate import indexes
+from supervisor.migrate.connection import connect
+from supervisor.migrate.lock import advisory_lock
+from supervisor.migrate.sqlfiles import TABLE, Migration, load, split_statements
+
+log = get_logger()
 
 
 @dataclass(frozen=True)
-class Migration:
+class Row:
+    """One migration's state, for ``supervise migrate --status``."""
+
     version: int
-    name: str
     file: str
-    sql: str
-    checksum: str
-    transactional: bool
+    state: str  # applied, pending, edited, missing (applied but no file)
+    applied_at: str = ""
 
 
-def normalise(text: str) -> str:
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+def _ensure_table(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        f"create table if not exists {TABLE} ("
+        "version bigint primary key, name text not null, checksum text not null, "
+        "applied_at timestamptz not null default now(), duration_ms integer not null, "
+        "applied_by text not null)"
+    )
 
 
-def checksum(text: str) -> str:
-    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, str]]:
+    rows = conn.execute(f"select version, name, checksum, applied_at::text from {TABLE}").fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def _transactional(sql: str) -> bool:
-    for line in sql.splitlines():
-        if NO_TRANSACTION.match(line):
-            return False
-        if line.strip() and not line.strip().startswith("--"):
-            return True  # the directive only counts in the leading comments
-    return True
-
-
-def load(directory: str | Path) -> list[Migration]:
-    """Read and validate the directory; sorted by version."""
-    path = Path(directory)
-    if not path.is_dir():
-        raise ConfigError(f"migrations: {directory} is not a directory")
-    found: dict[int, Migration] = {}
-    for file in sorted(path.iterdir()):
-        if file.suffix != ".sql":
-            continue
-        match = FILE_NAME.match(file.name)
-        if not match:
+def _check_edits(migrations: list[Migration], applied: dict[int, tuple[str, str, str]]) -> None:
+    for m in migrations:
+        if m.version in applied and applied[m.version][1] != m.checksum:
             raise MigrationError(
-                f"migration file {file.name!r} must be named NNNN_name.sql (a number, an underscore, a name)"
+                f"migration {m.file} was edited after it was applied (checksum "
+                f"{applied[m.version][1][:12]}... in the database, {m.checksum[:12]}... on disk); "
+                f"restore the file, or accept the edit with 'supervise migrate --accept-edit "
+                f"{m.version}'"
             )
-        version = int(match.group(1))
-        if version in found:
-            raise MigrationError(
-                f"two migrations have version {version}: {found[version].file} and {file.name}"
-            )
-        text = normalise(_read(file))
-        found[version] = Migration(
-            version, match.group(2), file.name, text, checksum(text), _transactional(text)
+
+
+def _check_order(
+    pending: list[Migration],
+    applied: dict[int, tuple[str, str, str]],
+    migrations: list[Migration],
+    allowed: bool,
+) -> None:
+    """Refuse a pending migration numbered below an applied one: it was written
+    against an older schema than the database has (a branch merged late), and
+    applying it silently is how schemas drift apart between environments."""
+    if not applied:
+        return
+    newest = max(applied)
+    late = [m for m in pending if m.version < newest]
+    if not late:
+        return
+    files = {m.version: m.file for m in migrations}
+    newest_name = files.get(newest, f"version {newest} ({applied[newest][0]})")
+    if allowed:
+        log.warning(
+            "applying migrations out of order (--migrations-out-of-order)",
+            files=[m.file for m in late],
+            newest_applied=newest_name,
         )
-    return [found[v] for v in sorted(found)]
+        return
+    more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
+    raise MigrationError(
+        f"migration {late[0].file}{more} is numbered below {newest_name}, which is already applied; "
+        f"renumber it above {newest}, or pass --migrations-out-of-order to apply it anyway"
+    )
 
 
-def _read(file: Path) -> str:
+def run(config: Config, spec: str, dry_run: bool) -> list[str]:
+    """Apply the pending files of directory ``spec`` under the lock; return
+    what was (or would be) applied."""
+    migrations = load(spec)
+    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
+        _ensure_table(conn)
+        applied = _applied(conn)  # re-read under the lock: another master may have applied some
+        _check_edits(migrations, applied)
+        for version in sorted(set(applied) - {m.version for m in migrations}):
+            log.warning("an applied migration has no file", version=version, name=applied[version][0])
+        pending = [m for m in migrations if m.version not in applied]
+        _check_order(pending, applied, migrations, config.migrations_out_of_order)
+        if dry_run or not pending:
+            log.info(
+                "migrations up to date" if not pending else "migrations pending",
+                pending=[m.file for m in pending],
+                applied=len(applied),
+            )
+            return [m.file for m in pending]
+        for m in pending:
+            _apply(conn, m)
+        return [m.file for m in pending]
+
+
+def _apply(conn: psycopg.Connection[Any], m: Migration) -> None:
+    started = time.monotonic()
+    applied_by = f"{socket.gethostname()}:{os.getpid()}"
+    record = (
+        f"insert into {TABLE} (version, name, checksum, duration_ms, applied_by) values (%s, %s, %s, %s, %s)"
+    )
+    log.info("applying migration", file=m.file, transaction=m.transactional)
+    statement = m.sql
+    before = indexes.invalid(conn)
     try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise MigrationError(f"cannot read migration file {file.name}: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # the offset finds the byte in any hex editor; the line, in the editor
-        line = raw.count(b"\n", 0, exc.start) + 1
+        if m.transactional:
+            with conn.transaction():
+                conn.execute(m.sql.encode())
+                _refuse_invalid_indexes(conn, m, before)
+                conn.execute(
+                    record,
+                    (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by),
+                )
+        else:
+            for statement in split_statements(m.sql):
+                conn.execute(statement.encode())
+            _refuse_invalid_indexes(conn, m, before)
+            conn.execute(
+                record, (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by)
+            )
+    except psycopg.Error as exc:
+        where = "" if m.transactional else f" in statement {statement[:80]!r}"
+        detail = exc.diag.message_primary or str(exc).strip()
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        undone = (
+            "rolled back; nothing of it was applied"
+            if m.transactional
+            else "statements before it stay applied (no-transaction); make them idempotent"
+        )
+        left = "" if m.transactional else _left_behind(conn, m, before)
+        raise MigrationError(f"migration {m.file} failed{where}: {detail}{state}; {undone}{left}") from exc
+    log.info("migration applied", file=m.file, duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _refuse_invalid_indexes(
+    conn: psycopg.Connection[Any], m: Migration, before: dict[int, tuple[str, str]]
+) -> None:
+    left = indexes.left_by(conn, m, before)
+    if left:
         raise MigrationError(
-            f"migration file {file.name} is not UTF-8: byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start} (line {line}); save it as UTF-8"
-        ) from None
+            f"migration {m.file} is not recorded as applied: it leaves {indexes.advice(left)}, "
+            "then run the migrations again"
+        )
 
 
-_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*)')
+def _left_behind(conn: psycopg.Connection[Any], m: Migration, before: dict[int, tuple[str, str]]) -> str:
+    """'; it left INVALID index ...' after a failed no-transaction migration, or ''."""
+    try:
+        left = indexes.left_by(conn, m, before)
+    except psycopg.Error:  # the report must not hide the failure it is about
+        return ""
+    return f"; it left {indexes.advice(left)} before running it again" if left else ""
 
 
-def identifiers(sql: str) -> set[str]:
-    """Every name the SQL could refer to, as PostgreSQL stores it: unquoted
-    ones folded to lower case, quoted ones as written. A superset (keywords,
-    words in comments and strings too), which is what the invalid-index check
-    wants: it may name one index too many, never miss one."""
-    return {
-        quoted.replace('""', '"') if quoted else bare.lower() for quoted, bare in _IDENTIFIER.findall(sql)
-    }
-
-
-def _ident(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
-
-
-def _skip_quoted(sql: str, i: int) -> int:
-    """Index just past the quoted literal or identifier that starts at ``i``."""
-    quote, n = sql[i], len(sql)
-    # E'...' strings take backslash escapes ('it\'s'); plain ones only doubled quotes
-    escapes = quote == "'" and i > 0 and sql[i - 1] in "eE" and (i < 2 or not _ident(sql[i - 2]))
-    j = i + 1
-    while j < n:
-        if (escapes and sql[j] == "\\") or (sql[j] == quote and sql.startswith(quote * 2, j)):
-            j += 2
-        elif sql[j] == quote:
-            return j + 1
+def status(config: Config) -> list[Row]:
+    """Applied, pending, edited and orphaned migrations (no lock needed: read-only)."""
+    assert config.migrations
+    migrations = load(config.migrations)
+    with connect(config) as conn:
+        # read-only: a missing table means nothing is applied yet
+        exists = conn.execute("select to_regclass(%s)", (TABLE,)).fetchone()
+        applied = _applied(conn) if exists and exists[0] else {}
+    rows = []
+    for m in migrations:
+        if m.version not in applied:
+            rows.append(Row(m.version, m.file, "pending"))
         else:
-            j += 1
-    return n
+            state = "applied" if applied[m.version][1] == m.checksum else "edited"
+            rows.append(Row(m.version, m.file, state, applied[m.version][2]))
+    known = {m.version for m in migrations}
+    rows += [Row(v, applied[v][0], "missing", applied[v][2]) for v in applied if v not in known]
+    return sorted(rows, key=lambda r: r.version)
 
 
-def _skip_block_comment(sql: str, i: int) -> int:
-    depth, j, n = 0, i, len(sql)
-    while j < n:
-        if sql.startswith("/*", j):
-            depth, j = depth + 1, j + 2
-        elif sql.startswith("*/", j):
-            depth, j = depth - 1, j + 2
-            if depth == 0:
-                return j
-        else:
-            j += 1
-    return n
-
-
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-
-
-def split_statements(sql: str) -> list[str]:
-    """Split on semicolons outside literals, quoted identifiers, dollar quotes
-    and comments (block comments nest, as in PostgreSQL)."""
-    out, start, i, n = [], 0, 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
-        elif c in ("'", '"'):
-            i = _skip_quoted(sql, i)
-        elif c == "$" and (i == 0 or not _ident(sql[i - 1])):
-            tag = _DOLLAR_TAG.match(sql, i)
-            if tag:
-                j = sql.find(tag.group(0), tag.end())
-                i = n if j < 0 else j + len(tag.group(0))
-            else:
-                i += 1  # a positional parameter such as $1
-        elif c == ";":
-            out.append(sql[start:i])
-            start = i = i + 1
-        else:
-            i += 1
-    out.append(sql[start:])
-    return [s.strip() for s in out if _has_code(s)]
-
-
-def _has_code(statement: str) -> bool:
-    without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", statement, flags=re.DOTALL)
-    return bool(without_comments.strip())
+def accept_edit(config: Config, version: int) -> None:
+    """Record the current checksum of an applied, edited migration."""
+    assert config.migrations
+    migrations = {m.version: m for m in load(config.migrations)}
+    if version not in migrations:
+        raise MigrationError(f"no migration file with version {version}")
+    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
+        _ensure_table(conn)
+        updated = conn.execute(
+            f"update {TABLE} set checksum = %s where version = %s",
+            (migrations[version].checksum, version),
+        ).rowcount
+    if not updated:
+        raise MigrationError(f"migration {version} is not applied; nothing to accept")
+    log.info("accepted the edit of an applied migration", file=migrations[version].file)

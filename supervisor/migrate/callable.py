@@ -1,0 +1,38 @@
+"""``--migrations module:callable``: called once with the locked connection."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import psycopg
+
+from supervisor.config import Config
+from supervisor.errors import MigrationError, TargetError
+from supervisor.logging import get_logger
+from supervisor.migrate.connection import connect
+from supervisor.migrate.lock import advisory_lock
+
+log = get_logger()
+
+
+def run(config: Config, spec: str, dry_run: bool) -> list[str]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as exc:
+        raise TargetError(f"migrations {spec!r} could not be loaded: {exc}") from exc
+    if dry_run:
+        log.info("migrations: a callable cannot be dry-run; it would be called", callable=spec)
+        return [spec]
+    with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
+        log.info("running migration callable", callable=spec)
+        try:
+            fn(conn)
+        except psycopg.Error as exc:
+            raise MigrationError(f"migration callable {spec} failed: {str(exc).strip()}") from exc
+        except Exception as exc:
+            raise MigrationError(f"migration callable {spec} raised {type(exc).__name__}: {exc}") from exc
+    return [spec]
