@@ -30,6 +30,7 @@ from supervisor import _dbregistry
 from supervisor.config import redact_secret, scrub
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
+from supervisor.pools import AsyncCheckedPool, CheckedPool
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -187,6 +188,7 @@ class Database:
             "max_idle": cfg.pool_max_idle,
             "timeout": cfg.pool_timeout,
             "reconnect_timeout": cfg.pool_reconnect_timeout,
+            "check_idle": cfg.pool_check_idle,
         }
 
     def _boot_error(self, settings: dict[str, Any], timeout: float) -> WorkerBootError:
@@ -211,10 +213,9 @@ class Database:
             if self._pool is not None and self._pid == os.getpid():
                 return
             settings = self._settings(worker)
-            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            pool: ConnectionPool[psycopg.Connection[Any]] = CheckedPool(
                 open=False,
                 configure=self._configure,
-                check=ConnectionPool.check_connection,
                 reconnect_failed=lambda _pool: on_unreachable(),
                 **settings,
             )
@@ -237,9 +238,8 @@ class Database:
                 "targets are not supported with it yet"
             )
         settings = self._settings(worker)
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncCheckedPool(
             open=False,
-            check=AsyncConnectionPool.check_connection,
             reconnect_failed=lambda _pool: on_unreachable(),
             **settings,
         )
