@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 
+from harness.peers import PEERS, fill
 from harness.procs import (
     CLK_TCK,
     alive,
@@ -110,38 +112,20 @@ def classify(kind, text):
 # --------------------------------------------------------------------------- one trial
 
 
+# the launch table's entries for the two servers compared here
+TABLE_ENTRY = {"pg-supervise": "pg-supervise-main", "gunicorn": "gunicorn-sync-main"}
+
+
 def build_command(args, kind, n, preload, ctl_dir):
-    bindir = os.path.join(args.venv, "bin")
-    if kind == "pg-supervise":
-        argv = [
-            os.path.join(bindir, "supervise"),
-            "bench_target:main",
-            "-w",
-            str(n),
-            "--hooks",
-            "bench_hooks",
-            "--log-format",
-            "json",
-        ]
-        if preload:
-            argv.append("--preload")
-    else:
-        argv = [
-            os.path.join(bindir, "gunicorn"),
-            "-w",
-            str(n),
-            "-b",
-            f"127.0.0.1:{free_port()}",
-            "-c",
-            "bench_gunicorn_conf.py",
-        ]
-        if preload:
-            argv.append("--preload")
+    argv = shlex.split(fill(PEERS[TABLE_ENTRY[kind]].cmd, port=free_port(), workers=n))
+    argv[0] = os.path.join(args.venv, "bin", argv[0])
+    if preload:
+        argv.insert(-1, "--preload")
+    if kind == "gunicorn":
         # gunicorn 27 opens a control socket by default at ~/.gunicorn/gunicorn.ctl;
         # a private path keeps it (and its master thread) without clashing with
         # any other gunicorn on the machine.
-        argv += ["--control-socket", os.path.join(ctl_dir, "gunicorn.ctl")]
-        argv.append("bench_target:app")
+        argv[-1:-1] = ["--control-socket", os.path.join(ctl_dir, "gunicorn.ctl")]
     return argv
 
 

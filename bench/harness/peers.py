@@ -28,7 +28,7 @@ HOST = "127.0.0.1"  # loopback only
 @dataclass(frozen=True)
 class Peer:
     cmd: str
-    kind: str  # "asgi" or "wsgi": which test app it serves
+    kind: str  # "asgi" or "wsgi": which test app it serves ("main": supervisor_bench's target)
     preload: bool = False
     env: dict[str, str] = field(default_factory=dict)
     reload_signal: str = "SIGHUP"
@@ -64,6 +64,14 @@ PEERS: dict[str, Peer] = {
     "pg-supervise-pool-check-every": Peer(_ASGI + _POOL + " 0", "asgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool": Peer(_WSGI + " --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool-check-every": Peer(_WSGI + " --threads 4" + _POOL + " 0", "wsgi", env=_OWN_POOL),
+    # supervisor_bench.py: a plain main(worker) target and gunicorn sync on the same
+    # module, each printing a ready marker from its ready hook (the target stays last)
+    "pg-supervise-main": Peer(
+        "supervise -w {workers} --hooks bench_hooks --log-format json bench_target:main", "main"
+    ),
+    "gunicorn-sync-main": Peer(
+        "gunicorn -w {workers} -b 127.0.0.1:{port} -c bench_gunicorn_conf.py bench_target:app", "main"
+    ),
     # -- uvicorn's own supervisor (baseline: the pure-Python stack of `pip install uvicorn`)
     "uvicorn": Peer(_UVICORN.format(opts=_H11, app="asgi_app:app"), "asgi"),
     "uvicorn-std": Peer(_UVICORN.format(opts=_STD, app="asgi_app:app"), "asgi"),
