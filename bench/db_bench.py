@@ -7,7 +7,7 @@
 2. worker start-up (fork -> ready, as the master logs it) with a pool of
    min_size 1, 4 and 10, and without a database, for reference.
 
-Uses $SUPERVISE_TEST_DATABASE_URL, or a throwaway local cluster (initdb), on
+Uses $PERF_DB_URL or $SUPERVISE_TEST_DATABASE_URL, or a throwaway local cluster (initdb), on
 loopback only. Every run is bounded in time and stopped with SIGTERM.
 
     .venv/bin/python bench/db_bench.py [--workers 2] [--seconds 5] [--reps 3]
@@ -16,20 +16,18 @@ loopback only. Every run is bounded in time and stopped with SIGTERM.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from supervisor.testing.process import SupervisorProcess
 
-from supervisor.testing.postgres import local_cluster  # noqa: E402
-from supervisor.testing.process import SupervisorProcess  # noqa: E402
+from harness import pg
+from harness.results import append, default_path, record, summary
+
+HERE = Path(__file__).resolve().parent
 
 
 def run_units(url: str, target: str, workers: int, seconds: float) -> float:
@@ -78,11 +76,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", help="append the record here (default: results/db-<date>.jsonl)")
+    ap.add_argument("--smoke", action="store_true", help="1 s, one rep, nothing written unless --out")
     args = ap.parse_args()
-    with contextlib.ExitStack() as stack:
-        url = os.environ.get("SUPERVISE_TEST_DATABASE_URL")
-        if not url:
-            url = stack.enter_context(local_cluster()).url
+    if args.smoke:
+        args.seconds, args.reps = 1.0, 1
+    with pg.database_url() as url:
         results: dict[str, list[float]] = {}
         for rep in range(args.reps):
             for name, target in (("pool", "db_target:pooled"), ("connect", "db_target:connect_each")):
@@ -107,11 +106,18 @@ def main() -> None:
                 f"| {label if label != 'none' else 'no database'} | "
                 f"{fmt(results[f'boot_{label}'], 1000)} | {fmt(results[f'ready_{label}'], 1, 3)} |"
             )
-        out = HERE / "results" / time.strftime("db-%Y%m%d-%H%M%S.json")
-        out.write_text(
-            json.dumps({"workers": args.workers, "seconds": args.seconds, "results": results}, indent=1)
+        rec = record(
+            "db",
+            "pg-supervise",
+            workers=args.workers,
+            seconds=args.seconds,
+            results=results,
+            summary={k: summary(v) for k, v in results.items()},
         )
-        print(f"\nraw: {out}")
+        out = args.out or (None if args.smoke else default_path("db"))
+        if out:
+            append(out, rec)
+            print(f"\nraw: {out}")
 
 
 if __name__ == "__main__":

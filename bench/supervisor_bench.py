@@ -33,297 +33,37 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+
+from harness.peers import PEERS, fill
+from harness.procs import (
+    CLK_TCK,
+    alive,
+    children,
+    ctx_all,
+    ctx_main,
+    free_port,
+    loadavg,
+    proc_stat,
+    sched_ns,
+    session_members,
+)
+from harness.results import record, summary
+from harness.server import READY_MARKER, Server, now
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 APPS = os.path.join(HERE, "apps")
 RESULTS = os.path.join(HERE, "results")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MARKER_RE = re.compile(r"BENCH-READY pid=(\d+)(?: t=([0-9.]+))?")
 SERVERS = ("pg-supervise", "gunicorn")
-
-
-def _loadavg() -> list[str]:
-    with open("/proc/loadavg") as f:
-        return f.read().split()[:3]
-
-
-def now() -> float:
-    return time.monotonic()
-
-
-# --------------------------------------------------------------------------- /proc helpers
-
-
-def proc_stat(pid):
-    """dict(state, ppid, pgrp, session, ticks=utime+stime, start) or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    rest = data[data.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state); utime/stime are fields 14/15; starttime is 22
-    return {
-        "state": rest[0],
-        "ppid": int(rest[1]),
-        "pgrp": int(rest[2]),
-        "session": int(rest[3]),
-        "ticks": int(rest[11]) + int(rest[12]),
-        "start": int(rest[19]),
-    }
-
-
-def alive(pid, start=None) -> bool:
-    st = proc_stat(pid)
-    if st is None or st["state"] in ("Z", "X"):
-        return False
-    return start is None or st["start"] == start
-
-
-def children(pid):
-    out = set()
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.update(int(x) for x in f.read().split())
-        except FileNotFoundError:
-            pass
-    return out
-
-
-def descendants(pid):
-    seen, todo = set(), [pid]
-    while todo:
-        for c in children(todo.pop()):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
-
-
-def session_members(sid):
-    """Live processes whose session id is sid (each server gets its own session)."""
-    out = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = proc_stat(int(name))
-            if st and st["session"] == sid and st["state"] not in ("Z", "X"):
-                out[int(name)] = st["start"]
-    return out
-
-
-def _status_switches(path):
-    vol = invol = None
-    with open(path) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches"):
-                invol = int(line.split()[1])
-    return vol + invol
-
-
-def ctx_main(pid):
-    """voluntary + nonvoluntary context switches in /proc/<pid>/status (the main thread)."""
-    try:
-        return _status_switches(f"/proc/{pid}/status")
-    except (FileNotFoundError, ProcessLookupError, TypeError):
-        return None
-
-
-def ctx_all(pid):
-    """(context switches summed over every thread, number of threads)."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-        for tid in tids:
-            try:  # noqa: SIM105 - a thread may end between listdir and open
-                total += _status_switches(f"/proc/{pid}/task/{tid}/status")
-            except (FileNotFoundError, TypeError):
-                pass
-    except FileNotFoundError:
-        return None, 0
-    return total, len(tids)
-
-
-def sched_ns(pid):
-    """CPU time in ns summed over the threads' /proc/.../schedstat (finer than ticks)."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (FileNotFoundError, IndexError, ValueError):
-                pass
-    except FileNotFoundError:
-        return None
-    return total
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-# --------------------------------------------------------------------------- stats
-
-
-def summary(xs):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return {"n": 0, "median": None, "min": None, "max": None}
-    return {"n": len(xs), "median": statistics.median(xs), "min": min(xs), "max": max(xs)}
-
-
-# --------------------------------------------------------------------------- one server process
-
-
-class Server:
-    """A launched server: log capture with arrival times, readiness markers,
-    exit time (a thread blocks in waitpid), and cleanup by pid."""
-
-    def __init__(self, kind, argv, env, label):
-        self.kind, self.argv, self.env, self.label = kind, argv, env, label
-        self.lines = []  # (t_rel, stream, text)
-        self.markers = []  # (t_rel arrival, pid, t_rel from the hook's own clock or None)
-        self.cond = threading.Condition()
-        self.known = {}  # pid -> start time, every descendant seen
-        self.exit_t = None  # monotonic time waitpid returned
-        self.returncode = None
-        self.proc = None
-
-    def start(self):
-        self.t0_wall = time.time()
-        self.t0 = now()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=APPS,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self.pid = self.proc.pid
-        self.readers = [
-            threading.Thread(target=self._read, args=(self.proc.stderr, "err"), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stdout, "out"), daemon=True),
-        ]
-        for t in self.readers:
-            t.start()
-        self.waiter = threading.Thread(target=self._wait, daemon=True)
-        self.waiter.start()
-        return self
-
-    def _read(self, pipe, stream):
-        for raw in pipe:
-            t = now() - self.t0
-            text = raw.decode(errors="replace").rstrip("\n")
-            with self.cond:
-                self.lines.append((t, stream, text))
-                for m in MARKER_RE.finditer(text) if stream == "err" else ():
-                    hook_t = float(m.group(2)) - self.t0_wall if m.group(2) else None
-                    self.markers.append((t, int(m.group(1)), hook_t))
-                self.cond.notify_all()
-
-    def _wait(self):
-        rc = self.proc.wait()  # blocking waitpid: exact exit time
-        with self.cond:
-            self.exit_t = now()
-            self.returncode = rc
-            self.cond.notify_all()
-
-    def track(self):
-        for p in descendants(self.pid):
-            st = proc_stat(p)
-            if st and p not in self.known:
-                self.known[p] = st["start"]
-
-    def marker_pids(self):
-        with self.cond:
-            return {pid for _, pid, _ in self.markers}
-
-    def wait_ready(self, n, timeout, exclude=(), after=None):
-        """Wait for n distinct marker pids (not in exclude, arrived at/after
-        `after`, relative time). Returns [(t_rel, pid, hook_t)] of the first
-        marker of each, sorted, or None on timeout / master exit."""
-        deadline = now() + timeout
-        with self.cond:
-            while True:
-                firsts = {}
-                for t, pid, ht in self.markers:
-                    if pid not in exclude and (after is None or t >= after) and pid not in firsts:
-                        firsts[pid] = (t, pid, ht)
-                if len(firsts) >= n:
-                    return sorted(firsts.values())[:n]
-                left = deadline - now()
-                if left <= 0 or self.exit_t is not None:
-                    return None
-                self.cond.wait(min(left, 0.25))
-
-    def wait_exit(self, timeout):
-        deadline = now() + timeout
-        with self.cond:
-            while self.exit_t is None:
-                left = deadline - now()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-            return self.exit_t
-
-    def cleanup(self):
-        """SIGKILL whatever of ours is still alive. Returns what had to be killed."""
-        killed = []
-        if self.proc is None:
-            return killed
-        if self.exit_t is None and self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                killed.append((self.pid, "master"))
-            except ProcessLookupError:
-                pass
-            self.wait_exit(5)
-        targets = dict(self.known)
-        targets.update(session_members(self.pid))  # the session id is the master's pid
-        for p, start in targets.items():
-            if alive(p, start):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                    killed.append((p, " ".join(_cmdline(p).split()[:4])))
-                except ProcessLookupError:
-                    pass
-        deadline = now() + 5
-        while now() < deadline and any(alive(p, s) for p, s in targets.items()):
-            time.sleep(0.01)
-        for t in self.readers:
-            t.join(timeout=5)
-        self.waiter.join(timeout=5)
-        return killed
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except FileNotFoundError:
-        return ""
 
 
 # --------------------------------------------------------------------------- log classification
@@ -331,7 +71,7 @@ def _cmdline(pid):
 
 def classify(kind, text):
     """(level, short event) for a log line, or None for ordinary lines."""
-    if MARKER_RE.fullmatch(text.strip()):
+    if READY_MARKER.fullmatch(text.strip()):
         return None
     if kind == "pg-supervise":
         try:
@@ -372,38 +112,20 @@ def classify(kind, text):
 # --------------------------------------------------------------------------- one trial
 
 
+# the launch table's entries for the two servers compared here
+TABLE_ENTRY = {"pg-supervise": "pg-supervise-main", "gunicorn": "gunicorn-sync-main"}
+
+
 def build_command(args, kind, n, preload, ctl_dir):
-    bindir = os.path.join(args.venv, "bin")
-    if kind == "pg-supervise":
-        argv = [
-            os.path.join(bindir, "supervise"),
-            "bench_target:main",
-            "-w",
-            str(n),
-            "--hooks",
-            "bench_hooks",
-            "--log-format",
-            "json",
-        ]
-        if preload:
-            argv.append("--preload")
-    else:
-        argv = [
-            os.path.join(bindir, "gunicorn"),
-            "-w",
-            str(n),
-            "-b",
-            f"127.0.0.1:{free_port()}",
-            "-c",
-            "bench_gunicorn_conf.py",
-        ]
-        if preload:
-            argv.append("--preload")
+    argv = shlex.split(fill(PEERS[TABLE_ENTRY[kind]].cmd, port=free_port(), workers=n))
+    argv[0] = os.path.join(args.venv, "bin", argv[0])
+    if preload:
+        argv.insert(-1, "--preload")
+    if kind == "gunicorn":
         # gunicorn 27 opens a control socket by default at ~/.gunicorn/gunicorn.ctl;
         # a private path keeps it (and its master thread) without clashing with
         # any other gunicorn on the machine.
-        argv += ["--control-socket", os.path.join(ctl_dir, "gunicorn.ctl")]
-        argv.append("bench_target:app")
+        argv[-1:-1] = ["--control-socket", os.path.join(ctl_dir, "gunicorn.ctl")]
     return argv
 
 
@@ -426,7 +148,7 @@ def server_env(args, kind="pg-supervise"):
 def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
     label = f"{kind} N={n} {'preload' if preload else 'no-preload'} rep={rep}"
     argv = build_command(args, kind, n, preload, ctl_dir)
-    srv = Server(kind, argv, server_env(args, kind), label)
+    srv = Server(argv, cwd=APPS, env=server_env(args, kind), label=label)
     rec = {
         "record": "trial",
         "server": kind,
@@ -455,7 +177,7 @@ def run_trial(args, kind, n, preload, rep, do_idle, ctl_dir, logf):
         "exit_code": None,
         "problems": [],
         "supervisor_source_sha": source_fingerprint(args.src_dir),
-        "loadavg": _loadavg(),
+        "loadavg": loadavg(),
     }
     t_phase = {}
     try:
@@ -802,6 +524,9 @@ def main():
     ap.add_argument("--stop-timeout", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="reps 2, N=2 only")
     ap.add_argument(
+        "--smoke", action="store_true", help="one short trial, N=2, no preload, results in a temp dir"
+    )
+    ap.add_argument(
         "--source",
         choices=("worktree", "head", "live"),
         default="worktree",
@@ -815,6 +540,11 @@ def main():
     if args.quick:
         args.reps = 2
         args.workers = [2]
+    if args.smoke:
+        args.reps, args.workers, args.preload = 1, [2], "no"
+        args.idle_window, args.idle_reps, args.settle = 1.0, 1, 0.2
+        if args.out_dir == RESULTS:
+            args.out_dir = tempfile.mkdtemp(prefix="supervisor-bench-smoke-")
     ns = args.workers or [2, 4]
     modes = {"both": [False, True], "yes": [True], "no": [False]}[args.preload]
 
@@ -871,7 +601,7 @@ def preflight(args, ctl_dir):
     """One N=1 launch of each server: fail fast, with its log, if it cannot start."""
     for kind in SERVERS:
         argv = build_command(args, kind, 1, False, ctl_dir)
-        srv = Server(kind, argv, server_env(args, kind), f"preflight {kind}")
+        srv = Server(argv, cwd=APPS, env=server_env(args, kind), label=f"preflight {kind}")
         try:
             srv.start()
             ok = srv.wait_ready(1, args.startup_timeout + args.import_delay) is not None
@@ -886,6 +616,12 @@ def preflight(args, ctl_dir):
                 f"supervisor_bench: preflight: {kind} did not get one worker ready "
                 f"(exit code {srv.returncode}).\n$ {' '.join(argv)}\n{log}"
             )
+
+
+def _write(out, rec):
+    """One record in the harness's results format (bench "supervisor")."""
+    out.write(json.dumps(record("supervisor", rec.get("server") or rec["record"], **rec)) + "\n")
+    out.flush()
 
 
 def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
@@ -907,7 +643,7 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
         "versions": versions(args),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
         "git_head": git("rev-parse", "--short", "HEAD"),
         "git_dirty_supervisor": bool(git("status", "--porcelain", "supervisor")),
         "git_diff_stat_supervisor": git("diff", "--stat", "HEAD", "--", "supervisor"),
@@ -927,7 +663,7 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
     trials, masters = [], []
     t_start = now()
     with open(jsonl, "w") as out, open(logpath, "w") as logf:
-        out.write(json.dumps(meta) + "\n")
+        _write(out, meta)
         out.flush()
         try:
             for rep in range(args.reps):
@@ -941,7 +677,7 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
                             if srv.proc is not None:
                                 masters.append(srv.pid)
                             trials.append(rec)
-                            out.write(json.dumps(rec) + "\n")
+                            _write(out, rec)
                             out.flush()
                             r = rec
                             print(
@@ -968,18 +704,16 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
             table, summaries = make_table(trials, ns, modes, args.idle_window)
             anomalies = anomaly_report(trials)
             for (key, server, n, preload), s in sorted(summaries.items(), key=str):
-                out.write(
-                    json.dumps(
-                        {
-                            "record": "summary",
-                            "metric": key,
-                            "server": server,
-                            "workers": n,
-                            "preload": preload,
-                            **s,
-                        }
-                    )
-                    + "\n"
+                _write(
+                    out,
+                    {
+                        "record": "summary",
+                        "metric": key,
+                        "server": server,
+                        "workers": n,
+                        "preload": preload,
+                        **s,
+                    },
                 )
             end = {
                 "record": "end",
@@ -987,9 +721,9 @@ def _run(args, ns, modes, stamp, jsonl, logpath, mdpath, ctl_dir):
                 "leftover_processes": left,
                 "supervisor_source_sha_end": fp1,
                 "source_changed_during_run": fp1 != fp0,
-                "loadavg_end": _loadavg(),
+                "loadavg_end": loadavg(),
             }
-            out.write(json.dumps(end) + "\n")
+            _write(out, end)
 
     modified = meta["git_dirty_supervisor"] and args.source != "head"
     dirty = ", supervisor/ modified" if modified else ""

@@ -311,6 +311,17 @@ class Config:
         group="Database",
         help="Close connections above the minimum that were unused for S seconds.",
     )
+    pool_check_idle: float = _setting(
+        2.0,
+        flags=("--pool-check-idle",),
+        kind="float",
+        minimum=0,
+        maximum=MAX_SECONDS,
+        metavar="S",
+        group="Database",
+        help="Test a pooled connection with a round trip before lending it only if it sat idle "
+        "S seconds or more (0: on every checkout; the maximum, a week: in effect never).",
+    )
     pool_timeout: float = _setting(
         30.0,
         flags=("--pool-timeout",),

@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from supervisor import _dbregistry, _dburl
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
+from supervisor.pools import AsyncCheckedPool, CheckedPool
 from supervisor.redact import redact_secret, scrub
 
 if TYPE_CHECKING:
@@ -205,6 +206,7 @@ class Database:
             "max_idle": cfg.pool_max_idle,
             "timeout": cfg.pool_timeout,
             "reconnect_timeout": cfg.pool_reconnect_timeout,
+            "check_idle": cfg.pool_check_idle,
         }
 
     def _boot_error(self, settings: dict[str, Any], timeout: float) -> WorkerBootError:
@@ -231,10 +233,9 @@ class Database:
             if self._pool is not None and self._pid == os.getpid():
                 return
             settings = self._settings(worker_id, config)
-            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            pool: ConnectionPool[psycopg.Connection[Any]] = CheckedPool(
                 open=False,
                 configure=self._configure,
-                check=ConnectionPool.check_connection,
                 reconnect_failed=lambda _pool: on_unreachable(),
                 **settings,
             )
@@ -257,9 +258,8 @@ class Database:
                 "targets are not supported with it yet"
             )
         settings = self._settings(worker_id, config)
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncCheckedPool(
             open=False,
-            check=AsyncConnectionPool.check_connection,
             reconnect_failed=lambda _pool: on_unreachable(),
             **settings,
         )

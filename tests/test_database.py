@@ -384,6 +384,10 @@ def test_database_restart_mid_run_needs_no_worker_restart(supervise, postgres_ur
     wait_until(ok_after_restart, 20, "both workers to query successfully after the restart")
     assert run.ready_pids() == pids
     assert not run.find("worker crashed") and not run.find("recycling worker")
+    # Connections used within --pool-check-idle are lent untested, so a restart may fail
+    # the query in flight on each; the first broken one makes the pool test the rest.
+    failed = run.find("query failed")
+    assert len(failed) <= 2 * 2, failed
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 

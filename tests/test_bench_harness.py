@@ -1,0 +1,69 @@
+"""The benchmark harness's pure parts: the launch table, the scenarios, the
+results reader on the files recorded before it, and wrk's output parsed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bench_on_path():
+    sys.path.insert(0, str(BENCH))
+    yield
+    sys.path.remove(str(BENCH))
+
+
+def test_every_server_listens_on_loopback_only():
+    from harness.peers import PEERS, fill
+
+    for name, peer in PEERS.items():
+        cmd = fill(peer.cmd, port=1234, workers=2)
+        assert "0.0.0.0" not in cmd, name
+        assert peer.kind == "main" or "127.0.0.1" in cmd, name  # main targets do not listen
+        assert "{" not in cmd, (name, cmd)
+
+
+def test_every_scenario_names_known_servers_of_its_kind():
+    import compare
+
+    from harness.peers import PEERS
+
+    for name, sc in compare.SCENARIOS.items():
+        kinds = {PEERS[s].kind for s in sc.servers}
+        assert len(kinds) == 1, (name, kinds)
+    window = compare.SCENARIOS["asgi-db-check-window"].servers
+    assert [PEERS[s].cmd.split("--pool-check-idle ")[1] for s in window] == ["2", "0"]
+
+
+def test_recorded_results_are_still_read():
+    from harness import results
+
+    recs = list(results.read(sorted(str(p) for p in (BENCH / "results").glob("*.json*"))))
+    benches = {r["bench"] for r in recs}
+    assert {"throughput", "reload", "supervisor", "db"} <= benches
+    assert all("label" in r and r["schema"] == 0 for r in recs)
+
+
+def test_wrk_output_is_parsed():
+    from harness.load import parse_wrk
+
+    out = """Running 1s test @ http://127.0.0.1:1/
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.50ms    1.00ms  12.30ms   80.00%
+  Latency Distribution
+     50%    2.40ms
+     99%    7.10ms
+  24000 requests in 1.00s, 3.00MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 2
+Requests/sec:  24000.50
+"""
+    r = parse_wrk(out)
+    assert r["rps"] == 24000.5 and r["requests"] == 24000
+    assert r["lat_p50_ms"] == 2.4 and r["lat_p99_ms"] == 7.1 and r["lat_max_ms"] == 12.3
+    assert r["non2xx"] == 2 and r["socket_errors"] == 4
