@@ -38,7 +38,7 @@ def judge(m: MasterView, rollout: Rollout, handle: WorkerHandle, desc: str, work
             log.info("every worker finished")
             m.begin_stop(StopMode.GRACEFUL, "every worker finished")
     else:
-        crashed(m, handle.slot, slot, handle.failure or desc, now - handle.ready_at, now, worked)
+        crashed(m, handle.slot, handle.pid, slot, handle.failure or desc, now - handle.ready_at, now, worked)
 
 
 def _boot_failed(m: MasterView, handle: WorkerHandle, slot: Slot | None, desc: str, now: float) -> None:
@@ -54,17 +54,28 @@ def _boot_failed(m: MasterView, handle: WorkerHandle, slot: Slot | None, desc: s
         m.fail(TargetError(message) if code == ExitCode.TARGET else WorkerBootError(message))
         return
     # never ready: it was never healthy, however long its boot took
-    crashed(m, handle.slot, slot, f"failed to boot: {message}", 0.0, now)
+    crashed(m, handle.slot, handle.pid, slot, f"failed to boot: {message}", 0.0, now)
 
 
 def crashed(
-    m: MasterView, worker: int, slot: Slot | None, why: str, lived: float, now: float, worked: bool = False
+    m: MasterView,
+    worker: int,
+    pid: int | None,
+    slot: Slot | None,
+    why: str,
+    lived: float,
+    now: float,
+    worked: bool = False,
 ) -> None:
+    """Worker ``worker`` (process ``pid``, None if it was never forked) died
+    without being asked to: refill its slot as the crash-loop policy says."""
     if slot is None:
         return
     decision = m.policy.on_crash(slot.streak, lived, worked)
     slot.streak = decision.streak
     fields: dict[str, Any] = {"worker": worker, "status": why, "crashes_in_a_row": decision.streak}
+    if pid is not None:
+        fields["worker_pid"] = pid
     if decision.give_up:
         log.error("worker crashed", **fields)
         m.fail(
@@ -101,6 +112,6 @@ def spawn_failed(
         reason = f"fork failed: {os.strerror(errno) if errno else exc}"
         log.error("could not start a worker", worker=slot.id, error=reason)
     if replacing is None:
-        crashed(m, slot.id, slot, reason, 0.0, now)
+        crashed(m, slot.id, None, slot, reason, 0.0, now)
     elif why is Replacement.RELOAD:
         rollout.failed()

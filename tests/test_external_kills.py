@@ -1,0 +1,158 @@
+"""External kills (the OOM killer's, an operator's) are not a crash loop.
+
+A worker that booted and served is replaced at once, however often it is
+killed, and the master never gives up on it; backoff and exit 6 stay for
+workers that die before or right after becoming ready (tests/test_failures.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from conftest import alive, free_port, wait_until
+
+KILLS = 30  # one every 2 s: a minute of the OOM killer picking the same slot
+EVERY_S = 2.0
+CLIENTS = 4
+
+
+@contextlib.contextmanager
+def connection_per_request_load(port: int, clients: int) -> Iterator[list[tuple[str, str]]]:
+    """``clients`` threads, each sending ``GET /`` on a new connection, again
+    and again, so every worker keeps getting clients (keep-alive clients would
+    all stay on the workers that survived the first kill)."""
+    stop = threading.Event()
+    results: list[tuple[str, str]] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                results.append(("ok" if response.status == 200 else "bad-status", response.read().decode()))
+            except Exception as exc:  # any socket error is a failed request
+                results.append(("error", repr(exc)))
+            finally:
+                conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+
+
+def _at(event: dict[str, object]) -> float:
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.slow
+def test_a_slot_killed_every_2s_for_a_minute_under_load_keeps_serving(supervise):
+    port = free_port()
+    run = supervise(
+        "wsgipid:app", "-w", "2", "--preload", "--crash-limit", "3", "--bind", f"127.0.0.1:{port}"
+    )
+    run.wait_ready(2)
+    respawn: list[float] = []
+    with connection_per_request_load(port, clients=CLIENTS) as results:
+        wait_until(lambda: len(results) > 100, 10, "load to start")
+        for kill in range(KILLS):
+            started = time.monotonic()
+            victim = run.ready_pids()[1]
+            # it must have served before it is killed, as a worker the OOM killer picks has
+            # (workers count what they served every 0.25 s; the kill waits for that count)
+            wait_until(
+                lambda v=victim: any(b == f"pid={v}" for s, b in results[-200:]), 10, "the victim to serve"
+            )
+            time.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+            crashed = run.wait_event("worker crashed", count=kill + 1, timeout=10)[-1]
+            assert crashed["worker_pid"] == victim
+            assert crashed["restart_in_s"] == 0.0 and crashed["crashes_in_a_row"] == 0, crashed
+            reaped = _at(crashed)
+
+            def replacement(v: int = victim, t: float = reaped) -> dict[str, object] | None:
+                fresh = [
+                    e for e in run.find("worker ready", worker=1) if e["worker_pid"] != v and _at(e) >= t
+                ]
+                return fresh[0] if fresh else None
+
+            ready = wait_until(replacement, 10, "a ready replacement")
+            respawn.append(_at(ready) - reaped)
+            time.sleep(max(0.0, EVERY_S - (time.monotonic() - started)))
+    assert alive(run.pid) and not run.find("worker crashed", crashes_in_a_row=1), "the master counted a kill"
+    assert not run.find("worker crashed", restart_in_s=0.5), "a healthy worker's death was backed off"
+    failed = [r for r in results if r[0] != "ok"]
+    served = len(results) - len(failed)
+    # a kill can fail at most the requests in flight on the victim's connections
+    assert len(failed) <= KILLS * CLIENTS, failed[:5]
+    print(
+        f"\n{KILLS} kills in {KILLS * EVERY_S:.0f} s: master kept running; replacement ready "
+        f"{statistics.median(respawn) * 1000:.1f} ms median, {max(respawn) * 1000:.1f} ms max "
+        f"after the death was reaped; {len(failed)} failed of {len(results)} requests ({served} served)"
+    )
+    assert max(respawn) < 2.0, respawn  # preload: a fork, not an import (about 10 ms on a quiet machine)
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+_FAIL_FORK = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* fork() fails with EAGAIN, as under a process limit (ulimit -u), for the
+   calls numbered FAIL_FORK_FROM to FAIL_FORK_FROM + FAIL_FORK_COUNT - 1 */
+pid_t fork(void) {
+    static int calls = 0;
+    static pid_t (*real)(void) = 0;
+    if (!real) real = (pid_t (*)(void))dlsym(RTLD_NEXT, "fork");
+    const char *from = getenv("FAIL_FORK_FROM"), *count = getenv("FAIL_FORK_COUNT");
+    calls++;
+    if (from && count && calls >= atoi(from) && calls < atoi(from) + atoi(count)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return real();
+}
+"""
+
+
+def test_a_failed_fork_is_retried_with_backoff_and_the_master_lives(supervise, tmp_path):
+    """What `ulimit -u` or a full process table does to fork(): the master
+    says so, retries the slot with backoff, and keeps the workers it has."""
+    source = tmp_path / "failfork.c"
+    source.write_text(_FAIL_FORK)
+    shim = tmp_path / "failfork.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=True, timeout=60)
+    # with --preload the master forks nothing but workers: fork 1 is worker 1, forks 2-4 fail
+    env = {"LD_PRELOAD": str(shim), "FAIL_FORK_FROM": "2", "FAIL_FORK_COUNT": "3"}
+    run = supervise("mains:wait", "-w", "2", "--preload", env=env)
+    run.wait_event("all workers ready", timeout=20)
+    failures = run.find("could not start a worker", worker=2)
+    assert len(failures) == 3
+    assert all(f["error"] == "fork failed: Resource temporarily unavailable" for f in failures)
+    assert run.find("workers could not be started; retrying with backoff", failed=1)
+    backoffs = [c["restart_in_s"] for c in run.find("worker crashed", worker=2)]
+    assert backoffs == [0.0, 0.5, 1.0]
+    assert len(run.find("worker ready", worker=1)) == 1  # the worker it had was never touched
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
