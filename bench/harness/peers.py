@@ -60,6 +60,7 @@ PEERS: dict[str, Peer] = {
     "pg-supervise-access-log": Peer(_ASGI.replace("warning", "info") + " --access-log", "asgi"),
     "pg-supervise-wsgi": Peer(_WSGI + " --threads 4", "wsgi"),
     "pg-supervise-wsgi-sync": Peer(_WSGI + " --threads 1", "wsgi"),
+    "pg-supervise-wsgi-preload": Peer(_WSGI + " --threads 4 --preload", "wsgi", preload=True),
     "pg-supervise-pool": Peer(_ASGI + _POOL + " 2", "asgi", env=_OWN_POOL),
     "pg-supervise-pool-check-every": Peer(_ASGI + _POOL + " 0", "asgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool": Peer(_WSGI + " --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL),
