@@ -29,12 +29,7 @@ def main():
     n = args.workers
     runs = []
     for rep in range(args.reps):
-        srv = cfg.server(n, cli.logpath(args, cfg, f"kills-n{n}-{rep}"))
-        srv.start()
-        _, t_ready, _pids = load.probe_ready(srv.port, n, timeout=60)
-        if t_ready is None:
-            srv.stop()
-            raise SystemExit(f"{cfg.label}: workers never became ready")
+        srv, _pids = cfg.serve_ready(n, cli.logpath(args, cfg, f"kills-n{n}-{rep}"))
         ld = load.Load(srv.port, threads=args.load_threads, path="/", keepalive=args.keepalive).start()
         time.sleep(1.0)
         t_start, kills = now(), []

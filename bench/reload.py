@@ -22,12 +22,7 @@ from harness.server import now
 
 
 def one(args, cfg, n, rep, do_reload):
-    srv = cfg.server(n, cli.logpath(args, cfg, f"reload-n{n}-{rep}-{int(do_reload)}"))
-    srv.start()
-    _, t_ready, pids0 = load.probe_ready(srv.port, n, timeout=60)
-    if t_ready is None:
-        srv.stop()
-        raise SystemExit(f"{cfg.label}: workers never became ready")
+    srv, pids0 = cfg.serve_ready(n, cli.logpath(args, cfg, f"reload-n{n}-{rep}-{int(do_reload)}"))
     time.sleep(0.5)
     wrk = subprocess.Popen(
         load.wrk_cmd(srv.port, "/", 2, 64, args.duration),

@@ -18,12 +18,9 @@ from harness.server import now
 
 
 def trial(args, cfg, n, rep, inflight):
-    srv = cfg.server(n, cli.logpath(args, cfg, f"shutdown-n{n}-{rep}-{'inflight' if inflight else 'idle'}"))
-    srv.start()
-    _, t_ready, _pids = load.probe_ready(srv.port, n, timeout=60)
-    if t_ready is None:
-        srv.stop()
-        raise SystemExit(f"{cfg.label}: workers never became ready")
+    srv, _pids = cfg.serve_ready(
+        n, cli.logpath(args, cfg, f"shutdown-n{n}-{rep}-{'inflight' if inflight else 'idle'}")
+    )
     time.sleep(0.5)
     srv.track()
     res = {}

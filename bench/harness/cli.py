@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import results
+from harness import load, results
 from harness.peers import APPS, PEERS, launch_spec
 from harness.procs import free_port
 from harness.server import Server
@@ -34,6 +34,18 @@ class Launch:
         return Server(
             argv, cwd=APPS, env=env, port=port, label=self.label, log_path=log_path, clean=self.clean
         )
+
+    def serve_ready(
+        self, workers: int, log_path: str | None = None, timeout: float = 60.0
+    ) -> tuple[Server, set[int]]:
+        """A started server whose ``workers`` workers all answer, and their pids;
+        exits the bench (after stopping it) if they never do."""
+        srv = self.server(workers, log_path).start()
+        _, t_ready, pids = load.probe_ready(srv.port, workers, timeout=timeout)
+        if t_ready is None:
+            srv.stop()
+            raise SystemExit(f"{self.label}: workers never became ready")
+        return srv, pids
 
 
 def base_args(desc: str | None) -> argparse.ArgumentParser:
