@@ -46,6 +46,10 @@ SCENARIOS: dict[str, Scenario] = {
         "/db", ("pg-supervise-wsgi-pool", "gunicorn-gthread", "gunicorn-sync", "granian-wsgi")
     ),
     "asgi-db-check-window": Scenario("/db", ("pg-supervise-pool", "pg-supervise-pool-check-every")),
+    "flask-hello": Scenario("/", ("pg-supervise-flask", "gunicorn-gthread-flask", "granian-flask")),
+    "flask-db": Scenario("/db", ("pg-supervise-flask-pool", "gunicorn-gthread-flask", "granian-flask")),
+    "fastapi-hello": Scenario("/", ("pg-supervise-fastapi", "uvicorn-std-fastapi", "granian-fastapi")),
+    "fastapi-db": Scenario("/db", ("pg-supervise-fastapi-pool", "uvicorn-std-fastapi", "granian-fastapi")),
     "wsgi-db-check-window": Scenario("/db", ("pg-supervise-wsgi-pool", "pg-supervise-wsgi-pool-check-every")),
 }
 

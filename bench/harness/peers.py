@@ -15,6 +15,7 @@ default (``--pool-check-idle 2``) or at 0 (a round trip on every checkout).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -34,9 +35,12 @@ class Peer:
     reload_signal: str = "SIGHUP"
     term_signal: str = "SIGTERM"
     needs: str | None = None  # an executable that must be installed (optional peers)
+    needs_module: str | None = None  # a module the app imports (Flask, FastAPI)
     note: str = ""
 
     def available(self) -> bool:
+        if self.needs_module is not None and importlib.util.find_spec(self.needs_module) is None:
+            return False
         return self.needs is None or shutil.which(self.needs) is not None
 
 
@@ -103,9 +107,37 @@ PEERS: dict[str, Peer] = {
     "gunicorn-asgi-native": Peer(
         "gunicorn -w {workers} -k asgi --asgi-loop asyncio -b 127.0.0.1:{port} asgi_app:app", "asgi"
     ),
+    # -- a framework on top (Flask, FastAPI): what users run ----------------------
+    "pg-supervise-flask": Peer(
+        _SUPERVISE.format(app="flask_app:app") + " --threads 4", "wsgi", needs_module="flask"
+    ),
+    "pg-supervise-flask-pool": Peer(
+        _SUPERVISE.format(app="flask_app:app") + " --threads 4" + _POOL + " 2",
+        "wsgi",
+        env=_OWN_POOL,
+        needs_module="flask",
+    ),
+    "gunicorn-gthread-flask": Peer(
+        "gunicorn -w {workers} -k gthread --threads 4 -b 127.0.0.1:{port} flask_app:app",
+        "wsgi",
+        needs_module="flask",
+    ),
+    "pg-supervise-fastapi": Peer(_SUPERVISE.format(app="fastapi_app:app"), "asgi", needs_module="fastapi"),
+    "pg-supervise-fastapi-pool": Peer(
+        _SUPERVISE.format(app="fastapi_app:app") + _POOL + " 2", "asgi", env=_OWN_POOL, needs_module="fastapi"
+    ),
+    "uvicorn-std-fastapi": Peer(
+        _UVICORN.format(opts=_STD, app="fastapi_app:app"), "asgi", needs_module="fastapi"
+    ),
     # -- granian (Rust HTTP engine), when installed -------------------------------
     "granian-asgi": Peer(_GRANIAN.format(iface="asgi", app="asgi_app:app"), "asgi", needs="granian"),
     "granian-wsgi": Peer(_GRANIAN.format(iface="wsgi", app="wsgi_app:app"), "wsgi", needs="granian"),
+    "granian-flask": Peer(
+        _GRANIAN.format(iface="wsgi", app="flask_app:app"), "wsgi", needs="granian", needs_module="flask"
+    ),
+    "granian-fastapi": Peer(
+        _GRANIAN.format(iface="asgi", app="fastapi_app:app"), "asgi", needs="granian", needs_module="fastapi"
+    ),
 }
 
 
