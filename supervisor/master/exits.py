@@ -19,8 +19,18 @@ if TYPE_CHECKING:
 log = get_logger()
 
 
-def judge(m: MasterView, rollout: Rollout, handle: WorkerHandle, desc: str, worked: bool, now: float) -> None:
-    """``handle`` exited (``desc`` says how) and is already out of its slot."""
+def judge(
+    m: MasterView,
+    rollout: Rollout,
+    handle: WorkerHandle,
+    exit_code: int | None,
+    desc: str,
+    worked: bool,
+    now: float,
+) -> None:
+    """``handle`` exited (with ``exit_code``, None if a signal killed it; ``desc``
+    says how, for the log) and is already out of its slot; ``worked``: it had
+    reported work done."""
     slot = m.slots.get(handle.slot)
     if (handle.stop_reason is not None and handle.failure is None) or m.stopping:
         log.info(
@@ -30,7 +40,7 @@ def judge(m: MasterView, rollout: Rollout, handle: WorkerHandle, desc: str, work
         rollout.replacement_died(handle, handle.failure or (handle.error[1] if handle.error else desc))
     elif handle.ready_at is None:
         _boot_failed(m, handle, slot, desc, now)
-    elif desc == "exited with code 0" and handle.failure is None:
+    elif exit_code == 0 and handle.failure is None:
         log.info("worker finished: main returned", worker=handle.slot, worker_pid=handle.pid)
         if slot is not None:
             slot.finished = True

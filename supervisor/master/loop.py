@@ -252,7 +252,7 @@ class Master:
         self.hooks.run(
             "child_exit", WorkerInfo(handle.slot, pid, exit_code, sig, handle.stop_reason or handle.failure)
         )
-        exits.judge(self, self.rollout, handle, desc, worked, now)
+        exits.judge(self, self.rollout, handle, exit_code, desc, worked, now)
 
     # -- what the master does -------------------------------------------------------
 
