@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from supervisor import errors
+from supervisor._setting import describe_range
 from supervisor.cli import cli
-from supervisor.config import describe_range, env_name, settings
+from supervisor.config import env_name, settings
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.hooks import SPECS
 

@@ -25,7 +25,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from supervisor import _channel, systemd
-from supervisor.config import MAX_WORKERS, Config
+from supervisor._setting import MAX_WORKERS
+from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
 from supervisor.errors import (
