@@ -135,6 +135,7 @@ def load(
     *,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    cross_checks: bool = True,
 ) -> Config:
     """Build the effective :class:`Config`.
 
@@ -142,6 +143,9 @@ def load(
     with its origin (``--workers`` or ``Supervisor(workers=)``); they win over
     ``SUPERVISE_*`` variables, which win over the config file, which wins over
     defaults. Raises :class:`ConfigError` naming the setting and its origin.
+    ``cross_checks=False`` skips the rules between settings: a control command
+    only needs to find the master, not to run one (``supervise status`` from a
+    shell without the master's DATABASE_URL).
     """
     explicit = dict(explicit or {})
     environ = os.environ if environ is None else environ
@@ -192,7 +196,8 @@ def load(
         values["config"] = str(found[0])
         sources.setdefault("config", "default")
     config = Config(target=target, sources=sources, **values)
-    _validate(config)
+    if cross_checks:
+        _validate(config)
     return config
 
 
