@@ -291,7 +291,7 @@ def reload_command(**options: Any) -> None:
         click.echo(f"reloading {reply.get('workers', 0)} workers; `supervise status` shows the progress")
 
 
-@cli.command("scale", cls=_GroupedCommand)
+@cli.command("scale", cls=_GroupedCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("workers", metavar="N")
 @_control
 def scale_command(workers: str, **options: Any) -> None:

@@ -161,7 +161,7 @@ def _pool(row: dict[str, Any]) -> str:
         size, idle, waiting, most = (
             p.get(k, 0) for k in ("pool_size", "pool_available", "requests_waiting", "pool_max")
         )
-        label = "" if name == "default" else f"{name}: "
+        label = "" if name == "db" else f"{name}: "
         parts.append(f"{label}{size}/{most} ({idle} idle, {waiting} waiting)")
     return "; ".join(parts) + f" [{_age(row.get('pool_age_s', 0))} ago]"
 
