@@ -111,7 +111,9 @@ def test_scale_refused_by_the_connection_budget(supervise, tmp_path: Path, postg
     run.wait_ready(2)
     out = ctl("scale", "+1", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.startswith("supervise: error: scale to 3 refused: connection budget exceeded: 3 workers")
+    assert out.stderr.startswith(
+        "supervise: error: scale to 3 refused: connection budget exceeded: 3 workers"
+    )
 
     def reported() -> dict | None:
         data = status(tmp_path)

@@ -92,6 +92,12 @@ def start(m: MasterView) -> None:
             before_migrate=lambda: m.hooks.run("before_migrate", m.info()),
             after_migrate=lambda: m.hooks.run("after_migrate", m.info()),
         )
+    if cfg.reload:
+        from supervisor import reloader
+
+        log.info(
+            "watching for changes (--reload)", dirs=reloader.start(cfg), include=list(cfg.reload_include)
+        )
     m.started_at = m.clock()
     for slot_id in range(1, cfg.workers + 1):
         m.slots[slot_id] = Slot(slot_id)
@@ -215,3 +221,6 @@ def close(m: MasterView) -> None:
         m.control.close()
     if m.pidfile is not None:
         m.pidfile.release()
+    from supervisor import reloader
+
+    reloader.stop()  # if --reload started it
