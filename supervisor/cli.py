@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from supervisor import _clash
+from supervisor.cli_habits import accept_habits
 from supervisor.config import Config, env_name, option_name, settings
 from supervisor.config_load import from_text, load
 from supervisor.errors import ConfigError, SupervisorError
@@ -134,6 +135,7 @@ def cli() -> None:
 @cli.command("run", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options()
+@accept_habits
 def run_command(target: str, **options: Any) -> None:
     """Run TARGET (module:attr) under supervision."""
     from supervisor.api import Supervisor
@@ -149,6 +151,7 @@ def run_command(target: str, **options: Any) -> None:
 @cli.command("check", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options()
+@accept_habits
 def check_command(target: str, **options: Any) -> None:
     """Validate the config and TARGET, print the effective config. Forks nothing.
 

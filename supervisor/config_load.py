@@ -171,6 +171,18 @@ def load(
                     + _suggest(key, [n for n, m in known.items() if m.in_file])
                 )
 
+    env_file, env_origin = explicit.get("env_file", (None, "--env-file"))
+    if not env_file and environ.get(env_name("env_file"), "").strip():
+        env_file, env_origin = environ[env_name("env_file")].strip(), f"env {env_name('env_file')}"
+    if not env_file and isinstance(file_values.get("env_file"), str):
+        env_file, env_origin = file_values["env_file"], file_label
+    if env_file:
+        from supervisor import envfile
+
+        if environ is not os.environ:
+            environ = dict(environ)  # a caller's mapping is not ours to change
+        envfile.apply(cwd / str(env_file), environ, env_origin)
+
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, meta in known.items():
