@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from supervisor import errors
+from supervisor._setting import describe_range
 from supervisor.cli import cli
-from supervisor.config import describe_range, env_name, settings
+from supervisor.config import env_name, settings
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.hooks import SPECS
 
@@ -38,6 +39,8 @@ EXIT_MEANING = {
     ExitCode.TARGET: "the target could not be imported or is not a supported kind",
     ExitCode.MIGRATION: "migrations failed or the migration lock timed out",
     ExitCode.CRASH_LOOP: "gave up: a worker slot kept crashing after boot (`--crash-limit`)",
+    ExitCode.NOT_RUNNING: "`status`, `reload`, `scale`, `stop`: no master is running there (no pid "
+    "file, a pid that has exited, nothing listening on the control socket)",
 }
 
 SIGNALS = [
@@ -89,7 +92,11 @@ def commands() -> list[str]:
         usage = " ".join(command.collect_usage_pieces(ctx))
         summary = " ".join(inspect.cleandoc(command.help or "").split())
         out += [f"### `{PROG} {name}`", "", f"`{PROG} {name} {usage}`", "", summary, ""]
-        extra = [p for p in command.params if isinstance(p, click.Option) and p.name not in group_of]
+        extra = [
+            p
+            for p in command.params
+            if isinstance(p, click.Option) and p.name not in group_of and not p.hidden
+        ]
         if extra:
             out += ["| option | meaning |", "| --- | --- |"]
             for param in extra:

@@ -7,7 +7,8 @@ idle master sleeps until the earliest deadline instead of polling.
 ``CLOCK_MONOTONIC`` is system-wide on Linux, so both sides compare the same clock.
 
 The pipe carries rare, ordered events as text lines: ``ready`` and
-``error <exit code> <message>`` (written just before a worker exits).
+``error <exit code> <message>`` (written just before a worker exits), and
+``pool <json>`` (pool sizes, each time the worker logs its pool statistics).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _LAYOUT = struct.Struct("dQ")  # last beat (monotonic s), units of work done
 READY = "ready"
 ERROR = "error"
 RECYCLE = "recycle"  # "replace me": unhealthy, or a recycling limit was reached
+POOL = "pool"  # the worker's pool sizes, as JSON, for `supervise status`
 RETIRE = "retire"  # master -> worker: you are being replaced; finish politely
 
 

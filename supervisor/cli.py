@@ -8,6 +8,7 @@ so the command line, ``SUPERVISE_*`` variables and config keys cannot drift.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import click
 
 from supervisor import _clash
+from supervisor.cli_habits import accept_habits
 from supervisor.config import Config, env_name, option_name, settings
 from supervisor.config_load import from_text, load
 from supervisor.errors import ConfigError, SupervisorError
@@ -133,6 +135,7 @@ def cli() -> None:
 @cli.command("run", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options()
+@accept_habits
 def run_command(target: str, **options: Any) -> None:
     """Run TARGET (module:attr) under supervision."""
     from supervisor.api import Supervisor
@@ -148,6 +151,7 @@ def run_command(target: str, **options: Any) -> None:
 @cli.command("check", cls=_GroupedCommand)
 @click.argument("target")
 @_setting_options()
+@accept_habits
 def check_command(target: str, **options: Any) -> None:
     """Validate the config and TARGET, print the effective config. Forks nothing.
 
@@ -236,6 +240,93 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         migrate.run(config, dry_run=dry_run)
     except SupervisorError as exc:
         _fail(exc, _debug(options))
+
+
+def _control_config(options: dict[str, Any]) -> Config:
+    """The settings that locate a running master, resolved as the master
+    resolves them (file, SUPERVISE_*, --env-file, options)."""
+    return load("", _explicit(options), cross_checks=False)
+
+
+def _control(fn: Callable[..., None]) -> Callable[..., None]:
+    """A command that talks to a running master: its errors are one line."""
+
+    def wrapper(**options: Any) -> None:
+        try:
+            fn(**options)
+        except SupervisorError as exc:
+            _fail(exc, _debug(options))
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return _setting_options("General", "Control")(wrapper)
+
+
+@cli.command("status", cls=_GroupedCommand)
+@click.option("--json", "as_json", is_flag=True, help="Print the master's answer as one JSON object.")
+@_control
+def status_command(as_json: bool, **options: Any) -> None:
+    """Show the running master's workers: pid, state, age, heartbeat, work done, pool sizes."""
+    from supervisor import ctl
+
+    config = _control_config(options)
+    # One source today, the local master; a fleet view (every master sharing
+    # the database) would add a flag here that builds the same shape per
+    # master and prints each with the same render_status.
+    data = ctl.call(ctl.locate(config), {"command": "status"})
+    data.pop("ok", None)
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        click.echo("\n".join(ctl.render_status(data)))
+
+
+@cli.command("reload", cls=_GroupedCommand)
+@_control
+def reload_command(**options: Any) -> None:
+    """Reload the running master's workers with new code and config, one at a time (as HUP does)."""
+    from supervisor import ctl
+
+    reply = ctl.call(ctl.locate(_control_config(options)), {"command": "reload"})
+    if reply.get("queued"):
+        click.echo("reload queued: it starts when the replacement in progress is ready")
+    else:
+        click.echo(f"reloading {reply.get('workers', 0)} workers; `supervise status` shows the progress")
+
+
+@cli.command("scale", cls=_GroupedCommand, context_settings={"ignore_unknown_options": True})
+@click.argument("workers", metavar="N")
+@_control
+def scale_command(workers: str, **options: Any) -> None:
+    """Set the running master's number of workers to N (or +N / -N), within the connection budget."""
+    from supervisor import ctl
+
+    if not workers.lstrip("+-").isdigit():
+        raise ConfigError(f"scale: N must be a whole number (or +N / -N), got {workers!r}")
+    value: int | str = workers if workers[0] in "+-" else int(workers)
+    reply = ctl.call(ctl.locate(_control_config(options)), {"command": "scale", "workers": value})
+    click.echo(f"scaling from {reply['workers_from']} to {reply['workers_to']} workers")
+
+
+@cli.command("stop", cls=_GroupedCommand)
+@click.option("--fast", is_flag=True, help="Stop at once (as QUIT): workers do not finish their work.")
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=120.0,
+    show_default=True,
+    metavar="S",
+    help="Wait up to S seconds for the master to exit (0: do not wait).",
+)
+@_control
+def stop_command(fast: bool, wait: float, **options: Any) -> None:
+    """Stop the running master: workers finish their work (as TERM does), or at once with --fast."""
+    from supervisor import ctl
+
+    reply = ctl.stop(ctl.locate(_control_config(options)), fast, wait or None)
+    done = "stopped" if wait else "stopping"
+    click.echo(f"{done}: master {reply.get('pid')} ({reply.get('workers', 0)} workers)")
 
 
 @cli.command("completion")

@@ -12,71 +12,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from supervisor import cpus
+from supervisor._setting import (
+    MAX_BACKLOG,
+    MAX_COUNT,
+    MAX_DB_CONNECTIONS,
+    MAX_MEMORY_MB,
+    MAX_POOL_SIZE,
+    MAX_SECONDS,
+    MAX_THREADS,
+    MAX_WORKERS,
+    Setting,
+    _setting,
+    default_workers,
+)
 from supervisor.redact import redact_secret
 
 ENV_PREFIX = "SUPERVISE_"
 CONFIG_FILE = "supervise.toml"
-
-Kind = Literal["int", "float", "str", "bool", "choice", "list"]
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How one :class:`Config` field is spelled, documented and checked."""
-
-    flags: tuple[str, ...]
-    help: str
-    kind: Kind
-    group: str
-    minimum: float | None = None
-    maximum: float | None = None  # every number has one: see the ranges below
-    choices: tuple[str, ...] = ()
-    metavar: str | None = None
-    in_file: bool = True
-    default_doc: str | None = None
-    secret: bool = False  # redacted wherever the value is shown
-    also_env: tuple[str, ...] = ()  # conventional variables read after SUPERVISE_*
-
-
-def _setting(default: Any = None, **meta: Any) -> Any:
-    factory = meta.pop("default_factory", None)
-    md = {"setting": Setting(**meta)}
-    show = not meta.get("secret", False)  # a password must not reach a repr in a log
-    if factory is not None:
-        return field(default_factory=factory, metadata=md, repr=show)
-    return field(default=default, metadata=md, repr=show)
-
-
-# Upper bounds. Past them a value is a typo or a unit mistake, and some would
-# fail deep inside the master (an OverflowError from epoll or listen()) or turn
-# a feature off without a word (nan), so they are refused at load time instead.
-#
-# A week of seconds: longer than any sensible timeout, and far below the
-# 24.8 days (2**31 ms) that epoll and poll accept as a wait.
-MAX_SECONDS = 7 * 24 * 3600
-# Each worker is a process with its own pool. 1024 is several times the CPUs
-# of the largest common machines; beyond it the master's per-tick work, the
-# file descriptors (three pipes per worker) and PostgreSQL's connections run
-# out long before any gain. TTIN stops there too.
-MAX_WORKERS = 1024
-# listen() takes an int and Linux clamps it to net.core.somaxconn anyway;
-# 65535 was the kernel's own ceiling for years.
-MAX_BACKLOG = 65535
-MAX_THREADS = 1024
-MAX_POOL_SIZE = 10_000
-MAX_COUNT = 10**9  # requests and jitter: a worker serving more has run for years
-MAX_MEMORY_MB = 1024 * 1024  # 1 TiB
-MAX_DB_CONNECTIONS = 262_143  # PostgreSQL's own maximum for max_connections
-
-
-def default_workers() -> int:
-    """CPUs this process may use (cpus.available), at most MAX_WORKERS."""
-    return max(1, min(cpus.available(), MAX_WORKERS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -433,13 +387,75 @@ class Config:
     )
     config: str | None = _setting(
         None,
-        flags=("--config",),
+        flags=("-c", "--config"),
         kind="str",
         metavar="PATH",
         group="General",
         in_file=False,
         help=f"Config file (default: ./{CONFIG_FILE}, else [tool.supervise] in "
         "./pyproject.toml). Re-read on HUP.",
+    )
+    env_file: str | None = _setting(
+        None,
+        flags=("--env-file",),
+        kind="str",
+        metavar="PATH",
+        group="General",
+        help="Load KEY=VALUE lines (dotenv) into the environment before settings are read; "
+        "variables already set win. Re-read on HUP.",
+    )
+    pid: str | None = _setting(
+        None,
+        flags=("--pid",),
+        kind="str",
+        metavar="FILE",
+        group="Control",
+        help="Write the master's pid to FILE (atomically), remove it on exit; refuse to start "
+        "while a live master holds it. `supervise status/reload/scale/stop` find the master by it.",
+    )
+    control_socket: str | None = _setting(
+        None,
+        flags=("--control-socket",),
+        kind="str",
+        metavar="PATH",
+        group="Control",
+        help="Unix socket (owner only) that `supervise status/reload/scale/stop` talk to; "
+        "'none' turns it off.",
+        default_doc="next to --pid FILE (NAME.sock), else $XDG_RUNTIME_DIR/supervise/ (or "
+        "/tmp/supervise-UID/) DIR-HASH.sock for the working directory",
+    )
+    reload: bool = _setting(
+        False,
+        flags=("--reload/--no-reload",),
+        kind="bool",
+        group="Development",
+        help="Watch files and reload the workers (as HUP does) when one changes. For development.",
+    )
+    reload_dir: tuple[str, ...] = _setting(
+        (),
+        flags=("--reload-dir",),
+        kind="list",
+        metavar="DIR",
+        group="Development",
+        help="Directory --reload watches; repeatable.",
+        default_doc="the working directory",
+    )
+    reload_include: tuple[str, ...] = _setting(
+        ("*.py",),
+        flags=("--reload-include",),
+        kind="list",
+        metavar="GLOB",
+        group="Development",
+        help="File names (glob) whose change reloads; repeatable. Given, it replaces the default.",
+    )
+    reload_exclude: tuple[str, ...] = _setting(
+        (".*", "*~", "__pycache__", ".git", ".venv", "node_modules"),
+        flags=("--reload-exclude",),
+        kind="list",
+        metavar="GLOB",
+        group="Development",
+        help="File or directory names (glob) whose changes are ignored; repeatable. Given, it "
+        "replaces the default.",
     )
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -475,13 +491,3 @@ def option_name(meta: Setting) -> str:
     """The long flag, as a user reads it in messages (``--workers``)."""
     long = next(f for f in meta.flags if f.startswith("--"))
     return long.split("/")[0]
-
-
-def describe_range(meta: Setting) -> str:
-    """'from 1 to 1024', as messages and the reference show a setting's range."""
-    low, high = meta.minimum, meta.maximum
-    if low is not None and high is not None:
-        return f"from {low:g} to {high:g}"
-    if low is not None:
-        return f"at least {low:g}"
-    return f"at most {high:g}" if high is not None else "any number"

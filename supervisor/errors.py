@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     TARGET = 4
     MIGRATION = 5
     CRASH_LOOP = 6
+    NOT_RUNNING = 7  # status, reload, scale, stop: no master to talk to
 
 
 class SupervisorError(Exception):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from test_cli import cli
 
-from supervisor.config import MAX_SECONDS, MAX_WORKERS, Config
+from supervisor._setting import MAX_SECONDS, MAX_WORKERS
+from supervisor.config import Config
 from supervisor.hooks import Hooks
 from supervisor.master import Master
 from supervisor.master.handle import Slot

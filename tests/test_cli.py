@@ -164,6 +164,8 @@ def test_help_groups_options_by_what_they_configure(tmp_path: Path):
         "Hooks",
         "Logging",
         "General",
+        "Control",
+        "Development",
     ]
     assert "--workers" in run["Workers"] and "--bind" in run["Serving"]
     assert "--pool-max-size" in run["Database"] and "--workers" not in run["Database"]

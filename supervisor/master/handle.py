@@ -66,6 +66,8 @@ class WorkerHandle:
     replacement: Replacement = Replacement.RELOAD
     retire_reason: str = "reload"  # the stop reason of the worker it replaces, for the log
     reader: _channel.LineReader = field(default_factory=_channel.LineReader)
+    pool: dict[str, object] | None = None  # its last pool report (supervise status)
+    pool_at: float = 0.0
 
     @property
     def state(self) -> State:

@@ -25,7 +25,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from supervisor import _channel, systemd
-from supervisor.config import MAX_WORKERS, Config
+from supervisor._setting import MAX_WORKERS
+from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.crashes import CrashPolicy
 from supervisor.errors import (
@@ -35,7 +36,7 @@ from supervisor.errors import (
 )
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
-from supervisor.master import exits, startup, status
+from supervisor.master import commands, exits, startup, status
 from supervisor.master.forker import Forker
 from supervisor.master.handle import Replacement, Slot, State, StopMode, WorkerHandle
 from supervisor.master.processes import Processes
@@ -47,6 +48,8 @@ from supervisor.worker.process import WorkerSpec
 if TYPE_CHECKING:
     from supervisor.database import Database
     from supervisor.health import HealthServer
+    from supervisor.master.control import ControlServer
+    from supervisor.pidfile import PidFile
     from supervisor.preflight import Budget
     from supervisor.sockets import Listener
 
@@ -73,6 +76,8 @@ class Master:
         self.procs: Processes = processes or Forker()
         self.listeners: list[Listener] = []
         self.health: HealthServer | None = None
+        self.control: ControlServer | None = None  # the control socket (startup.open_control)
+        self.pidfile: PidFile | None = None
         self.metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
         self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
         self.budget: Budget | None = None
@@ -138,6 +143,8 @@ class Master:
             if isinstance(data, WorkerHandle):
                 if data.pid in self.children and data.report_fd == fd:
                     self._read_reports(data)
+            elif self.control is not None and self.control.owns(data):
+                self.control.on_event(data)
             elif self.health is not None:
                 self.health.on_event(data)
 
@@ -200,6 +207,8 @@ class Master:
                 self._on_ready(handle, now)
         elif kind == _channel.RECYCLE:
             self.rollout.recycle(handle, text or "asked by the worker", now)
+        elif kind == _channel.POOL:
+            commands.pool_report(handle, text, now)
 
     def _on_ready(self, handle: WorkerHandle, now: float) -> None:
         handle.ready_at = now
@@ -275,20 +284,22 @@ class Master:
         for handle in list(self.children.values()):
             handle.stop(self.procs, mode, now, self.config.graceful_timeout)
 
-    def scale(self, workers: int) -> None:
+    def scale(self, workers: int) -> str | None:
+        """Change the number of workers; the reason it was refused, if it was."""
         if self.stopping:
-            return
+            return "the master is stopping"
         if workers > MAX_WORKERS:
             log.warning("scale-up refused", error=f"--workers is at most {MAX_WORKERS}")
-            return
+            return f"--workers is at most {MAX_WORKERS}"
         if workers > self.config.workers:
             try:
                 self.check_budget(workers)
             except ConfigError as exc:
                 log.warning("scale-up refused", error=str(exc))
-                return
+                return str(exc)
         log.info("scaling", workers_from=self.config.workers, workers_to=workers)
         self.config = replace(self.config, workers=workers)
+        return None
 
     def check_budget(self, workers: int) -> None:
         """Raise ConfigError if ``workers`` workers could exceed the connection budget."""
@@ -438,4 +449,6 @@ class Master:
             fds += [handle.report_fd, handle.command_fd]
         if self.health is not None:
             fds += self.health.fds()
+        if self.control is not None:
+            fds += self.control.fds()
         return [fd for fd in fds if fd >= 0]

@@ -57,6 +57,11 @@ def start(m: MasterView) -> None:
     cfg = m.config
     _proctitle.set_title(f"master {cfg.target}")
     log.info("starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout)
+    if cfg.pid:
+        from supervisor.pidfile import PidFile
+
+        m.pidfile = PidFile(cfg.pid)
+        m.pidfile.acquire()
     if m.target is None:
         check_importable(cfg.target)  # cheap: a missing module fails before any import
     from supervisor import sockets
@@ -75,6 +80,9 @@ def start(m: MasterView) -> None:
     open_listeners(m, kind)
     if cfg.health_bind:
         open_health(m, cfg.health_bind)
+    from supervisor.master import commands
+
+    commands.open_control(m)  # before the database steps: status answers during a long migration
     if cfg.database_url:
         from supervisor import preflight
 
@@ -83,6 +91,12 @@ def start(m: MasterView) -> None:
             cfg.workers,
             before_migrate=lambda: m.hooks.run("before_migrate", m.info()),
             after_migrate=lambda: m.hooks.run("after_migrate", m.info()),
+        )
+    if cfg.reload:
+        from supervisor import reloader
+
+        log.info(
+            "watching for changes (--reload)", dirs=reloader.start(cfg), include=list(cfg.reload_include)
         )
     m.started_at = m.clock()
     for slot_id in range(1, cfg.workers + 1):
@@ -203,3 +217,10 @@ def close(m: MasterView) -> None:
         sockets.close(m.listeners, unlink=True)
     if m.health is not None:
         m.health.close()
+    if m.control is not None:
+        m.control.close()
+    if m.pidfile is not None:
+        m.pidfile.release()
+    from supervisor import reloader
+
+    reloader.stop()  # if --reload started it

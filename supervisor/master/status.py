@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.logging import get_logger
 
@@ -25,22 +25,29 @@ def health(m: MasterView) -> dict[str, object]:
     }
 
 
-def log_workers(m: MasterView, now: float) -> None:
-    """USR1: one line per worker, current ones by slot, then the rest."""
+def workers(m: MasterView, now: float) -> list[dict[str, Any]]:
+    """One row per worker, current ones by slot, then the rest (USR1, ``supervise status``)."""
     listed: list[tuple[WorkerHandle, Slot | None]] = []
     for slot_id in sorted(m.slots):
         slot = m.slots[slot_id]
         listed += [(h, slot) for h in (slot.child, slot.pending) if h is not None]
     seen = {id(h) for h, _ in listed}
     listed += [(h, m.slots.get(h.slot)) for h in m.children.values() if id(h) not in seen]
-    for handle, owner in listed:
-        log.info(
-            "worker status",
-            worker=handle.slot,
-            worker_pid=handle.pid,
-            state=handle.state.value,
-            age_s=round(now - handle.spawned_at, 3),
-            heartbeat_age_s=round(max(0.0, now - handle.heartbeat.last), 3),
-            work=handle.heartbeat.work,
-            crashes_in_a_row=owner.streak if owner else 0,
-        )
+    return [
+        {
+            "worker": handle.slot,
+            "worker_pid": handle.pid,
+            "state": handle.state.value,
+            "age_s": round(now - handle.spawned_at, 3),
+            "heartbeat_age_s": round(max(0.0, now - handle.heartbeat.last), 3),
+            "work": handle.heartbeat.work,
+            "crashes_in_a_row": owner.streak if owner else 0,
+        }
+        for handle, owner in listed
+    ]
+
+
+def log_workers(m: MasterView, now: float) -> None:
+    """USR1: one line per worker."""
+    for row in workers(m, now):
+        log.info("worker status", **row)

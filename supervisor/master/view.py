@@ -15,12 +15,23 @@ if TYPE_CHECKING:
     from supervisor.errors import SupervisorError
     from supervisor.health import HealthServer
     from supervisor.hooks import Hooks
+    from supervisor.master.control import ControlServer
     from supervisor.master.handle import Replacement, Slot, StopMode, WorkerHandle
     from supervisor.master.processes import Processes
     from supervisor.master.wakeup import Wakeup
+    from supervisor.pidfile import PidFile
     from supervisor.preflight import Budget
     from supervisor.sockets import Listener
     from supervisor.target import Target
+
+
+class Reloads(Protocol):
+    """The part of rolling.Rollout the control commands use."""
+
+    reloading: bool
+    reload_again: bool
+
+    def request_reload(self, now: float) -> None: ...
 
 
 class MasterView(Protocol):
@@ -31,6 +42,8 @@ class MasterView(Protocol):
     procs: Processes
     listeners: list[Listener]
     health: HealthServer | None
+    control: ControlServer | None
+    pidfile: PidFile | None
     metrics: Callable[[], tuple[bytes, str]] | None
     migrations: str
     budget: Budget | None
@@ -47,6 +60,9 @@ class MasterView(Protocol):
     def info(self, exit_code: int | None = None) -> MasterInfo: ...
 
     @property
+    def rollout(self) -> Reloads: ...
+
+    @property
     def reloading(self) -> bool: ...
 
     def ready_count(self) -> int: ...
@@ -58,6 +74,8 @@ class MasterView(Protocol):
     def run_hook(self, name: str, context: object, *, abort: str) -> bool: ...
 
     def check_budget(self, workers: int) -> None: ...
+
+    def scale(self, workers: int) -> str | None: ...
 
     def fail(self, error: SupervisorError) -> None: ...
 

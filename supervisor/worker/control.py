@@ -11,6 +11,7 @@ SIGKILLed.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -40,11 +41,19 @@ def rss_mb() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
-def log_pool_stats() -> None:
+def log_pool_stats(report_fd: int = -1) -> None:
     for db in _dbregistry.databases():
         stats = db.stats()
         if stats:
             log.info("pool stats", database=db.name, **stats)
+    report_pools(report_fd)
+
+
+def report_pools(report_fd: int) -> None:
+    """Tell the master the pools' sizes now; ``supervise status`` shows the last report."""
+    pools = {db.name: snap for db in _dbregistry.databases() if (snap := db.snapshot())}
+    if pools and report_fd >= 0:
+        _channel.send(report_fd, _channel.POOL, json.dumps(pools, separators=(",", ":")))
 
 
 class Control:
@@ -129,7 +138,7 @@ class Control:
                     worker.request_recycle(f"memory {rss} MB > --max-worker-memory {cfg.max_worker_memory}")
             if cfg.pool_stats_interval and now >= self._next_stats:
                 self._next_stats = now + cfg.pool_stats_interval
-                log_pool_stats()
+                log_pool_stats(worker._report_fd)
             if self._deadline is not None and now >= self._deadline:
                 log.warning("did not stop in time; exiting", reason=self._deadline_reason)
                 self._exit_now(1)
@@ -156,4 +165,4 @@ class Control:
                 work=worker._heartbeat.work,
                 heartbeat="manual" if worker._manual_heartbeat else "automatic",
             )
-            log_pool_stats()
+            log_pool_stats(worker._report_fd)

@@ -29,7 +29,7 @@ from supervisor.hooks import Hooks
 from supervisor.logging import get_logger, set_process
 from supervisor.target import Target, resolve
 from supervisor.worker.api import Worker
-from supervisor.worker.control import STOP, Control
+from supervisor.worker.control import STOP, Control, report_pools
 from supervisor.worker.runners import runner_for
 from supervisor.worker.runtime import Runtime, StoppedBeforeReady
 
@@ -179,6 +179,7 @@ class _WorkerProcess:
         def ready() -> None:
             hooks.run("worker_ready", self.worker)
             _channel.send(self.spec.report_fd, _channel.READY)
+            report_pools(self.spec.report_fd)
 
         try:
             code = runner(target, Runtime(self.worker, ready, self._unreachable))

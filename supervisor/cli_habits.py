@@ -1,0 +1,109 @@
+"""Options people bring from gunicorn and uvicorn. Each is answered with the
+option that does the job here (or why there is none), as one line and exit 2,
+instead of click's "No such option" with an unrelated guess. None is shown in
+``--help``. A name that becomes a real setting later is skipped here, so the
+setting wins without editing this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from supervisor.config import settings
+
+# flag(s), takes a value, the answer
+HABITS: list[tuple[tuple[str, ...], bool, str]] = [
+    (("--host",), True, "--host is uvicorn's; here the address and port go together: -b HOST:PORT"),
+    (("--port",), True, "--port is uvicorn's; here the address and port go together: -b HOST:PORT"),
+    (("--uds",), True, "--uds is uvicorn's; here: -b unix:PATH"),
+    (("--fd",), True, "--fd is uvicorn's; here: -b fd://N"),
+    (
+        ("-k", "--worker-class"),
+        True,
+        "there are no worker classes: the kind of app is detected (or --interface asgi|wsgi|main); "
+        "WSGI apps get --threads N request threads per worker, ASGI apps an event loop",
+    ),
+    (
+        ("--worker-connections",),
+        True,
+        "--worker-connections has no equivalent: an ASGI worker takes "
+        "what its event loop can serve; WSGI concurrency is --threads",
+    ),
+    (
+        ("-D", "--daemon"),
+        False,
+        "no --daemon: run under systemd (or another supervisor) in the "
+        "foreground; see docs/deploy/systemd.md (Type=notify, `supervise reload`)",
+    ),
+    (("--pidfile", "-p"), True, "the pid file option is --pid FILE"),
+    (("--keep-alive", "--timeout-keep-alive"), True, "the keep-alive timeout is not supported yet"),
+    (("--timeout-graceful-shutdown",), True, "uvicorn's --timeout-graceful-shutdown is --graceful-timeout S"),
+    (("--limit-max-requests",), True, "uvicorn's --limit-max-requests is --max-requests N"),
+    (
+        ("--access-logfile",),
+        True,
+        "--access-log turns request lines on; every log line goes to stderr "
+        "(--log-format json|console): redirect it, or let journald or Kubernetes collect it",
+    ),
+    (
+        ("--error-logfile", "--log-file"),
+        True,
+        "logs go to stderr (--log-format json|console): "
+        "redirect it, or let journald or Kubernetes collect it",
+    ),
+    (
+        ("--log-config",),
+        True,
+        "there is no logging config file: --log-level and --log-format; "
+        "stdlib loggers are routed through the same output",
+    ),
+    (
+        ("--user", "-u", "--group", "-g"),
+        True,
+        "no --user/--group: start supervise as that user (systemd User= and Group=)",
+    ),
+    (("--chdir",), True, "no --chdir: start supervise in the app's directory (systemd WorkingDirectory=)"),
+    (("--app-dir",), True, "no --app-dir: start supervise in the app's directory, or add it to PYTHONPATH"),
+    (("--name", "-n"), True, "no --name: the process title is 'supervise: master TARGET' / 'worker N'"),
+    (("--check-config",), False, "to check the configuration: supervise check TARGET"),
+    (("--print-config",), False, "to show the effective configuration: supervise check TARGET"),
+]
+
+
+def _taken() -> set[str]:
+    flags: set[str] = set()
+    for _, meta in settings():
+        for flag in meta.flags:
+            flags.update(flag.split("/"))
+    return flags
+
+
+def _answer(message: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False):
+            click.echo(f"supervise: error: {message}", err=True)
+            ctx.exit(2)
+        return value
+
+    return callback
+
+
+def accept_habits(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the hidden options of HABITS that are not real options; their values
+    never reach ``fn``."""
+    taken = _taken()
+    for flags, takes_value, message in HABITS:
+        free = [f for f in flags if f not in taken]
+        if not free:
+            continue
+        name = "habit_" + free[0].lstrip("-").replace("-", "_")
+        kwargs: dict[str, Any] = {"hidden": True, "expose_value": False, "callback": _answer(message)}
+        if takes_value:
+            kwargs["metavar"] = "X"
+        else:
+            kwargs["is_flag"] = True
+        fn = click.option(*free, name, **kwargs)(fn)
+    return fn
