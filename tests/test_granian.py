@@ -3,6 +3,7 @@ master's sockets, with the guarantees of the default engine."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 import socket
@@ -10,9 +11,9 @@ import threading
 import time
 
 import pytest
+from test_http import get, keep_alive_load
 
 from conftest import free_port, wait_until
-from test_http import get, keep_alive_load
 
 pytest.importorskip("granian")
 
@@ -80,9 +81,7 @@ def test_requests_query_the_workers_own_pool(supervise, postgres_url, target):
 )
 def test_graceful_stop_finishes_the_request_in_flight(supervise, target, body_end):
     port = free_port()
-    run = supervise(
-        target, "-w", "1", *GRANIAN, "--bind", f"127.0.0.1:{port}", env={"SLEEP_S": "1.5"}
-    )
+    run = supervise(target, "-w", "1", *GRANIAN, "--bind", f"127.0.0.1:{port}", env={"SLEEP_S": "1.5"})
     run.wait_ready(1)
     result: dict[str, object] = {}
 
@@ -142,7 +141,9 @@ def test_hup_under_keep_alive_load_fails_no_request(supervise, target):
 
 def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise):
     port = free_port()
-    run = supervise("wsgipid:app", "-w", "1", *GRANIAN, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30")
+    run = supervise(
+        "wsgipid:app", "-w", "1", *GRANIAN, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"
+    )
     old = run.wait_ready(1)[1]
     silent = socket.create_connection(("127.0.0.1", port))  # connects, never sends
     try:
@@ -221,13 +222,37 @@ def test_wsgi_worker_with_every_thread_stuck_is_replaced(supervise):
 
 
 def _request(port: int, path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # its worker is killed mid-request
         get(port, path, timeout=70)
-    except OSError:
-        pass  # its worker is killed mid-request
 
 
 def test_lifespan_startup_failure_is_a_boot_failure(supervise):
     port = free_port()
-    run = supervise("asgiapp:app", "-w", "2", *GRANIAN, "--bind", f"127.0.0.1:{port}", env={"FAIL_STARTUP": "1"})
+    run = supervise(
+        "asgiapp:app", "-w", "2", *GRANIAN, "--bind", f"127.0.0.1:{port}", env={"FAIL_STARTUP": "1"}
+    )
     assert run.wait() == 3
+
+
+def test_an_untested_granian_is_refused_in_one_line(supervise, tmp_path):
+    # a stand-in package ahead of the real one on the path: the check reads its version
+    fake = tmp_path / "fake" / "granian"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "3.0.0"\n')
+    (fake / "_granian.py").write_text("")
+    from conftest import APPS
+
+    run = supervise(
+        "asgiapp:app",
+        *GRANIAN,
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+        env={"PYTHONPATH": f"{fake.parent}:{APPS}"},
+    )
+    assert run.wait() == 2
+    assert run.final(2) == (
+        "--http granian was tested with granian>=2.8,<2.9, not granian 3.0.0: "
+        "pip install 'pg-supervise[granian]'"
+    )
+    assert "Traceback" not in run.output()
+    assert not run.find("worker spawned")

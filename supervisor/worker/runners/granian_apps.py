@@ -92,7 +92,12 @@ def wsgi(app: WSGIApp, tally: Tally, access_log: bool) -> WSGIApp:
             tally.end(n)
             _log_wsgi(access_log, environ, status[-1] if status else "500")
             return body
-        return _Streamed(body, lambda: (tally.end(n), _log_wsgi(access_log, environ, status[-1])))
+
+        def done() -> None:
+            tally.end(n)
+            _log_wsgi(access_log, environ, status[-1] if status else "500")
+
+        return _Streamed(body, done)
 
     return counted
 
@@ -100,10 +105,10 @@ def wsgi(app: WSGIApp, tally: Tally, access_log: bool) -> WSGIApp:
 class _Streamed:
     """A streamed WSGI body: the request ends when granian closes it."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[], object]) -> None:
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
         self._body = body
         self._iter: Iterator[bytes] = iter(body)
-        self._done: Callable[[], object] | None = done
+        self._done: Callable[[], None] | None = done
 
     def __iter__(self) -> Iterator[bytes]:
         return self

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import re
 import socket
@@ -65,11 +66,10 @@ POLL = 0.05
 def check() -> None:
     """Refuse a granian this runner was not tested with, in one line."""
     try:
-        from granian import __version__ as version, _granian  # noqa: F401  (the extension loads)
+        version = str(_private("granian").__version__)
+        _private("granian._granian")  # the extension loads (and is in memory for every fork)
     except ImportError:
-        raise ConfigError(
-            "--http granian needs granian: pip install 'pg-supervise[granian]'"
-        ) from None
+        raise ConfigError("--http granian needs granian: pip install 'pg-supervise[granian]'") from None
     found = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
     if not TESTED[0] <= found < TESTED[1]:
         raise ConfigError(
@@ -197,21 +197,20 @@ class _Engine:
     def start(
         cls, listener: Listener, app: Any, wsgi: bool, state: dict[str, Any], runtime: Runtime
     ) -> _Engine:
-        from granian._futures import _future_watcher_wrapper, _new_cbscheduler
-        from granian._granian import ASGIWorker, SocketHolder, WorkerSignal, WSGIWorker
-
+        ext = _private("granian._granian")
+        futures = _private("granian._futures")
         cfg = runtime.config
         loop = asyncio.get_running_loop()
         uds = listener.sock.family == socket.AF_UNIX
         fd = os.dup(listener.sock.fileno())  # granian closes the listener it is given
-        holder = SocketHolder(fd, uds, cfg.backlog)
-        signal = WorkerSignal()
+        holder = ext.SocketHolder(fd, uds, cfg.backlog)
+        signal = ext.WorkerSignal()
         done = asyncio.Event()
         signal.add_cb(lambda: loop.call_soon_threadsafe(done.set))
-        no_tls = (False, None, None, None, "1.3", None, [], False)
+        no_tls: tuple[Any, ...] = (False, None, None, None, "1.3", None, [], False)
         # granian's own default: its accept loop holds at most this many connections
         backpressure = max(1, cfg.backlog // cfg.workers)
-        common = dict(
+        common: dict[str, Any] = dict(
             worker_id=runtime.worker.id,
             sock=(None, holder),
             ipc=None,
@@ -226,7 +225,7 @@ class _Engine:
             static_files=None,
             metrics=(None, None),
         )
-        tls = dict(
+        tls: dict[str, Any] = dict(
             zip(
                 (
                     "ssl_enabled",
@@ -242,17 +241,15 @@ class _Engine:
                 strict=True,
             )
         )
+        # what granian's own server does in its worker processes (server/mp.py)
         if wsgi:
-            from granian.wsgi import _callback_wrapper as wsgi_callback
-
-            worker = WSGIWorker(**common, **tls)
-            callback: Any = wsgi_callback(app, {}, None)
+            worker = ext.WSGIWorker(**common, **tls)
+            callback = _private("granian.wsgi")._callback_wrapper(app, {}, None)
         else:
-            from granian.asgi import _callback_wrapper as asgi_callback
-
-            worker = ASGIWorker(**common, websockets_enabled=True, **tls)
-            callback = _future_watcher_wrapper(asgi_callback(app, {}, state, None))
-        scheduler = _new_cbscheduler(loop, callback, impl_asyncio=True)
+            worker = ext.ASGIWorker(**common, websockets_enabled=True, **tls)
+            asgi_callback = _private("granian.asgi")._callback_wrapper(app, {}, state, None)
+            callback = futures._future_watcher_wrapper(asgi_callback)
+        scheduler = futures._new_cbscheduler(loop, callback, impl_asyncio=True)
         serve = worker.serve_mtr_uds if uds else worker.serve_mtr
         serve(scheduler, loop, signal)  # returns once the listener is set up and accepting
         return cls(listener, fd, signal, done, worker)
@@ -306,11 +303,15 @@ def _established(port: int) -> int:
     return count
 
 
+def _private(module: str) -> Any:
+    """A granian module, untyped on purpose: its stubs do not describe the
+    private worker API used here (the tested versions are what vouches for it)."""
+    return importlib.import_module(module)
+
+
 async def _lifespan_startup(app: Any) -> Any:
     """granian's lifespan driver, started; None when the app's startup failed."""
-    from granian.asgi import LifespanProtocol
-
-    lifespan = LifespanProtocol(app)
+    lifespan = _private("granian.asgi").LifespanProtocol(app)
     await lifespan.startup()
     if lifespan.interrupt:
         log.error("ASGI lifespan startup failed", exc_info=lifespan.exc)
