@@ -45,6 +45,13 @@ SCENARIOS: dict[str, Scenario] = {
     "wsgi-db": Scenario(
         "/db", ("pg-supervise-wsgi-pool", "gunicorn-gthread", "gunicorn-sync", "granian-wsgi")
     ),
+    # --http granian against our default engine (and granian's own server, for scale)
+    "asgi-hello-engine": Scenario("/", ("pg-supervise-granian", "pg-supervise", "granian-asgi")),
+    "wsgi-hello-engine": Scenario("/", ("pg-supervise-granian-wsgi", "pg-supervise-wsgi", "granian-wsgi")),
+    "asgi-db-engine": Scenario("/db", ("pg-supervise-granian-pool", "pg-supervise-pool", "granian-asgi")),
+    "wsgi-db-engine": Scenario(
+        "/db", ("pg-supervise-granian-wsgi-pool", "pg-supervise-wsgi-pool", "granian-wsgi")
+    ),
     "asgi-db-check-window": Scenario("/db", ("pg-supervise-pool", "pg-supervise-pool-check-every")),
     "flask-hello": Scenario("/", ("pg-supervise-flask", "gunicorn-gthread-flask", "granian-flask")),
     "flask-db": Scenario("/db", ("pg-supervise-flask-pool", "gunicorn-gthread-flask", "granian-flask")),

@@ -168,6 +168,15 @@ class Config:
         help="Request threads per worker for WSGI apps (they share the worker's db.pool); "
         "1 serves one request at a time, gunicorn's sync model.",
     )
+    http: str = _setting(
+        "uvicorn",
+        flags=("--http",),
+        kind="choice",
+        choices=("uvicorn", "granian"),
+        group="Serving",
+        help="HTTP engine in each worker for ASGI and WSGI apps: uvicorn (WSGI through our "
+        "bridge), or granian (Rust; pip install 'pg-supervise[granian]').",
+    )
     health_bind: str | None = _setting(
         None,
         flags=("--health-bind",),

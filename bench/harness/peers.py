@@ -69,6 +69,15 @@ PEERS: dict[str, Peer] = {
     "pg-supervise-pool-check-every": Peer(_ASGI + _POOL + " 0", "asgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool": Peer(_WSGI + " --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool-check-every": Peer(_WSGI + " --threads 4" + _POOL + " 0", "wsgi", env=_OWN_POOL),
+    # the same with granian's Rust HTTP stack in our workers (--http granian)
+    "pg-supervise-granian": Peer(_ASGI + " --http granian", "asgi", needs="granian"),
+    "pg-supervise-granian-wsgi": Peer(_WSGI + " --http granian --threads 4", "wsgi", needs="granian"),
+    "pg-supervise-granian-pool": Peer(
+        _ASGI + " --http granian" + _POOL + " 2", "asgi", env=_OWN_POOL, needs="granian"
+    ),
+    "pg-supervise-granian-wsgi-pool": Peer(
+        _WSGI + " --http granian --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL, needs="granian"
+    ),
     # supervisor_bench.py: a plain main(worker) target and gunicorn sync on the same
     # module, each printing a ready marker from its ready hook (the target stays last)
     "pg-supervise-main": Peer(

@@ -118,7 +118,7 @@ def open_listeners(m: MasterView, kind: Kind) -> None:
         log.info("listening", on=[sockets.describe(listener) for listener in m.listeners])
         # Import the server once here: every fork then starts with it loaded
         # (about 100 ms saved per worker boot and replacement).
-        import uvicorn  # noqa: F401
+        runners.preload(cfg.http)
 
 
 def adopt(m: MasterView, handover: _reexec.Handover) -> None:

@@ -163,7 +163,7 @@ class _WorkerProcess:
             # inside its event loop (the runner calls runtime.open_pools).
             if not target.is_async:
                 self._open_pools()
-            runner = runner_for(target.kind)
+            runner = runner_for(target.kind, self.config.http)
             if runner is None:
                 raise TargetError(
                     f"target {target.spec!r} is a {target.kind.value} app, which this version cannot run"

@@ -83,15 +83,16 @@ class Runtime:
             except Exception:
                 log.exception("closing a database pool failed", database=db.name)
 
-    async def beat(self) -> None:
+    async def beat(self, alive: Callable[[], bool] | None = None) -> None:
         """Beat from inside the running event loop until cancelled, so a loop
-        blocked longer than ``--timeout`` gets the worker replaced."""
+        blocked longer than ``--timeout`` gets the worker replaced. ``alive``:
+        a runner's own test of progress; no beat while it says False."""
         worker = self.worker
         worker._beats_from_loop = True
         if worker._beat_interval is None:
             return
         while True:
-            if not worker._manual_heartbeat:
+            if not worker._manual_heartbeat and (alive is None or alive()):
                 worker._heartbeat.beat()
             await asyncio.sleep(worker._beat_interval)
 

@@ -1,8 +1,11 @@
 """A raw ASGI app (with lifespan) for the HTTP tests."""
 
 import asyncio
+import logging
 import os
 import time
+
+log = logging.getLogger("asgiapp")
 
 STARTED = {"lifespan": False}
 
@@ -22,6 +25,7 @@ async def app(scope, receive, send):
                 return
     path = scope["path"]
     if path == "/sleep":
+        log.info("request sleeping")
         await asyncio.sleep(float(os.environ.get("SLEEP_S", "1")))
     elif path == "/block":
         time.sleep(60)  # blocks the event loop

@@ -37,12 +37,28 @@ RUNNERS: dict[Kind, RunnerInfo] = {
 }
 
 
-def runner_for(kind: Kind) -> Runner | None:
+# --http: the engines other than uvicorn, each one module serving every kind that listens
+ENGINES: dict[str, str] = {
+    "granian": "supervisor.worker.runners.granian_engine",
+}
+
+
+def runner_for(kind: Kind, http: str = "uvicorn") -> Runner | None:
     info = RUNNERS.get(kind)
     if info is None:
         return None
-    run: Runner = importlib.import_module(info.module).run
+    module = ENGINES[http] if info.listens and http in ENGINES else info.module
+    run: Runner = importlib.import_module(module).run
     return run
+
+
+def preload(http: str) -> None:
+    """Import the HTTP engine in the master, once for every fork; an engine
+    that cannot run here raises ConfigError (one line) before any worker starts."""
+    if http in ENGINES:
+        importlib.import_module(ENGINES[http]).check()
+    else:
+        import uvicorn  # noqa: F401
 
 
 def listens(kind: Kind | None) -> bool:
