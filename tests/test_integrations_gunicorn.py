@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import psycopg
@@ -66,7 +67,7 @@ def test_migrations_once_each_worker_its_own_backends_master_none(supervise, tmp
         by_app.setdefault(app, set()).add(pid)
     # three workers x min_size 2, named after the worker; nothing the master opened
     # (neither the migration connection nor what the preloaded app leaked at import)
-    assert by_app.keys() == {"gapp:worker-1", "gapp:worker-2", "gapp:worker-3"}
+    assert by_app.keys() == {f"gapp:worker-{i}@{socket.gethostname()}" for i in (1, 2, 3)}
     assert all(len(pids) == 2 for pids in by_app.values())
 
     answers = [get_json(port) for _ in range(12)]
