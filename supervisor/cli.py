@@ -238,6 +238,32 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         _fail(exc, _debug(options))
 
 
+@cli.command("status", cls=_GroupedCommand)
+@click.option(
+    "--fleet",
+    "fleet_view",
+    is_flag=True,
+    help="List the fleet's masters, their reservations and ages, and the headroom left, "
+    "read from PostgreSQL.",
+)
+@click.option("--fleet-name", metavar="NAME", help="Only this fleet (default: every fleet in the database).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+@_setting_options("General", "Database")
+def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **options: Any) -> None:
+    """Show the state of the service (--fleet: every master that shares the database)."""
+    try:
+        config = load("", _explicit(options))
+        if not fleet_view:
+            raise ConfigError("status: pass --fleet (the fleet's reservations, read from PostgreSQL)")
+        if not config.database_url:
+            raise ConfigError("no database: pass --database-url or set DATABASE_URL")
+        from supervisor import fleet_view as view
+
+        click.echo(view.show(config, fleet_name or config.fleet, as_json))
+    except SupervisorError as exc:
+        _fail(exc, _debug(options))
+
+
 @cli.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_command(shell: str) -> None:

@@ -41,7 +41,10 @@ log = get_logger()
 TABLE = "supervise_fleet"
 LOCK_KEY = int.from_bytes(hashlib.blake2b(b"pg-supervise:fleet", digest_size=8).digest(), "big", signed=True)
 CONNECT_TIMEOUT_S = 2  # the least libpq and psycopg accept
-STATEMENT_TIMEOUT_MS = 3000  # a lock or a statement never holds the master's loop longer
+STATEMENT_TIMEOUT_MS = 3000  # a refresh never holds the master's loop longer
+# A check waits its turn behind the other masters' checks (each a few ms);
+# only a start, a TTIN or a reload wait this long, never the loop's refresh.
+RESERVE_TIMEOUT_MS = 5000
 SHOWN = 8  # members named in a refusal; the rest are counted
 
 DDL = (
@@ -98,11 +101,16 @@ def connect(config: Config, purpose: str = "fleet") -> psycopg.Connection[Any]:
     )
 
 
-def _bounded(conn: psycopg.Connection[Any]) -> None:
+def _bounded(conn: psycopg.Connection[Any], ms: int = STATEMENT_TIMEOUT_MS) -> None:
     # SET LOCAL, not a startup option: PgBouncer refuses unknown startup
     # parameters, and a session SET would stay on its server connection.
-    conn.execute(f"set local statement_timeout = {STATEMENT_TIMEOUT_MS}")
-    conn.execute(f"set local lock_timeout = {STATEMENT_TIMEOUT_MS}")
+    conn.execute(f"set local statement_timeout = {ms}")
+    conn.execute(f"set local lock_timeout = {ms}")
+
+
+def first_line(text: str) -> str:
+    """psycopg's first line says what failed; the next ones are libpq's hints."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 class NoTableError(ConfigError):
@@ -183,7 +191,7 @@ class Member:
         self._config = config
         try:
             with connect(config) as conn, conn.transaction():
-                _bounded(conn)
+                _bounded(conn, RESERVE_TIMEOUT_MS)
                 conn.execute("select pg_advisory_xact_lock(%s)", (LOCK_KEY,))
                 ensure_table(conn)
                 conn.execute(f"delete from {TABLE} where not ({LIVE})")  # the dead, for good
@@ -196,9 +204,7 @@ class Member:
                 conn.execute(_UPSERT, self._row(workers, per_worker, joining=not self.joined))
         except psycopg.Error as exc:
             reason = scrub(str(exc).strip(), config.database_url or "") or type(exc).__name__
-            raise ConfigError(
-                f"cannot check the fleet's connection budget: {reason.splitlines()[-1]}"
-            ) from None
+            raise ConfigError(f"cannot check the fleet's connection budget: {first_line(reason)}") from None
         grew = self.joined
         self.workers, self.pool_max, self.joined = workers, per_worker, True
         now = time.monotonic()
@@ -266,11 +272,12 @@ class Member:
             if self.failures == 1 or self.failures % 10 == 0:
                 reason = scrub(str(exc).strip(), config.database_url or "") or type(exc).__name__
                 log.warning(
-                    "fleet lease not refreshed; the reservation stops counting when its lease ends",
+                    "fleet lease not refreshed",
                     fleet=self.fleet,
                     failures=self.failures,
                     lease_s=self.lease,
-                    error=reason.splitlines()[-1],
+                    effect="the reservation stops counting when its lease ends",
+                    error=first_line(reason),
                 )
             return
         if self.failures:
@@ -292,7 +299,7 @@ class Member:
                 "could not remove the fleet reservation; it stops counting when its lease ends",
                 fleet=self.fleet,
                 lease_s=self.lease,
-                error=str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
+                error=first_line(str(exc)) or type(exc).__name__,
             )
             return
         log.info("left the fleet", fleet=self.fleet, host=self.host)
