@@ -232,7 +232,7 @@ class Member:
         if len(ranked) > SHOWN:
             named.append(f"{len(ranked) - SHOWN} more: {sum(r.reserved for r in ranked[SHOWN:])}")
         fit = (limit - held - 1) // per_worker if limit - held - 1 >= per_worker else 0
-        room = f"{fit} workers fit here" if fit else "no worker fits here"
+        room = {0: "no worker fits here", 1: "1 worker fits here"}.get(fit, f"{fit} workers fit here")
         return (
             f"fleet connection budget exceeded: this master ({self.host} pid {self.pid}) needs "
             f"{workers} workers x pool max size {per_worker} + 1 = {need}, and {len(others)} other "

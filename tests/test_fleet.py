@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -217,6 +218,46 @@ def test_a_postgresql_restart_keeps_the_fleet_and_its_limit(
     a.wait_event("fleet lease refreshed again", timeout=20)
     wait_until(lambda: live(url)["host-b"].heartbeat_age_s < lease, 20, "b to refresh its lease")
     stop(a, b)
+
+
+def test_a_reload_that_grows_the_pools_is_checked_against_the_fleet(
+    member: Start, supervise: Start, url: str, tmp_path: Path
+) -> None:
+    a, b = member("host-a"), member("host-b")
+    a.wait_ready(2)
+    b.wait_ready(2)
+    config = tmp_path / "supervise.toml"
+    config.write_text('workers = 2\npool_max_size = 4\nfleet_host = "host-c"\n')
+    c = supervise("mains:wait", env={"DATABASE_URL": url})
+    c.wait_ready(2)
+    config.write_text('workers = 2\npool_max_size = 5\nfleet_host = "host-c"\n')
+    c.signal(signal.SIGHUP)  # 2 x 5 + 1 = 11 beside 18: 29 > 27
+    kept = c.wait_event(
+        "reload keeps the current number of workers and pool size: the new ones would exceed "
+        "the connection budget",
+        timeout=20,
+    )[0]
+    assert "needs 2 workers x pool max size 5 + 1 = 11, and 2 other master(s) hold 18" in kept["error"]
+    c.wait_event("reload complete", timeout=30)
+    assert {e["max_size"] for e in c.find("database pool open")} == {4}
+    assert live(url)["host-c"].reserved == EACH
+
+    stop(b)
+    c.signal(signal.SIGHUP)  # beside host-a alone: 11 + 9 fits
+    c.wait_event("reload complete", count=2, timeout=30)
+    assert live(url)["host-c"].reserved == 11
+    assert any(e["max_size"] == 5 for e in c.find("database pool open"))
+    stop(a, c)
+
+
+def test_no_fleet_counts_this_master_alone(supervise: Start, url: str) -> None:
+    run = supervise("mains:wait", "-w", "1", "--no-fleet", env={"DATABASE_URL": url})
+    run.wait_ready(1)
+    assert {app for _, app in backends(url)} == {"mains:worker-1"}
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert fleet.members(conn) == []  # not even the table
+        assert conn.execute("select to_regclass(%s)", (fleet.TABLE,)).fetchone() == (None,)
+    stop(run)
 
 
 def test_readyz_application_name_and_the_fleet_view(member: Start, url: str, supervise: Start) -> None:
