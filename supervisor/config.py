@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from supervisor import cpus
+from supervisor import config_fleet, cpus
 from supervisor.redact import redact_secret
 
 ENV_PREFIX = "SUPERVISE_"
@@ -363,17 +363,6 @@ class Config:
         help="Connection budget: start and TTIN refuse when workers x pool max size + 1 exceeds it.",
         default_doc="server's max_connections less reserved slots",
     )
-    spare_db_connections: int = _setting(
-        0,
-        flags=("--spare-db-connections",),
-        kind="int",
-        minimum=0,
-        maximum=MAX_DB_CONNECTIONS,
-        metavar="N",
-        group="Database",
-        help="Connections of the limit kept free for clients outside the budget (psql, cron jobs, "
-        "other services): the budget is the limit less N.",
-    )
     db_wait_timeout: float = _setting(
         60.0,
         flags=("--db-wait-timeout",),
@@ -383,43 +372,6 @@ class Config:
         metavar="S",
         group="Database",
         help="At start, wait up to S seconds (with backoff) for PostgreSQL to accept connections.",
-    )
-    fleet: str | None = _setting(
-        None,
-        flags=("--fleet",),
-        kind="str",
-        metavar="NAME",
-        group="Fleet",
-        help="Fleet this master joins: every master of every host that shares the database counts "
-        "toward one connection budget, recorded in the table supervise_fleet.",
-        default_doc="TARGET's module and the database name (app/shop)",
-    )
-    no_fleet: bool = _setting(
-        False,
-        flags=("--no-fleet",),
-        kind="bool",
-        group="Fleet",
-        help="Do not join a fleet: the budget counts this master alone.",
-    )
-    fleet_host: str | None = _setting(
-        None,
-        flags=("--fleet-host",),
-        kind="str",
-        metavar="NAME",
-        group="Fleet",
-        help="This master's host in the fleet and in application_name.",
-        default_doc="the host name",
-    )
-    fleet_lease: float = _setting(
-        10.0,
-        flags=("--fleet-lease",),
-        kind="float",
-        minimum=3,
-        maximum=3600,
-        metavar="S",
-        group="Fleet",
-        help="A master's reservation stops counting S seconds after its last refresh (a master "
-        "that died, a host that vanished); it is refreshed every S/3 seconds.",
     )
     migrations: str | None = _setting(
         None,
@@ -455,6 +407,12 @@ class Config:
         group="Migrations",
         help="How long to wait for another master's migration lock before exit 5.",
     )
+    # the fleet-wide budget; their metadata is in config_fleet.py
+    spare_db_connections: int = _setting(**config_fleet.SPARE_DB_CONNECTIONS)
+    fleet: str | None = _setting(**config_fleet.FLEET)
+    no_fleet: bool = _setting(**config_fleet.NO_FLEET)
+    fleet_host: str | None = _setting(**config_fleet.FLEET_HOST)
+    fleet_lease: float = _setting(**config_fleet.FLEET_LEASE)
     hooks: str | None = _setting(
         None,
         flags=("--hooks",),
