@@ -586,7 +586,7 @@ def test_term_during_a_migration_cancels_it_on_the_server(supervise, postgres_ur
     assert not run.find("worker spawned")
     # nothing of it stayed: no table, no row, no statement still running, lock free
     wait_until(
-        lambda: not [a for _, a in backends(postgres_url) if a.endswith(":migrate")],
+        lambda: not [a for _, a in backends(postgres_url) if ":migrate" in a],
         5,
         "the migration session to end",
     )

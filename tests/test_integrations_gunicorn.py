@@ -55,7 +55,7 @@ def test_migrations_once_each_worker_its_own_backends_master_none(supervise, tmp
     # a callable migration runs at every start: once, in the master, on the lock's connection
     with psycopg.connect(postgres_url) as conn:
         runs = conn.execute("select app from migration_runs").fetchall()
-    assert runs == [("gapp:migrate",)]
+    assert runs == [(f"gapp:migrate@{socket.gethostname()}",)]
 
     seen = wait_until(
         lambda: (lambda b: b if len(b) == 6 else None)(backends(postgres_url)),
