@@ -263,22 +263,35 @@ def _control(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 @cli.command("status", cls=_GroupedCommand)
-@click.option("--json", "as_json", is_flag=True, help="Print the master's answer as one JSON object.")
-@_control
-def status_command(as_json: bool, **options: Any) -> None:
-    """Show the running master's workers: pid, state, age, heartbeat, work done, pool sizes."""
-    from supervisor import ctl
+@click.option(
+    "--fleet",
+    "fleet_view",
+    is_flag=True,
+    help="List the fleet's masters, their reservations and ages, and the headroom left, "
+    "read from PostgreSQL.",
+)
+@click.option("--fleet-name", metavar="NAME", help="With --fleet: only this fleet (default: every fleet).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+@_setting_options("General", "Control", "Database")
+def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **options: Any) -> None:
+    """Show the running master's workers: pid, state, age, heartbeat, work done, pool
+    sizes; with --fleet, every master that shares the database, read from PostgreSQL."""
+    try:
+        if fleet_view:
+            config = load("", _explicit(options))
+            if not config.database_url:
+                raise ConfigError("no database: pass --database-url or set DATABASE_URL")
+            from supervisor import fleet_view as view
 
-    config = _control_config(options)
-    # One source today, the local master; a fleet view (every master sharing
-    # the database) would add a flag here that builds the same shape per
-    # master and prints each with the same render_status.
-    data = ctl.call(ctl.locate(config), {"command": "status"})
-    data.pop("ok", None)
-    if as_json:
-        click.echo(json.dumps(data))
-    else:
-        click.echo("\n".join(ctl.render_status(data)))
+            click.echo(view.show(config, fleet_name or config.fleet, as_json))
+            return
+        from supervisor import ctl
+
+        data = ctl.call(ctl.locate(_control_config(options)), {"command": "status"})
+        data.pop("ok", None)
+        click.echo(json.dumps(data) if as_json else "\n".join(ctl.render_status(data)))
+    except SupervisorError as exc:
+        _fail(exc, _debug(options))
 
 
 @cli.command("reload", cls=_GroupedCommand)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor import config_fleet
 from supervisor._setting import (
     MAX_BACKLOG,
     MAX_COUNT,
@@ -370,6 +371,12 @@ class Config:
         group="Migrations",
         help="How long to wait for another master's migration lock before exit 5.",
     )
+    # the fleet-wide budget; their metadata is in config_fleet.py
+    spare_db_connections: int = _setting(**config_fleet.SPARE_DB_CONNECTIONS)
+    fleet: str | None = _setting(**config_fleet.FLEET)
+    no_fleet: bool = _setting(**config_fleet.NO_FLEET)
+    fleet_host: str | None = _setting(**config_fleet.FLEET_HOST)
+    fleet_lease: float = _setting(**config_fleet.FLEET_LEASE)
     hooks: str | None = _setting(
         None,
         flags=("--hooks",),

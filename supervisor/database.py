@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from supervisor import _dbregistry, _dburl
+from supervisor import _appname, _dbregistry, _dburl
 from supervisor.errors import ConfigError, ForkSafetyError, WorkerBootError
 from supervisor.logging import get_logger
 from supervisor.pools import AsyncCheckedPool, CheckedPool
@@ -191,7 +191,6 @@ class Database:
     # -- lifecycle, driven by the supervisor -------------------------------------
 
     def _settings(self, worker_id: int, cfg: Config) -> dict[str, Any]:
-        app = cfg.target.partition(":")[0] or "supervise"
         min_size = cfg.pool_min_size if self._min_size is None else self._min_size
         url = self.url(cfg)
         if self._url:  # its own URL, not the checked --database-url: a pool would retry a typo
@@ -201,7 +200,10 @@ class Database:
             "name": f"{self.name}-w{worker_id}",
             "min_size": min_size,
             "max_size": max(min_size, cfg.pool_max_size if self._max_size is None else self._max_size),
-            "kwargs": {"application_name": f"{app}:worker-{worker_id}", **self._kwargs},
+            "kwargs": {
+                "application_name": _appname.application_name(cfg, f"worker-{worker_id}"),
+                **self._kwargs,
+            },
             "max_lifetime": cfg.pool_max_lifetime,
             "max_idle": cfg.pool_max_idle,
             "timeout": cfg.pool_timeout,
@@ -311,11 +313,11 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
 
     assert config.database_url
     url, started, delay, attempt = config.database_url, time.monotonic(), 0.25, 0
-    app = config.target.partition(":")[0] or "supervise"
+    app = _appname.application_name(config, "master")
     while True:
         attempt += 1
         try:
-            return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=f"{app}:master")
+            return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=app)
         except psycopg.Error as exc:
             text = scrub(str(exc).strip(), url)
             reason = text.splitlines()[-1] if text else type(exc).__name__
@@ -366,10 +368,16 @@ def connection_limit(conn: psycopg.Connection[Any]) -> tuple[int, str]:
 
 def connection_budget(conn: psycopg.Connection[Any], config: Config) -> tuple[int, str]:
     """The limit the budget is checked against, and where it came from:
-    ``--max-db-connections``, else what the server allows."""
+    ``--max-db-connections``, else what the server allows; less
+    ``--spare-db-connections``."""
     if config.max_db_connections is not None:
-        return config.max_db_connections, "--max-db-connections"
-    return connection_limit(conn)
+        limit, how = config.max_db_connections, "--max-db-connections"
+    else:
+        limit, how = connection_limit(conn)
+    if config.spare_db_connections:
+        spare = config.spare_db_connections
+        limit, how = limit - spare, f"{how}, less {spare} spare (--spare-db-connections)"
+    return limit, how
 
 
 def per_worker_connections(config: Config) -> int:

@@ -161,6 +161,7 @@ def test_help_groups_options_by_what_they_configure(tmp_path: Path):
         "Serving",
         "Database",
         "Migrations",
+        "Fleet",
         "Hooks",
         "Logging",
         "General",

@@ -371,7 +371,7 @@ def test_wsgi_app_request_threads_use_the_worker_pool(supervise, postgres_url):
     for _, body in results:  # each answer came from a worker's own pool
         pid, app = (part.split("=", 1)[1] for part in body.split())
         worker = next(w for w, p in pids.items() if str(p) == pid)
-        assert app == f"wsgidb:worker-{worker}"
+        assert app == f"wsgidb:worker-{worker}@{socket.gethostname()}"
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 

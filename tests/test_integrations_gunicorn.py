@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import psycopg
@@ -54,7 +55,7 @@ def test_migrations_once_each_worker_its_own_backends_master_none(supervise, tmp
     # a callable migration runs at every start: once, in the master, on the lock's connection
     with psycopg.connect(postgres_url) as conn:
         runs = conn.execute("select app from migration_runs").fetchall()
-    assert runs == [("gapp:migrate",)]
+    assert runs == [(f"gapp:migrate@{socket.gethostname()}",)]
 
     seen = wait_until(
         lambda: (lambda b: b if len(b) == 6 else None)(backends(postgres_url)),
@@ -66,7 +67,7 @@ def test_migrations_once_each_worker_its_own_backends_master_none(supervise, tmp
         by_app.setdefault(app, set()).add(pid)
     # three workers x min_size 2, named after the worker; nothing the master opened
     # (neither the migration connection nor what the preloaded app leaked at import)
-    assert by_app.keys() == {"gapp:worker-1", "gapp:worker-2", "gapp:worker-3"}
+    assert by_app.keys() == {f"gapp:worker-{i}@{socket.gethostname()}" for i in (1, 2, 3)}
     assert all(len(pids) == 2 for pids in by_app.values())
 
     answers = [get_json(port) for _ in range(12)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ def test_supervise_process_fixture_proves_an_app_fork_safe(supervise_process, po
                 "and pid <> pg_backend_pid()"
             ).fetchall()
         }
-    assert apps == {"dbapp:worker-1", "dbapp:worker-2"}
+    assert apps == {f"dbapp:worker-{i}@{socket.gethostname()}" for i in (1, 2)}
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 

@@ -150,7 +150,11 @@ def _database_phases(config: Config, workers: int) -> None:
 
     if _dbregistry.default() is None:
         _state.default_db = Database.configured()
-    preflight.run(config, workers)
+    budget, _ = preflight.run(config, workers)
+    if budget.member is not None:
+        # gunicorn's arbiter has no loop of ours to renew a lease: the fleet's
+        # budget is checked at start, and this master holds no reservation
+        budget.member.leave()
 
 
 def _pre_fork(server: Any, worker: Any) -> None:

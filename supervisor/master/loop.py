@@ -320,6 +320,8 @@ class Master:
         if self._watchdog is not None and now >= self._next_watchdog:
             systemd.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog
+        if self.budget is not None and self.budget.member is not None:
+            self.budget.member.refresh_if_due(now, self.config)  # a short-lived connection, closed
         for handle in list(self.children.values()):
             if handle.kill_if_due(self.procs, now):
                 continue
@@ -407,6 +409,8 @@ class Master:
             deadlines += [s.spawn_at for s in self.slots.values() if s.empty]
         if self._watchdog is not None:
             deadlines.append(self._next_watchdog)
+        if self.budget is not None and self.budget.member is not None and self.budget.member.joined:
+            deadlines.append(self.budget.member.next_refresh)
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again
@@ -432,6 +436,8 @@ class Master:
 
     def _close(self) -> None:
         self.wakeup.restore_signals()
+        if self.budget is not None and self.budget.member is not None:
+            self.budget.member.leave()  # its workers are gone: give the room back at once
         self.hooks.run("on_exit", self.info(int(self.error.exit_code) if self.error else 0))
         startup.close(self)
         self.wakeup.close()

@@ -62,6 +62,7 @@ class Rollout:
             self.reload_again = True
             return
         changed: dict[str, object] = {}
+        before = m.config
         if m.reload_config is not None:
             try:
                 new = m.reload_config()
@@ -82,11 +83,13 @@ class Rollout:
             m.check_budget(m.config.workers)
         except ConfigError as exc:
             log.warning(
-                "reload keeps the current number of workers: the new one would exceed the connection budget",
+                "reload keeps the current number of workers and pool size: the new ones would "
+                "exceed the connection budget",
                 workers=len(m.slots),
+                pool_max_size=before.pool_max_size,
                 error=str(exc),
             )
-            m.config = replace(m.config, workers=len(m.slots))
+            m.config = replace(m.config, workers=len(m.slots), pool_max_size=before.pool_max_size)
         self.reload_queue = sorted(
             sid for sid, s in m.slots.items() if s.child is not None and s.child.ready_at is not None
         )

@@ -15,7 +15,8 @@ log = get_logger()
 
 def health(m: MasterView) -> dict[str, object]:
     ready = m.ready_count()
-    return {
+    member = m.budget.member if m.budget is not None else None
+    body: dict[str, object] = {
         "ready": m.booted and not m.stopping and ready > 0,
         "workers_ready": ready,
         "workers": m.config.workers,
@@ -23,6 +24,9 @@ def health(m: MasterView) -> dict[str, object]:
         "stopping": bool(m.stopping),
         "migrations": m.migrations,
     }
+    if member is not None:  # this master's reservation in its fleet
+        body["fleet"] = member.describe(m.clock())
+    return body
 
 
 def workers(m: MasterView, now: float) -> list[dict[str, Any]]:

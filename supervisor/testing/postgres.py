@@ -80,8 +80,9 @@ def _run_as() -> dict[str, Any]:
 class LocalCluster:
     """A throwaway cluster in a temporary directory; :meth:`stop` removes it."""
 
-    def __init__(self, bindir: str) -> None:
+    def __init__(self, bindir: str, max_connections: int = 200) -> None:
         self.bindir = bindir
+        self.max_connections = max_connections
         self.dir = tempfile.mkdtemp(prefix="supervise-pg-")
         self.data = os.path.join(self.dir, "data")
         self.port = _free_port()
@@ -124,7 +125,7 @@ class LocalCluster:
             "60",
             "-o",
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}",
             "start",
         )
 
@@ -145,13 +146,13 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster() -> Iterator[LocalCluster]:
+def local_cluster(max_connections: int = 200) -> Iterator[LocalCluster]:
     bindir = pg_bindir()
     if bindir is None:
         raise FileNotFoundError(
             "initdb/pg_ctl not found (install the PostgreSQL server binaries or set PG_BINDIR)"
         )
-    cluster = LocalCluster(bindir)
+    cluster = LocalCluster(bindir, max_connections)
     try:
         cluster.start()
         yield cluster
