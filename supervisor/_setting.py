@@ -14,6 +14,9 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+CONFIG_FILE = "supervise.toml"  # read from the working directory when --config is not given
+
+
 @dataclass(frozen=True)
 class Setting:
     """How one :class:`Config` field is spelled, documented and checked."""

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from supervisor._setting import _FALSE, _TRUE, Setting, describe_range
-from supervisor.config import CONFIG_FILE, Config, env_name, settings
+from supervisor._setting import _FALSE, _TRUE, CONFIG_FILE, Setting, describe_range
+from supervisor.config import Config, env_name, settings
 from supervisor.errors import ConfigError
 
 

@@ -195,10 +195,10 @@ def test_container_cpu_limit(files, limit):
 
 
 def test_default_workers_is_capped_by_the_container_limit(monkeypatch):
-    from supervisor import cpus
+    from supervisor import _setting, cpus
 
     monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(64)))
     monkeypatch.setattr(cpus, "_read_cgroup_files", lambda: {"cpu.max": "150000 100000"})
-    assert config.default_workers() == 2  # 1.5 CPUs: two workers, not 64
+    assert _setting.default_workers() == 2  # 1.5 CPUs: two workers, not 64
     monkeypatch.setattr(cpus, "_read_cgroup_files", lambda: {"cpu.max": "max 100000"})
-    assert config.default_workers() == 64
+    assert _setting.default_workers() == 64
