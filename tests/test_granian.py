@@ -71,7 +71,7 @@ def test_requests_query_the_workers_own_pool(supervise, postgres_url, target):
     for _, body in results:  # each answer came from the answering worker's own pool
         pid, app = (part.split("=", 1)[1] for part in body.split())
         worker = next(w for w, p in pids.items() if str(p) == pid)
-        assert app == f"{module}:worker-{worker}"
+        assert app == f"{module}:worker-{worker}@{socket.gethostname()}"
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 
