@@ -162,7 +162,10 @@ class Config:
         minimum=0,
         metavar="S",
         group="Workers",
-        help="Kill and replace a worker whose heartbeat is older than S seconds (0: off).",
+        help="Kill and replace a worker that shows no progress for S seconds (0: off): a main "
+        "target that stops beating, an event loop that blocks, or a WSGI worker whose every "
+        "request thread is stuck on one request. Also how long a WSGI request waits on a "
+        "client that takes or sends nothing.",
     )
     boot_timeout: float = _setting(
         60.0,
@@ -238,6 +241,54 @@ class Config:
         group="Serving",
         help="Request threads per worker for WSGI apps (they share the worker's db.pool); "
         "1 serves one request at a time, gunicorn's sync model.",
+    )
+    root_path: str = _setting(
+        "",
+        flags=("--root-path",),
+        kind="str",
+        metavar="PREFIX",
+        group="Serving",
+        also_env=("SCRIPT_NAME",),
+        help="The URL prefix the app is mounted at behind a proxy (e.g. /app): ASGI's root_path; "
+        "WSGI's SCRIPT_NAME, taken off the front of PATH_INFO (also read from SCRIPT_NAME, "
+        "as gunicorn does).",
+    )
+    limit_request_line: int = _setting(
+        4094,
+        flags=("--limit-request-line",),
+        kind="int",
+        minimum=0,
+        metavar="BYTES",
+        group="Serving",
+        help="Longest HTTP request line (method, target, version); longer gets 414 (0: no limit).",
+    )
+    limit_request_fields: int = _setting(
+        100,
+        flags=("--limit-request-fields",),
+        kind="int",
+        minimum=0,
+        metavar="N",
+        group="Serving",
+        help="Most header fields in one request; more gets 431 (0: no limit).",
+    )
+    limit_request_field_size: int = _setting(
+        8190,
+        flags=("--limit-request-field-size",),
+        kind="int",
+        minimum=0,
+        metavar="BYTES",
+        group="Serving",
+        help="Longest request header field (name and value); longer gets 431 (0: no limit).",
+    )
+    header_timeout: float = _setting(
+        10.0,
+        flags=("--header-timeout",),
+        kind="float",
+        minimum=0,
+        metavar="S",
+        group="Serving",
+        help="Seconds a client has to send a whole request head once it connects or starts a "
+        "request; slower gets 408 and the connection closed (0: no limit).",
     )
     health_bind: str | None = _setting(
         None,
@@ -672,6 +723,12 @@ def _validate(config: Config) -> None:
             f"pool_min_size ({config.pool_min_size}, from {config.sources['pool_min_size']}) is "
             f"larger than pool_max_size ({config.pool_max_size}, from "
             f"{config.sources['pool_max_size']})"
+        )
+    root = config.root_path
+    if root and (not root.startswith("/") or any(c in root for c in "?# ")):
+        raise ConfigError(
+            f"root_path: expected a URL path such as /app, got {config.root_path!r} "
+            f"(from {config.sources['root_path']})"
         )
     if config.migrations and config.migrate and not config.database_url:
         raise ConfigError(

@@ -106,6 +106,9 @@ class Worker:
             config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
         )
         self._recycle_asked = False
+        # a runner's own measure of progress: when it last had capacity, None while it has
+        # (the WSGI bridge: its request threads); loop beats do not pass that time
+        self._stalled_since: Callable[[], float | None] = lambda: None
 
     @property
     def db(self) -> Database:
@@ -199,7 +202,7 @@ class Worker:
             return
         while True:
             if not self._manual_heartbeat:
-                self._heartbeat.beat()
+                self._heartbeat.beat(self._stalled_since())
             await asyncio.sleep(self._beat_interval)
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
+from supervisor.serve import _http
 from supervisor.target import Target
 
 if TYPE_CHECKING:
@@ -71,7 +72,11 @@ def run(target: Target, worker: Worker, ready: Callable[[], None], *, wsgi: bool
                     self.should_exit = True
 
     config.load()
-    config.http_protocol_class = _polite(config.http_protocol_class, worker)
+    limits = _http.Limits(
+        cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size, cfg.header_timeout
+    )
+    hardened = _http.protocol_class(config.http_protocol_class, limits, cfg.root_path, wsgi)
+    config.http_protocol_class = _polite(hardened, worker)
     server = Server(config)
 
     async def serve() -> None:

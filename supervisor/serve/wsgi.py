@@ -26,6 +26,8 @@ def run(target: Target, worker: Worker, ready: Callable[[], None]) -> int:
     cfg = worker.config
     # a client that takes nothing for --timeout seconds frees its request thread
     bridge = WSGIBridge(target.obj, threads=cfg.threads, send_timeout=cfg.timeout or None)
+    # every request thread stuck on its request for --timeout: the heartbeat stops there
+    worker._stalled_since = bridge.stalled_since
     wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
     try:
         return asgi.run(wrapped, worker, ready, wsgi=True)
