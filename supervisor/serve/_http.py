@@ -135,6 +135,7 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
             super().connection_made(transport)
             self._lost: asyncio.Future[None] = self.loop.create_future()
             self._head_done = False
+            self._head_started = False  # a byte of the next request came
             self._head_bytes = 0
             self._field_count = 0
             self._refusal: tuple[int, str] | None = None
@@ -161,6 +162,7 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._head_done = False
+            self._head_started = True
             self._head_bytes = 0
             self._field_count = 0
             if root:
@@ -184,6 +186,7 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
 
         def on_headers_complete(self) -> None:
             self._head_done = True
+            self._head_started = False
             self._stop_head_timer()
             super().on_headers_complete()
             cycle = self.cycle
@@ -238,7 +241,7 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
             self._head_timer = None
             if self._head_done or self.transport.is_closing():
                 return
-            if self._head_bytes:
+            if self._head_started:
                 self._refuse(408, "Request head not received in time")
             else:
                 self.transport.close()  # said nothing at all: nothing to answer
