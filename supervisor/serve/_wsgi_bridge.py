@@ -68,7 +68,7 @@ _HOP_BY_HOP = frozenset(
 # scope["extensions"] keys the protocol layer (supervisor.serve._http) provides
 LOST = "supervise.connection_lost"  # a future, done when the connection is gone
 CONTINUE = "supervise.send_continue"  # () -> None: answer "Expect: 100-continue"
-ZEROCOPY = "supervise.zerocopy"  # the cycle: zerocopy_begin(), zerocopy_abort(), loop
+ZEROCOPY = "supervise.zerocopy"  # the protocol: zerocopy_begin(scope, ...), zerocopy_abort(scope), loop
 
 
 class ClientDisconnected(OSError):
@@ -120,10 +120,11 @@ class WSGIBridge:
         ext = scope.get("extensions") or {}
         response = _Response(head=scope["method"] == "HEAD")
         lost: asyncio.Future[None] | None = ext.get(LOST)
+        on_lost = response.on_lost
         if lost is not None:
             if lost.done():
                 return
-            lost.add_done_callback(response.on_lost)
+            lost.add_done_callback(on_lost)
         loop = asyncio.get_running_loop()
         send_continue: Callable[[], None] | None = ext.get(CONTINUE)
         if send_continue is not None:
@@ -171,6 +172,7 @@ class WSGIBridge:
         try:
             environ = _environ(scope, body, multithread=self.threads > 1)
             response.zerocopy = ext.get(ZEROCOPY)
+            response.scope = scope
             whole = await loop.run_in_executor(self._executor, self._run_app, environ, response, stream)
             if whole is not None:  # the body is all here: it goes out in one message
                 chunks, result = whole
@@ -185,7 +187,7 @@ class WSGIBridge:
         finally:
             body.close()
             if lost is not None:
-                lost.remove_done_callback(response.on_lost)
+                lost.remove_done_callback(on_lost)
             if response.watcher is not None:
                 response.watcher.cancel()
 
@@ -196,21 +198,26 @@ class WSGIBridge:
         to send, or None when the response was streamed (and closed) here."""
         cell = response.cell = self._progress_cell()
         cell[0] = time.monotonic()
-        try:
-            return self._respond(environ, response, stream)
-        finally:
-            cell[0] = 0.0
-
-    def _respond(
-        self, environ: dict[str, Any], response: _Response, stream: Callable[..., None]
-    ) -> tuple[list[bytes], object] | None:
         response.on_write = stream
         try:
             result = self.app(environ, response.start_response)
         except ClientDisconnected:
+            cell[0] = 0.0
             return None  # it left mid-request: nobody to answer
         except Exception:
+            cell[0] = 0.0
             return response.fail(sys.exc_info()), None
+        if isinstance(result, list | tuple) and response.started_status and not response.headers_sent:
+            cell[0] = 0.0
+            return list(result), result  # the common case, in the fewest steps
+        try:
+            return self._finish(result, response, stream)
+        finally:
+            cell[0] = 0.0
+
+    def _finish(
+        self, result: Iterable[bytes], response: _Response, stream: Callable[..., None]
+    ) -> tuple[list[bytes], object] | None:
         if isinstance(result, list | tuple) and not response.headers_sent:
             if not response.started_status:
                 return response.fail(_no_start_response()), result
@@ -259,7 +266,7 @@ class WSGIBridge:
             return False
         loop = zerocopy.loop
         response.headers_sent = True
-        begin = zerocopy.zerocopy_begin(response.start_message(None), count)
+        begin = zerocopy.zerocopy_begin(response.scope, response.start_message(None), count)
         sock = asyncio.run_coroutine_threadsafe(begin, loop).result()
         if sock is None:  # the headers went out, but the socket is not free: copy the file
             for chunk in wrapper:
@@ -272,7 +279,7 @@ class WSGIBridge:
             _sendfile(sock, fd, offset, count, self.send_timeout, response.cell)
         except OSError:
             response.disconnected = True
-            loop.call_soon_threadsafe(zerocopy.zerocopy_abort)
+            loop.call_soon_threadsafe(zerocopy.zerocopy_abort, response.scope)
             raise ClientDisconnected("the file could not be sent") from None
         stream(b"", final=True)
         return True
@@ -355,6 +362,7 @@ class _Response:
         self.clamped = False
         self.cell: list[float] = [0.0]  # the request thread's progress cell
         self.zerocopy: Any = None
+        self.scope: Scope = {}
 
     def on_lost(self, _: object) -> None:
         self.disconnected = True
