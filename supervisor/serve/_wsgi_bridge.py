@@ -436,7 +436,12 @@ class _Response:
         if self.status in _NO_BODY and self.status != 304:
             # no body, so no length (a 304's is the length a 200 would have: kept)
             headers = [(n, v) for n, v in headers if n != b"content-length"]
-        elif length is not None and self.declared is None and not self.head and self.status not in _NO_BODY:
+        elif (
+            length is not None
+            and self.declared is None
+            and self.status not in _NO_BODY
+            and (length or not self.head)  # HEAD: a body the app made anyway tells GET's length
+        ):
             headers = [*headers, (b"content-length", str(length).encode())]
         if self.awaiting_continue:
             # the client still holds the body it announced: this connection cannot carry another request
