@@ -2,8 +2,11 @@
 that leave, stuck request threads, framing (Content-Length, HTTP/1.0, 304,
 100-continue), the request-head limits, the root path and wsgi.file_wrapper.
 
-Where gunicorn behaves the same, the assertion is the one gunicorn passes
-(checked by hand against gunicorn 27 sync and gthread workers)."""
+Checked by hand against gunicorn 27 (gthread, the same wsgi_edge app): it
+gives the same 414 and 431s for the head limits, the same 8-byte cut of a body
+longer than its Content-Length, keeps a 304's Content-Length and answers 500
+to an app that skips start_response. It sends "100 Continue" before the app
+runs, which is what these tests assert against."""
 
 from __future__ import annotations
 
