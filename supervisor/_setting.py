@@ -64,6 +64,10 @@ MAX_POOL_SIZE = 10_000
 MAX_COUNT = 10**9  # requests and jitter: a worker serving more has run for years
 MAX_MEMORY_MB = 1024 * 1024  # 1 TiB
 MAX_DB_CONNECTIONS = 262_143  # PostgreSQL's own maximum for max_connections
+# The request head: a 1 MiB line or field, or 32768 fields, is no request a
+# real client sends; the defaults are gunicorn's (4094, 8190, 100).
+MAX_HEAD_BYTES = 1024 * 1024
+MAX_HEAD_FIELDS = 32768
 
 
 def default_workers() -> int:

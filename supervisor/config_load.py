@@ -225,6 +225,12 @@ def _validate(config: Config) -> None:
         from supervisor import _dburl  # imports psycopg: only when there is a database
 
         _dburl.validate(config.database_url, config.sources.get("database_url", "default"))
+    root = config.root_path
+    if root and (not root.startswith("/") or any(c in root for c in "?# ")):
+        raise ConfigError(
+            f"root_path: expected a URL path such as /app, got {config.root_path!r} "
+            f"(from {config.sources['root_path']})"
+        )
     if config.migrations and config.migrate and not config.database_url:
         raise ConfigError(
             "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"

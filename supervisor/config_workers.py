@@ -56,7 +56,10 @@ class WorkerSettings:
         maximum=MAX_SECONDS,
         metavar="S",
         group="Workers",
-        help="Kill and replace a worker whose heartbeat is older than S seconds (0: off).",
+        help="Kill and replace a worker that shows no progress for S seconds (0: off): a main "
+        "target that stops beating, an event loop that blocks, or a WSGI worker whose every "
+        "request thread is stuck on one request. Also how long a WSGI request waits on a "
+        "client that takes or sends nothing.",
     )
     boot_timeout: float = _setting(
         60.0,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -19,13 +21,106 @@ from supervisor.testing.process import (
 
 APPS = Path(__file__).parent / "apps"
 Run = SupervisorProcess
-__all__ = ["APPS", "Run", "alive", "backends", "free_port", "session_pids", "wait_until"]
+__all__ = [
+    "APPS",
+    "RawConnection",
+    "RawResponse",
+    "Run",
+    "alive",
+    "backends",
+    "free_port",
+    "session_pids",
+    "wait_until",
+]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names; a repeated name keeps its last value
+    body: bytes
+    head: bytes  # the status line and headers as sent
+
+
+class RawConnection:
+    """One client connection speaking bytes, for what http.client hides:
+    HTTP/1.0, 100-continue, framing, limits, a client that leaves."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self.buf += chunk
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def read_response(self, head_request: bool = False) -> RawResponse:
+        """The next response (a 1xx is one too), its body framed as the headers say."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if head_request or status < 200 or status in (204, 304):
+            body = b""
+        elif headers.get("transfer-encoding") == "chunked":
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._take(2)
+            while self._line():  # trailers, then the empty line
+                pass
+            body = b"".join(parts)
+        elif "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        else:  # ends where the connection does
+            with contextlib.suppress(EOFError):
+                while True:
+                    self._fill()
+            body, self.buf = self.buf, b""
+        return RawResponse(status, headers, body, head)
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True once the server closes (or resets) the connection within ``timeout``."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def backends(url: str) -> list[tuple[int, str]]:

@@ -45,7 +45,7 @@ def test_each_worker_has_its_own_backends_and_the_master_none(supervise, postgre
         assert line["backend_pid"] in by_app[f"dbapp:worker-{line['slot']}@{HOST}"]
         assert pids[line["slot"]] == line["pid"]
     assert not any(":master" in app for app in by_app)
-    assert run.find("database pool open", role="worker")
+    assert run.wait_event("database pool open", role="worker")  # a worker's line: it may still be in the pipe
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     assert backends(postgres_url) == []
@@ -438,7 +438,7 @@ def test_async_target_gets_an_async_pool(supervise, postgres_url):
     assert {e["application_name"] for e in lines} == {f"dbapp:worker-{i}@{HOST}" for i in (1, 2)}
     refused = run.wait_event("sync pool refused", count=2)[0]["error"]
     assert "runs an async target, so its pool is db.async_pool" in refused
-    assert run.find("database pool open", kind="async")
+    assert run.wait_event("database pool open", kind="async")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     assert backends(postgres_url) == []
@@ -492,7 +492,7 @@ def test_worker_is_recycled_when_the_database_stays_unreachable(supervise, postg
         run.wait_event("recycling worker", timeout=30)
     finally:
         postgres_cluster.restart()
-    assert run.find("database unreachable past --pool-reconnect-timeout; asking to be replaced")
+    assert run.wait_event("database unreachable past --pool-reconnect-timeout; asking to be replaced")
     run.signal(signal.SIGTERM)
     assert run.wait(30) == 0
 

@@ -27,7 +27,7 @@ def test_web_examples_migrate_then_serve_from_each_worker_pool(supervise, postgr
         cwd=ROOT,
     )
     run.wait_ready(2)
-    assert len(run.find("migration applied")) == 2
+    assert len(run.wait_event("migration applied", count=2)) == 2
     counts = [json.loads(get(port, "/hello")[1])["visits"] for _ in range(5)]
     assert counts == [1, 2, 3, 4, 5]
     run.signal(signal.SIGTERM)

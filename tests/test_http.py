@@ -549,6 +549,6 @@ def test_wsgi_bodies_streams_and_errors_over_http(supervise, threads):
     finally:
         conn.close()
     assert get(port)[0] == 200  # the worker lived through the error
-    assert run.find("WSGI app raised")
+    assert run.wait_event("WSGI app raised")  # the worker's line may still be in the pipe
     run.signal(signal.SIGTERM)
     assert run.wait() == 0

@@ -283,8 +283,9 @@ def test_systemd_notify_ready_only_when_workers_are(supervise, tmp_path: Path):
         messages: list[str] = []
         while not any("READY=1" in m for m in messages):
             messages.append(server.recv(4096).decode())
-        assert len(run.find("worker ready")) == 2  # READY=1 came after both workers
+        # READY=1 came once the master counted both workers (the log lines may still be in the pipe)
         assert "STATUS=2 workers ready" in messages[-1]
+        run.wait_event("worker ready", count=2)
         watchdogs = 0
         while watchdogs < 2:  # every 0.1 s (half of WatchdogSec)
             watchdogs += server.recv(4096).decode() == "WATCHDOG=1"

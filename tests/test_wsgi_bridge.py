@@ -477,7 +477,8 @@ def test_head_and_no_body_statuses(threads):
     _, headers, _ = call(app, threads, scope(method="HEAD"))
     assert "content-length" not in headers  # not "0": GET would say otherwise
     status, headers, body = call(app, threads)
-    assert status == 304 and "content-length" not in headers and headers["etag"] == '"x"'
+    # a 304's length is the one a 200 would have (RFC 9110 8.6): the app's stays, the body goes
+    assert status == 304 and headers["content-length"] == "100" and headers["etag"] == '"x"'
     assert b"".join(body) == b""
 
 
@@ -557,3 +558,182 @@ def test_one_thread_is_one_request_at_a_time_and_apps_may_use_asyncio():
     sent = serve(app, 1, requests=4)
     assert not overlap.is_set()
     assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [b"from asyncio.run"] * 4
+
+
+def test_a_body_longer_than_its_content_length_is_cut_and_close_runs(threads):
+    closed: list[str] = []
+
+    class Body:
+        def __init__(self, pieces: list[bytes]) -> None:
+            self.pieces = pieces
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self.pieces)
+
+        def close(self) -> None:
+            closed.append("closed")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "8")])
+        if environ["PATH_INFO"] == "/list":
+            return [b"0123", b"45", b"6789"]
+        return Body([b"0123", b"45", b"6789", b"more"])
+
+    status, headers, body = call(app, threads, scope("/list"))
+    assert (status, headers["content-length"], body) == (200, "8", [b"01234567"])
+    status, headers, body = call(app, threads, scope("/stream"))
+    assert (headers["content-length"], b"".join(body)) == ("8", b"01234567")
+    assert closed == ["closed"]  # iteration stopped at the length, and close() ran
+
+
+@pytest.mark.parametrize("result", [[b"x"], [b""]], ids=["list", "only-empty-pieces"])
+def test_close_runs_when_start_response_is_never_called(threads, result):
+    closed = threading.Event()
+
+    class Body(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ, start_response):
+        return Body(result) if environ["PATH_INFO"] == "/list" else IterWithClose(Body(result), closed)
+
+    for path in ("/list", "/iter"):
+        closed.clear()
+        status, _, body = call(app, threads, scope(path))
+        assert (status, body) == (500, [b"Internal Server Error"])
+        assert closed.is_set(), path
+
+
+class IterWithClose:  # stands in for a framework's response object
+    def __init__(self, items: list[bytes], closed: threading.Event) -> None:
+        self.items, self.closed = items, closed
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.items)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_stalled_since_reports_only_when_every_thread_is_busy(threads):
+    seen: list[float | None] = []
+    bridge: WSGIBridge
+
+    def app(environ, start_response):
+        seen.append(bridge.stalled_since())
+        start_response("200 OK", [])
+        return [b""]
+
+    bridge = WSGIBridge(app, threads=threads)
+
+    async def one() -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await bridge(scope(), no_body, send)
+
+    try:
+        before = time.monotonic()
+        asyncio.run(one())
+        assert bridge.stalled_since() is None  # idle again
+    finally:
+        bridge.shutdown()
+    if threads == 1:
+        assert seen[0] is not None and seen[0] >= before  # its one thread was busy since then
+    else:
+        assert seen == [None]  # three threads to spare
+
+
+def test_a_client_gone_while_the_body_is_unread_ends_the_stream(threads):
+    """The protocol's "lost" future says so, whatever the body's state."""
+    closed = threading.Event()
+    pieces = 0
+
+    def app(environ, start_response):
+        def forever() -> Iterator[bytes]:
+            nonlocal pieces
+            start_response("200 OK", [])
+            try:
+                while True:
+                    pieces += 1
+                    yield b"tick"
+            finally:
+                closed.set()
+
+        return forever()
+
+    async def serve_one() -> None:
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:  # the body is never finished
+            return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if len(sent) == 5 and not lost.done():
+                lost.set_result(None)
+
+        s = scope(method="POST", extensions={"supervise.connection_lost": lost})
+        await bridge(s, receive, send)
+
+    bridge = WSGIBridge(app, threads=threads)
+    try:
+        asyncio.run(serve_one())
+    finally:
+        bridge.shutdown()
+    assert closed.is_set() and pieces <= 6
+
+
+def test_continue_is_sent_on_the_first_read_only(threads):
+    continued: list[int] = []
+    got: list[bytes] = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/read":
+            got.append(environ["wsgi.input"].read())
+            start_response("200 OK", [])
+            return [b"read"]
+        start_response("413 Content Too Large", [])
+        return [b"no"]
+
+    async def receive() -> dict[str, Any]:
+        assert continued, "the body was asked for before 100 Continue"
+        return {"type": "http.request", "body": b"body", "more_body": False}
+
+    for path in ("/refuse", "/read"):
+        continued.clear()
+        s = scope(path, method="POST", extensions={"supervise.send_continue": lambda: continued.append(1)})
+        sent = serve(app, threads, receive, s)
+        headers = dict(sent[0]["headers"])
+        if path == "/refuse":
+            assert continued == [] and headers[b"connection"] == b"close"  # the body never came
+        else:
+            assert continued == [1] and b"connection" not in headers and got == [b"body"]
+
+
+def test_file_wrapper_without_zero_copy_iterates_with_a_length(threads, tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc" * 100_000)
+
+    def app(environ, start_response):
+        f = path.open("rb")
+        f.seek(3)
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    _, headers, body = call(app, threads)
+    assert headers["content-length"] == str(300_000 - 3)
+    assert b"".join(body) == (b"abc" * 100_000)[3:]
+
+
+def test_repeated_headers_fold_in_linear_time():
+    from supervisor.worker.runners.wsgi_bridge import _environ
+
+    headers = [(b"x-repeat", b"0123456789")] * 200_000
+    started = time.monotonic()
+    environ = _environ(scope(headers=headers), None, multithread=False)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1  # adding to one string each time is quadratic: far longer
+    assert environ["HTTP_X_REPEAT"] == ",".join(["0123456789"] * 200_000)

@@ -41,6 +41,9 @@ class Runtime:
         self.worker = worker
         self._ready = ready
         self._on_unreachable = on_unreachable
+        # a runner's own measure of capacity: since when it has had none (every
+        # WSGI request thread stuck on one request), None while it has some
+        self.stalled_since: Callable[[], float | None] = lambda: None
 
     @property
     def config(self) -> Config:
@@ -83,17 +86,18 @@ class Runtime:
             except Exception:
                 log.exception("closing a database pool failed", database=db.name)
 
-    async def beat(self, alive: Callable[[], bool] | None = None) -> None:
+    async def beat(self) -> None:
         """Beat from inside the running event loop until cancelled, so a loop
-        blocked longer than ``--timeout`` gets the worker replaced. ``alive``:
-        a runner's own test of progress; no beat while it says False."""
+        blocked longer than ``--timeout`` gets the worker replaced. A beat
+        carries :attr:`stalled_since` when the runner says it has no capacity
+        left, so a worker whose request threads are all stuck ages as well."""
         worker = self.worker
         worker._beats_from_loop = True
         if worker._beat_interval is None:
             return
         while True:
-            if not worker._manual_heartbeat and (alive is None or alive()):
-                worker._heartbeat.beat()
+            if not worker._manual_heartbeat:
+                worker._heartbeat.beat(self.stalled_since())
             await asyncio.sleep(worker._beat_interval)
 
     def served(self, total: int) -> None:

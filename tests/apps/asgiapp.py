@@ -29,8 +29,23 @@ async def app(scope, receive, send):
         await asyncio.sleep(float(os.environ.get("SLEEP_S", "1")))
     elif path == "/block":
         time.sleep(60)  # blocks the event loop
+    elif path.endswith("/where"):
+        body = f"{scope['root_path']}|{path}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        return
+    elif path == "/chunks":  # no length: chunked on HTTP/1.1, ended by closing on 1.0
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one,", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two"})
+        return
+    elif path == "/not-modified":
+        await send({"type": "http.response.start", "status": 304, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
     body = f"pid={os.getpid()} lifespan={STARTED['lifespan']}".encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

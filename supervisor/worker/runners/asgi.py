@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
 from supervisor.target import Target
+from supervisor.worker.runners import _http
 
 if TYPE_CHECKING:
     from supervisor.worker.runtime import Runtime
@@ -71,7 +72,11 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
                     self.should_exit = True
 
     config.load()
-    config.http_protocol_class = _polite(config.http_protocol_class, runtime)
+    limits = _http.Limits(
+        cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size, cfg.header_timeout
+    )
+    hardened = _http.protocol_class(config.http_protocol_class, limits, cfg.root_path, wsgi)
+    config.http_protocol_class = _polite(hardened, runtime)
     server = Server(config)
 
     async def serve() -> None:

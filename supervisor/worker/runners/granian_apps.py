@@ -62,11 +62,13 @@ class Tally:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def older_than(self, seconds: float) -> int:
-        """How many requests in flight started more than ``seconds`` ago."""
-        limit = time.monotonic() - seconds
+    def stalled_since(self, threads: int) -> float | None:
+        """Since when every one of ``threads`` request threads has been busy
+        (when the last of their requests started), or None while one is free."""
         with self._lock:
-            return sum(1 for started in self._in_flight.values() if started < limit)
+            if len(self._in_flight) < threads:
+                return None
+            return max(self._in_flight.values())
 
 
 def wsgi(app: WSGIApp, tally: Tally, access_log: bool) -> WSGIApp:

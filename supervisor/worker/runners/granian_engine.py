@@ -35,7 +35,6 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -114,8 +113,9 @@ async def _serve(app: Any, wsgi: bool, tally: granian_apps.Tally, runtime: Runti
     from supervisor.worker.runtime import StoppedBeforeReady
 
     cfg = runtime.config
-    alive = _wsgi_alive(tally, cfg.threads, cfg.timeout) if wsgi else None
-    beats = asyncio.create_task(runtime.beat(alive))
+    if wsgi:
+        runtime.stalled_since = lambda: tally.stalled_since(cfg.threads)
+    beats = asyncio.create_task(runtime.beat())
     lifespan = None
     engines: list[_Engine] = []
     try:
@@ -175,12 +175,6 @@ async def _retire(engines: list[_Engine], tally: granian_apps.Tally, graceful: f
         if open_connections == 0 or (tally.in_flight() == 0 and silent_for >= KEEP_ALIVE_GRACE):
             return
         await asyncio.sleep(POLL)
-
-
-def _wsgi_alive(tally: granian_apps.Tally, threads: int, timeout: float) -> Callable[[], bool] | None:
-    if not timeout:
-        return None
-    return lambda: tally.older_than(timeout) < threads
 
 
 @dataclass

@@ -25,6 +25,8 @@ def run(target: Target, runtime: Runtime) -> int:
     cfg = runtime.config
     # a client that takes nothing for --timeout seconds frees its request thread
     bridge = WSGIBridge(target.obj, threads=cfg.threads, send_timeout=cfg.timeout or None)
+    # every request thread stuck on its request for --timeout: the heartbeat stops there
+    runtime.stalled_since = bridge.stalled_since
     wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
     try:
         return asgi.run(wrapped, runtime, wsgi=True)
