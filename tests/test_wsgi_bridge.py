@@ -730,7 +730,7 @@ def test_file_wrapper_without_zero_copy_iterates_with_a_length(threads, tmp_path
 
 
 def test_repeated_headers_fold_in_linear_time():
-    from supervisor.worker.runners.wsgi_bridge import _environ
+    from supervisor.worker.runners.wsgi_request import _environ
 
     headers = [(b"x-repeat", b"0123456789")] * 200_000
     started = time.monotonic()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from supervisor.worker.runners.wsgi_bridge import CONTINUE, LOST, ZEROCOPY
+from supervisor.worker.runners.wsgi_request import CONTINUE, LOST, ZEROCOPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}

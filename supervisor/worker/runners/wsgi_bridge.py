@@ -31,49 +31,39 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
 import select
-import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
 from typing import IO, Any
-from urllib.parse import unquote_to_bytes
 
 from supervisor.logging import get_logger
-
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-WSGIApp = Callable[..., Iterable[bytes]]
-
-log = get_logger("supervisor.wsgi")
-_warned_long = False  # the "longer than its Content-Length" warning, once per worker
-
-_ERROR_BODY = b"Internal Server Error"
-_NO_BODY = frozenset({100, 101, 102, 103, 204, 304})  # statuses that never carry a body
-_STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\0]*")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# PEP 3333: these describe the connection, which is the server's to manage
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer"}
-    | {"transfer-encoding", "upgrade"}
+from supervisor.worker.runners.wsgi_request import (
+    CONTINUE,
+    LOST,
+    ZEROCOPY,
+    ClientDisconnected,
+    FileWrapper,
+    Receive,
+    Scope,
+    Send,
+    WSGIApp,
+    _environ,
+    _StreamedInput,
+)
+from supervisor.worker.runners.wsgi_response import (
+    _NO_BODY,
+    _close,
+    _next_piece,
+    _no_start_response,
+    _Response,
+    _send_whole,
+    _watch_disconnect,
 )
 
-
-# scope["extensions"] keys the protocol layer (supervisor.worker.runners._http) provides
-LOST = "supervise.connection_lost"  # a future, done when the connection is gone
-CONTINUE = "supervise.send_continue"  # () -> None: answer "Expect: 100-continue"
-ZEROCOPY = "supervise.zerocopy"  # the protocol: zerocopy_begin(scope, ...), zerocopy_abort(scope), loop
-
-
-class ClientDisconnected(OSError):
-    """Raised into a streaming app when its client has gone (or takes nothing
-    for too long), as a socket write would raise under a sync WSGI server."""
+log = get_logger("supervisor.wsgi")
 
 
 class WSGIBridge:
@@ -324,320 +314,3 @@ def _sendfile(sock: int, fd: int, offset: int, count: int, timeout: float | None
         offset += sent
         count -= sent
         cell[0] = time.monotonic()
-
-
-def _no_start_response() -> ExcInfo:
-    error = RuntimeError("the WSGI app returned without calling start_response")
-    return type(error), error, None
-
-
-def _close(result: object) -> None:
-    """PEP 3333: ``close()`` always runs, once the response is done; an error
-    in it is logged, the response already stands."""
-    close = getattr(result, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            log.exception("the WSGI app's close() raised")
-
-
-class _Response:
-    """The state of one response, shared by ``start_response``, ``write()`` and
-    the code that sends it."""
-
-    def __init__(self, head: bool = False) -> None:
-        self.head = head
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.started_status = False  # start_response was called
-        self.headers_sent = False  # http.response.start has gone out
-        self.on_write: Callable[[bytes], None] | None = None
-        self.disconnected = False
-        self.body_done = False  # every piece of the request body has been received
-        self.awaiting_continue = False  # the client holds its body until "100 Continue"
-        self.watcher: asyncio.Future[None] | None = None  # started with the first streamed piece
-        self.declared: int | None = None  # the app's Content-Length
-        self.written = 0  # body bytes passed on, to hold the app to its Content-Length
-        self.clamped = False
-        self.cell: list[float] = [0.0]  # the request thread's progress cell
-        self.zerocopy: Any = None
-        self.scope: Scope = {}
-
-    def on_lost(self, _: object) -> None:
-        self.disconnected = True
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> Callable[[bytes], None]:
-        if exc_info is not None:
-            try:
-                if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # no reference cycle through the traceback
-        elif self.started_status:
-            raise RuntimeError("start_response was already called")
-        # Checked here, so a bad header is the app's error (a 500), not a
-        # half-written response or a header injected into the stream.
-        if not _STATUS.fullmatch(status):
-            raise ValueError(f"invalid status line {status!r}")
-        encoded = []
-        declared = None
-        for name, value in headers:
-            if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
-            lower = name.lower()
-            if lower in _HOP_BY_HOP:
-                raise ValueError(f"the {name!r} header is the server's to set (PEP 3333)")
-            if lower == "content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid Content-Length {value!r}")
-                declared = int(value)
-            encoded.append((lower.encode("latin-1"), value.encode("latin-1")))
-        self.status, self.headers, self.started_status = int(status[:3]), encoded, True
-        self.declared = declared
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return  # headers wait for the first non-empty piece (PEP 3333)
-        if not self.started_status:
-            raise RuntimeError("the WSGI app produced body bytes before calling start_response")
-        if self.status in _NO_BODY:
-            return
-        if self.declared is not None:
-            data = self.clamp(data, self.written)
-            self.written += len(data)
-            if not data:
-                return
-        assert self.on_write is not None
-        self.on_write(data)
-
-    def clamp(self, data: bytes, before: int) -> bytes:
-        """``data`` cut to what is left of the declared length (``before`` bytes
-        already went out), as gunicorn does; a warning the first time."""
-        assert self.declared is not None
-        room = self.declared - before
-        if len(data) <= room:
-            return data
-        self.clamped = True
-        global _warned_long
-        if not _warned_long:
-            _warned_long = True
-            log.warning(
-                "the WSGI app sent more than its Content-Length; the rest is dropped (said once per worker)",
-                content_length=self.declared,
-            )
-        return data[: max(room, 0)]
-
-    def start_message(self, length: int | None) -> dict[str, Any]:
-        headers = self.headers
-        if self.status in _NO_BODY and self.status != 304:
-            # no body, so no length (a 304's is the length a 200 would have: kept)
-            headers = [(n, v) for n, v in headers if n != b"content-length"]
-        elif (
-            length is not None
-            and self.declared is None
-            and self.status not in _NO_BODY
-            and (length or not self.head)  # HEAD: a body the app made anyway tells GET's length
-        ):
-            headers = [*headers, (b"content-length", str(length).encode())]
-        if self.awaiting_continue:
-            # the client still holds the body it announced: this connection cannot carry another request
-            headers = [*headers, (b"connection", b"close")]
-        return {"type": "http.response.start", "status": self.status, "headers": headers}
-
-    def fail(self, exc_info: Any) -> list[bytes]:
-        """An exception from the app before any byte went out: a logged 500."""
-        log.error("WSGI app raised", exc_info=exc_info)
-        self.status, self.started_status = 500, True
-        self.headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        self.declared = None
-        return [_ERROR_BODY]
-
-
-async def _watch_disconnect(receive: Receive, response: _Response) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    response.disconnected = True
-
-
-async def _send_whole(send: Send, response: _Response, chunks: list[bytes]) -> None:
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if response.status in _NO_BODY:
-        body = b""
-    elif response.declared is not None:
-        body = response.clamp(body, 0)
-    response.headers_sent = True
-    await send(response.start_message(len(body)))
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _next_piece(receive: Receive, response: _Response) -> bytes | None:
-    if response.body_done:
-        return None
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        response.disconnected = True
-        raise ClientDisconnected("the client left while sending its request body")
-    response.body_done = not message.get("more_body", False)
-    return bytes(message.get("body", b""))
-
-
-class _StreamedInput:
-    """``wsgi.input`` for a body that arrives in pieces: reading pulls the next
-    piece from the loop (``pull`` returns None at the end of the body)."""
-
-    def __init__(self, first: bytes, pull: Callable[[], bytes | None]) -> None:
-        self._buffer = bytearray(first)
-        self._pull = pull
-        self._ended = False
-
-    def _fill(self) -> bool:
-        """Add one more piece to the buffer; False once the body has ended."""
-        while not self._ended:
-            piece = self._pull()
-            if piece is None:
-                self._ended = True
-            elif piece:
-                self._buffer += piece
-                return True
-        return False
-
-    def _take(self, n: int) -> bytes:
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            while self._fill():
-                pass
-            return self._take(len(self._buffer))
-        while len(self._buffer) < size and self._fill():
-            pass
-        return self._take(size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        limit = -1 if size is None else size
-        searched = 0
-        while True:
-            newline = self._buffer.find(b"\n", searched)
-            if newline >= 0 and (limit < 0 or newline < limit):
-                return self._take(newline + 1)
-            if 0 <= limit <= len(self._buffer):
-                return self._take(limit)
-            searched = len(self._buffer)
-            if not self._fill():
-                return self._take(len(self._buffer))
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        lines: list[bytes] = []
-        total = 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
-
-    def close(self) -> None:
-        self._buffer.clear()
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: a file the app returns whole. Iterating reads it
-    in blocks; the bridge sends a regular file with ``sendfile`` instead."""
-
-    def __init__(self, filelike: Any, block_size: int = 65536) -> None:
-        self.filelike = filelike
-        self.block_size = block_size
-
-    def region(self) -> tuple[int, int, int] | None:
-        """(fd, offset, count) from the file's position to its end, for a
-        regular file; None for anything else (a pipe, a BytesIO)."""
-        try:
-            fd = self.filelike.fileno()
-            size = os.fstat(fd)
-            offset = self.filelike.tell()
-        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-            return None
-        if not stat.S_ISREG(size.st_mode) or not isinstance(fd, int):
-            return None
-        return fd, offset, max(size.st_size - offset, 0)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while block := self.filelike.read(self.block_size):
-            yield block
-
-    def close(self) -> None:
-        close = getattr(self.filelike, "close", None)
-        if close is not None:
-            close()
-
-
-def _environ(scope: Scope, body: IO[bytes] | _StreamedInput, *, multithread: bool) -> dict[str, Any]:
-    # PATH_INFO from the raw path: ASGI's "path" is already decoded as UTF-8,
-    # which garbles escapes that are not UTF-8 (PEP 3333 wants the bytes)
-    path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode("utf-8"))
-    root = scope.get("root_path", "").encode("utf-8")
-    if root and (path == root or path.startswith(root + b"/")):
-        path = path[len(root) :]
-    scheme = scope.get("scheme", "http")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        # WSGI strings are bytes decoded as latin-1 (PEP 3333 "native strings")
-        "SCRIPT_NAME": root.decode("latin-1"),
-        "PATH_INFO": path.decode("latin-1"),
-        "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
-        "REMOTE_ADDR": "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": body,
-        # reading past the body returns b"", so a reader may read to its end
-        # (how frameworks read a chunked upload, which has no CONTENT_LENGTH)
-        "wsgi.input_terminated": True,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": multithread,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-    }
-    repeated: dict[str, list[str]] = {}
-    client = scope.get("client")
-    if client:
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1")
-        if "_" in name:
-            # X_Forwarded_For would land in HTTP_X_FORWARDED_FOR beside the real
-            # one, past a proxy that only rewrites the dashed name: drop it
-            continue
-        value = raw_value.decode("latin-1")
-        if name == "content-type":
-            key = "CONTENT_TYPE"
-        elif name == "content-length":
-            key = "CONTENT_LENGTH"
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
-        if key in environ:  # repeated headers fold into one (RFC 9110 5.3); cookies with ";"
-            # joined once at the end: adding to a string each time is quadratic in the repeats
-            repeated.setdefault(key, [environ[key]]).append(value)
-        environ[key] = value
-    for key, values in repeated.items():
-        environ[key] = ("; " if key == "HTTP_COOKIE" else ",").join(values)
-    server = scope.get("server")
-    if server and server[1] is not None:
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = str(server[0]), str(server[1])
-    else:  # a unix socket: the Host header says what the client asked for
-        host, _, port = environ.get("HTTP_HOST", "localhost").rpartition(":")
-        if not host or not port.isdigit():
-            host, port = environ.get("HTTP_HOST", "localhost"), ("443" if scheme == "https" else "80")
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = host, port
-    return environ
