@@ -188,19 +188,24 @@ def run_chaos(
                 restart_db()
                 result.db_restarts += 1
                 continue
-            # a victim whose replacement is up, least-killed first (keeps clear of
-            # the crash-loop limit, which is about one slot dying again and again)
-            victims = wait_until(
-                lambda: {w: p for w, p in run.ready_pids().items() if alive(p)},
-                max(0.0, deadline - time.monotonic()),
-                "a live worker to kill",
-            )
-            fewest = min(killed.get(w, 0) for w in victims)
-            worker_id = rng.choice(sorted(w for w in victims if killed.get(w, 0) == fewest))
-            # Strike while it holds a job, the case exactly-once is about (it may
-            # still commit in the instant before the signal lands).
-            mid_job = _poll(functools.partial(monitor.in_transaction, worker_id), 2.0)
-            os.kill(victims[worker_id], signal.SIGKILL)
+            while True:
+                # a victim whose replacement is up, least-killed first (keeps clear of
+                # the crash-loop limit, which is about one slot dying again and again)
+                victims = wait_until(
+                    lambda: {w: p for w, p in run.ready_pids().items() if alive(p)},
+                    max(0.0, deadline - time.monotonic()),
+                    "a live worker to kill",
+                )
+                fewest = min(killed.get(w, 0) for w in victims)
+                worker_id = rng.choice(sorted(w for w in victims if killed.get(w, 0) == fewest))
+                # Strike while it holds a job, the case exactly-once is about (it may
+                # still commit in the instant before the signal lands).
+                mid_job = _poll(functools.partial(monitor.in_transaction, worker_id), 2.0)
+                try:
+                    os.kill(victims[worker_id], signal.SIGKILL)
+                    break
+                except ProcessLookupError:  # it was replaced while we waited for a job
+                    say(f"worker {worker_id} (pid {victims[worker_id]}) was gone before the kill")
             killed[worker_id] = killed.get(worker_id, 0) + 1
             result.kills += 1
             result.kills_mid_job += mid_job
