@@ -58,7 +58,7 @@ def preload(http: str) -> None:
     if http in ENGINES:
         importlib.import_module(ENGINES[http]).check()
     else:
-        import uvicorn  # noqa: F401
+        importlib.import_module("supervisor.worker.runners.asgi").warm()
 
 
 def listens(kind: Kind | None) -> bool:

@@ -116,6 +116,22 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
     return 0
 
 
+def warm() -> None:
+    """In the master, once: import what every worker would import before its
+    first request (our WSGI bridge and protocol layer; the protocol, WebSocket,
+    lifespan and event-loop modules uvicorn picks), so a fork starts with them
+    loaded and a replacement is ready in milliseconds, not tens of them."""
+    import uvicorn
+
+    from supervisor.worker.runners import _http, wsgi, wsgi_bridge  # noqa: F401
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None: ...
+
+    config = uvicorn.Config(nothing, log_config=None)
+    config.load()
+    config.get_loop_factory()
+
+
 def _polite(base: type[asyncio.Protocol], runtime: Runtime) -> type[asyncio.Protocol]:
     """``base`` (uvicorn's httptools or h11 protocol), closing idle keep-alive
     connections of a retiring worker after one more response instead of now."""
