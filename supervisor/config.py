@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor import config_fleet
+from supervisor import config_fleet, config_http
 from supervisor._setting import (
     MAX_BACKLOG,
     MAX_COUNT,
@@ -193,6 +193,20 @@ class Config:
         group="Serving",
         help="Log one line per HTTP request.",
     )
+    # the HTTP server's options; their metadata is in config_http.py
+    keep_alive: float = _setting(**config_http.KEEP_ALIVE)
+    limit_concurrency: int = _setting(**config_http.LIMIT_CONCURRENCY)
+    ssl_certfile: str | None = _setting(**config_http.SSL_CERTFILE)
+    ssl_keyfile: str | None = _setting(**config_http.SSL_KEYFILE)
+    ssl_keyfile_password_file: str | None = _setting(**config_http.SSL_KEYFILE_PASSWORD_FILE)
+    ssl_ca_certs: str | None = _setting(**config_http.SSL_CA_CERTS)
+    ssl_cert_reqs: str = _setting(**config_http.SSL_CERT_REQS)
+    ssl_ciphers: str | None = _setting(**config_http.SSL_CIPHERS)
+    proxy_headers: bool = _setting(**config_http.PROXY_HEADERS)
+    forwarded_allow_ips: tuple[str, ...] = _setting(**config_http.FORWARDED_ALLOW_IPS)
+    ws_ping_interval: float = _setting(**config_http.WS_PING_INTERVAL)
+    ws_ping_timeout: float = _setting(**config_http.WS_PING_TIMEOUT)
+    ws_max_size: int = _setting(**config_http.WS_MAX_SIZE)
     max_requests: int = _setting(
         0,
         flags=("--max-requests",),
@@ -401,6 +415,7 @@ class Config:
         group="Logging",
         help="'auto': console when stderr is a terminal, JSON lines otherwise.",
     )
+    request_id_header: str = _setting(**config_http.REQUEST_ID_HEADER)
     config: str | None = _setting(
         None,
         flags=("-c", "--config"),

@@ -67,6 +67,9 @@ def start(m: MasterView) -> None:
     from supervisor import sockets
 
     sockets.validate(cfg)
+    from supervisor import http_options
+
+    http_options.check(cfg)  # TLS files, proxy addresses: before any database step
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from supervisor.integrations import prometheus
 

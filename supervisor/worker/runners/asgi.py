@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
 from supervisor.target import Target
+from supervisor.worker.runners import http_stack
 
 if TYPE_CHECKING:
     from supervisor.worker.runtime import Runtime
@@ -48,7 +49,7 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
         target.obj,
         lifespan="off" if wsgi else "auto",
         log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
-        access_log=cfg.access_log,
+        **http_stack.uvicorn_options(cfg),
         # a little before the worker's own deadline, so uvicorn gets to cancel
         # what is left and run lifespan shutdown itself (uvicorn types it as int,
         # and uses it as asyncio's timeout: fractions work)
@@ -71,6 +72,7 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
                     self.should_exit = True
 
     config.load()
+    config.loaded_app = http_stack.wrap(config.loaded_app, cfg)
     config.http_protocol_class = _polite(config.http_protocol_class, runtime)
     server = Server(config)
 

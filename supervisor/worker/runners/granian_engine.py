@@ -45,6 +45,7 @@ from supervisor.target import Kind, Target
 from supervisor.worker.runners import granian_apps
 
 if TYPE_CHECKING:
+    from supervisor.config import Config
     from supervisor.sockets import Listener
     from supervisor.worker.runtime import Runtime
 
@@ -75,6 +76,23 @@ def check() -> None:
         raise ConfigError(
             f"--http granian was tested with {REQUIREMENT}, not granian {version}: "
             "pip install 'pg-supervise[granian]'"
+        )
+
+
+def check_options(cfg: Config) -> None:
+    """Refuse, in one line, HTTP settings this engine does not apply."""
+    from supervisor.config import Config as Defaults
+
+    defaults = Defaults()
+    unsupported = [
+        "--" + name.replace("_", "-")
+        for name in ("ssl_certfile", "keep_alive", "ws_ping_interval", "ws_ping_timeout", "ws_max_size")
+        if getattr(cfg, name) != getattr(defaults, name)
+    ]
+    if unsupported:
+        raise ConfigError(
+            f"--http granian does not apply {', '.join(unsupported)} here: use --http uvicorn "
+            "(or terminate TLS in a proxy)"
         )
 
 
