@@ -97,7 +97,8 @@ LIMIT_CONCURRENCY: dict[str, Any] = {
     "maximum": MAX_COUNT,
     "metavar": "N",
     "group": "Serving",
-    "help": "Past N connections and requests in one worker, answer 503 instead of queueing (0: no limit).",
+    "help": "A request arriving while a worker holds N connections (its own included) or runs N "
+    "requests is answered 503 (0: no limit). uvicorn's meaning: N=1 refuses everything.",
 }
 WS_PING_INTERVAL: dict[str, Any] = {
     "default": 20.0,

@@ -74,6 +74,9 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
     config.load()
     config.loaded_app = http_stack.wrap(config.loaded_app, cfg)
     config.http_protocol_class = _polite(config.http_protocol_class, runtime)
+    if config.ws_protocol_class is not None:  # close its websockets 0.5 s before uvicorn gives up
+        grace = max(_drain_time(cfg.graceful_timeout) - 0.5, 0.1)
+        config.ws_protocol_class = http_stack.polite_websockets(config.ws_protocol_class, runtime, grace)
     server = Server(config)
 
     async def serve() -> None:

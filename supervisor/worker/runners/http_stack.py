@@ -8,12 +8,14 @@ the access log sits inside them and logs the forwarded client.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from supervisor import tls
 
 if TYPE_CHECKING:
     from supervisor.config import Config
+    from supervisor.worker.runtime import Runtime
 
 
 def uvicorn_options(cfg: Config) -> dict[str, Any]:
@@ -45,3 +47,20 @@ def wrap(app: Any, cfg: Config) -> Any:
 
         app = ProxyHeadersMiddleware(app, trusted_hosts=list(cfg.forwarded_allow_ips))
     return app
+
+
+def polite_websockets(base: type[asyncio.Protocol], runtime: Runtime, grace: float) -> type[asyncio.Protocol]:
+    """``base`` (uvicorn's WebSocket protocol), left open when its worker
+    retires (a replacement is ready) instead of closed at once with 1012: the
+    client keeps its socket until it closes it or ``grace`` seconds pass
+    (then it gets 1012, "service restart", and reconnects to a new worker).
+    New connections already go to the new workers. A full stop closes at once."""
+
+    def shutdown(self: Any) -> None:
+        if runtime.retiring and not getattr(self, "_closing_later", False):
+            self._closing_later = True
+            asyncio.get_running_loop().call_later(grace, base.shutdown, self)  # type: ignore[attr-defined]
+            return
+        base.shutdown(self)  # type: ignore[attr-defined]
+
+    return type(f"Polite{base.__name__}", (base,), {"shutdown": shutdown})
