@@ -287,3 +287,36 @@ def test_websocket_on_a_retiring_worker_is_closed_with_1012_at_the_graceful_time
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
         assert time.monotonic() - retired_at > 1  # not at once: near the graceful timeout
     wait_until(lambda: not alive(old_pid), 10, "the old worker to exit")
+
+
+@pytest.mark.parametrize("target", ["echo:app", "echo:wsgi"])
+def test_granian_engine_gets_proxy_headers_and_the_access_log(supervise, target: str):
+    pytest.importorskip("granian")
+    port = free_port()
+    run = supervise(target, "-w", "1", "-b", f"127.0.0.1:{port}", "--http", "granian", "--access-log")
+    run.wait_ready(1)
+    _, headers, seen = request(
+        port, "/g?q=1", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    )
+    assert (seen["client"], seen["scheme"]) == ("203.0.113.9", "https")
+    assert seen["request_id"] == headers["x-request-id"]
+    event = run.wait_event("request")[0]
+    assert (event["client"], event["path"], event["query"], event["status"]) == (
+        "203.0.113.9",
+        "/g",
+        "q=1",
+        201,
+    )
+    assert event["request_id"] == headers["x-request-id"] and event["bytes"] > 0 and event["duration_ms"] >= 0
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_granian_engine_refuses_what_it_does_not_apply(supervise, certs: Path):
+    pytest.importorskip("granian")
+    run = supervise(
+        "echo:app", "-b", f"127.0.0.1:{free_port()}", "--http", "granian",
+        "--ssl-certfile", str(certs / "cert.pem"), "--ssl-keyfile", str(certs / "key.pem"),
+    )  # fmt: skip
+    assert run.wait(30) == 2
+    assert "--http granian does not apply --ssl-certfile" in run.final(2)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from supervisor.errors import ConfigError
 from supervisor.logging import get_logger
 from supervisor.target import Kind, Target
-from supervisor.worker.runners import granian_apps
+from supervisor.worker.runners import forwarded, granian_apps, http_stack
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -107,9 +107,10 @@ def run(target: Target, runtime: Runtime) -> int:
     cfg = runtime.config
     tally = granian_apps.Tally()
     if wsgi:
-        app: Any = granian_apps.wsgi(target.obj, tally, cfg.access_log)
+        obj = forwarded.wsgi(target.obj, cfg.forwarded_allow_ips) if cfg.proxy_headers else target.obj
+        app: Any = granian_apps.wsgi(obj, tally, cfg.access_log, cfg.request_id_header)
     else:
-        app = granian_apps.asgi(target.obj, tally, cfg.access_log)
+        app = granian_apps.asgi(http_stack.wrap(target.obj, cfg), tally)
     loop = _new_loop()
     try:
         return loop.run_until_complete(_serve(app, wsgi, tally, runtime))
