@@ -29,8 +29,8 @@ HABITS: list[tuple[tuple[str, ...], bool, str]] = [
     (
         ("--worker-connections",),
         True,
-        "--worker-connections has no equivalent: an ASGI worker takes "
-        "what its event loop can serve; WSGI concurrency is --threads",
+        "gunicorn's --worker-connections is --limit-concurrency N here (503 past N connections "
+        "per worker); WSGI concurrency is --threads",
     ),
     (
         ("-D", "--daemon"),

@@ -86,7 +86,14 @@ def check_options(cfg: Config) -> None:
     defaults = Defaults()
     unsupported = [
         "--" + name.replace("_", "-")
-        for name in ("ssl_certfile", "keep_alive", "ws_ping_interval", "ws_ping_timeout", "ws_max_size")
+        for name in (
+            "ssl_certfile",
+            "keep_alive",
+            "limit_concurrency",
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "ws_max_size",
+        )
         if getattr(cfg, name) != getattr(defaults, name)
     ]
     if unsupported:
