@@ -76,6 +76,7 @@ def test_https_with_a_real_handshake(supervise, certs: Path, target: str):
         "--ssl-keyfile-password-file", str(certs / "password"),
     )  # fmt: skip
     run.wait_ready(1)
+    assert run.find("listening")[0]["on"] == [f"https://127.0.0.1:{port}"]
     status, _, seen = request(port, "/", tls=certs)
     assert status == 201
     assert seen["scheme"] == "https"  # the app (and a WSGI app's wsgi.url_scheme) knows
