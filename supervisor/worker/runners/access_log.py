@@ -75,8 +75,8 @@ class AccessLog:
                 size += len(message.get("body", b""))
             elif kind == "http.response.start":
                 status = message["status"]
-                if echo:
-                    message["headers"] = [*message.get("headers", ()), (header, request_id)]
+                if echo:  # a copy: an app may send the same message dict every time
+                    message = {**message, "headers": [*message.get("headers", ()), (header, request_id)]}
             await send(message)
 
         try:
