@@ -45,7 +45,7 @@ def context(cfg: Config) -> ssl.SSLContext | None:
         raise ConfigError(
             f"--ssl-cert-reqs {cfg.ssl_cert_reqs} needs --ssl-ca-certs to verify clients against"
         )
-    password = _password(cfg.ssl_keyfile_password_file)
+    secret = password(cfg.ssl_keyfile_password_file)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # older versions are broken; no option to allow them
     files = f"--ssl-certfile {cfg.ssl_certfile}"
@@ -54,7 +54,7 @@ def context(cfg: Config) -> ssl.SSLContext | None:
     try:
         # a callable even without a password file: OpenSSL would otherwise
         # prompt on the terminal for an encrypted key
-        ctx.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile, lambda: password)
+        ctx.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile, lambda: secret)
     except OSError as exc:
         reason = _reason(exc)
         if isinstance(exc, ssl.SSLError) and _encrypted(cfg.ssl_keyfile or cfg.ssl_certfile):
@@ -74,7 +74,8 @@ def context(cfg: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-def _password(path: str | None) -> bytes:
+def password(path: str | None) -> bytes:
+    """The first line of --ssl-keyfile-password-file (b'' without one)."""
     if not path:
         return b""
     try:

@@ -313,14 +313,33 @@ def test_granian_engine_gets_proxy_headers_and_the_access_log(supervise, target:
     assert run.wait() == 0
 
 
-def test_granian_engine_refuses_what_it_does_not_apply(supervise, certs: Path):
+@pytest.mark.parametrize("target", ["echo:app", "echo:wsgi"])
+def test_granian_engine_serves_https(supervise, certs: Path, target: str):
     pytest.importorskip("granian")
+    port = free_port()
     run = supervise(
-        "echo:app", "-b", f"127.0.0.1:{free_port()}", "--http", "granian",
+        target, "-w", "1", "-b", f"127.0.0.1:{port}", "--http", "granian",
         "--ssl-certfile", str(certs / "cert.pem"), "--ssl-keyfile", str(certs / "key.pem"),
     )  # fmt: skip
+    run.wait_ready(1)
+    status, _, seen = request(port, "/", tls=certs)
+    assert status == 201 and seen["scheme"] == "https"
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_granian_engine_refuses_what_it_does_not_apply(supervise, certs: Path):
+    pytest.importorskip("granian")
+    run = supervise("echo:app", "-b", f"127.0.0.1:{free_port()}", "--http", "granian", "--ws-max-size", "10")
     assert run.wait(30) == 2
-    assert "--http granian does not apply --ssl-certfile" in run.final(2)
+    assert "--http granian does not apply --ws-max-size" in run.final(2)
+    run = supervise(
+        "echo:app", "-b", f"127.0.0.1:{free_port()}", "--http", "granian",
+        "--ssl-certfile", str(certs / "cert.pem"), "--ssl-keyfile", str(certs / "encrypted.pem"),
+        "--ssl-keyfile-password-file", str(certs / "password"),
+    )  # fmt: skip
+    assert run.wait(30) == 2
+    assert "--http granian does not apply --ssl-keyfile-password-file" in run.final(2)
 
 
 def test_forwarded_for_takes_the_nearest_untrusted_hop():

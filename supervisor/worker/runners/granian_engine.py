@@ -87,7 +87,8 @@ def check_options(cfg: Config) -> None:
     unsupported = [
         "--" + name.replace("_", "-")
         for name in (
-            "ssl_certfile",
+            "ssl_keyfile_password_file",  # granian 2.8 aborts the worker on an encrypted key
+            "ssl_ciphers",
             "keep_alive",
             "limit_concurrency",
             "ws_ping_interval",
@@ -96,11 +97,27 @@ def check_options(cfg: Config) -> None:
         )
         if getattr(cfg, name) != getattr(defaults, name)
     ]
+    if cfg.ssl_cert_reqs == "optional":
+        unsupported.append("--ssl-cert-reqs optional")
     if unsupported:
-        raise ConfigError(
-            f"--http granian does not apply {', '.join(unsupported)} here: use --http uvicorn "
-            "(or terminate TLS in a proxy)"
-        )
+        raise ConfigError(f"--http granian does not apply {', '.join(unsupported)} here: use --http uvicorn")
+
+
+def _tls_options(cfg: Config) -> tuple[Any, ...] | None:
+    """granian's TLS arguments (its server's ``ssl_ctx`` tuple), or None
+    without --ssl-certfile. The files were checked by the master (tls.py)."""
+    if not cfg.ssl_certfile:
+        return None
+    return (
+        True,
+        os.path.abspath(cfg.ssl_certfile),
+        os.path.abspath(cfg.ssl_keyfile or cfg.ssl_certfile),  # a key inside the certificate file
+        None,  # no password: refused by check_options
+        "tls1.2",
+        os.path.abspath(cfg.ssl_ca_certs) if cfg.ssl_ca_certs else None,
+        [],
+        cfg.ssl_cert_reqs == "required",
+    )
 
 
 def run(target: Target, runtime: Runtime) -> int:
@@ -263,7 +280,7 @@ class _Engine:
                     "ssl_crl",
                     "ssl_client_verify",
                 ),
-                no_tls,
+                _tls_options(cfg) or no_tls,
                 strict=True,
             )
         )
