@@ -182,10 +182,11 @@ def check_command(target: str, **options: Any) -> None:
 def _check_sockets(config: Config, kind: Kind) -> None:
     """Bind, then close, what a start would bind. Not when a running master
     checks its own new code before a re-exec: it holds those sockets."""
-    from supervisor import _reexec, sockets
+    from supervisor import _reexec, http_options, sockets
     from supervisor.worker.runners import listens
 
     sockets.validate(config)
+    http_options.check(config)
     if os.environ.get(_reexec.CHECKING_NEW_CODE):
         return
     if config.bind or config.interface in ("asgi", "wsgi") or listens(kind):

@@ -29,8 +29,8 @@ HABITS: list[tuple[tuple[str, ...], bool, str]] = [
     (
         ("--worker-connections",),
         True,
-        "--worker-connections has no equivalent: an ASGI worker takes "
-        "what its event loop can serve; WSGI concurrency is --threads",
+        "gunicorn's --worker-connections is --limit-concurrency N here (503 past N connections "
+        "per worker); WSGI concurrency is --threads",
     ),
     (
         ("-D", "--daemon"),
@@ -39,7 +39,26 @@ HABITS: list[tuple[tuple[str, ...], bool, str]] = [
         "foreground; see docs/deploy/systemd.md (Type=notify, `supervise reload`)",
     ),
     (("--pidfile", "-p"), True, "the pid file option is --pid FILE"),
-    (("--keep-alive", "--timeout-keep-alive"), True, "the keep-alive timeout is not supported yet"),
+    (("--keep-alive", "--timeout-keep-alive"), True, "uvicorn's --timeout-keep-alive is --keep-alive S"),
+    (("--certfile",), True, "gunicorn's --certfile is --ssl-certfile PATH"),
+    (("--keyfile",), True, "gunicorn's --keyfile is --ssl-keyfile PATH"),
+    (("--ca-certs",), True, "gunicorn's --ca-certs is --ssl-ca-certs PATH"),
+    (("--cert-reqs",), True, "gunicorn's --cert-reqs is --ssl-cert-reqs none|optional|required"),
+    (("--ciphers",), True, "gunicorn's --ciphers is --ssl-ciphers LIST"),
+    (
+        ("--ssl-keyfile-password", "--keyfile-password"),
+        True,
+        "a password on the command line is readable by every user (ps): put it in a file "
+        "only you can read and pass --ssl-keyfile-password-file PATH",
+    ),
+    (("--ssl-version",), True, "no --ssl-version: TLS 1.2 or newer, as OpenSSL negotiates"),
+    (
+        ("--access-logformat",),
+        True,
+        "the access log is structured, not formatted: --access-log gives fields (client, method, "
+        "path, query, status, bytes, duration_ms, request_id) in --log-format json|console; "
+        "the mapping from gunicorn's format is in docs/serving.md",
+    ),
     (("--timeout-graceful-shutdown",), True, "uvicorn's --timeout-graceful-shutdown is --graceful-timeout S"),
     (("--limit-max-requests",), True, "uvicorn's --limit-max-requests is --max-requests N"),
     (

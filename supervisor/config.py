@@ -19,6 +19,7 @@ from typing import Any
 from supervisor._setting import Setting
 from supervisor.config_database import DatabaseSettings
 from supervisor.config_fleet import FleetSettings
+from supervisor.config_http import HTTPSettings
 from supervisor.config_process import ProcessSettings
 from supervisor.config_serving import ServingSettings
 from supervisor.config_workers import WorkerSettings
@@ -28,7 +29,7 @@ ENV_PREFIX = "SUPERVISE_"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(ProcessSettings, FleetSettings, DatabaseSettings, ServingSettings, WorkerSettings):
+class Config(ProcessSettings, FleetSettings, DatabaseSettings, HTTPSettings, ServingSettings, WorkerSettings):
     """The effective, validated configuration of one supervisor: every group of
     settings (config_*.py), plus the target.
 

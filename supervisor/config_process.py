@@ -37,6 +37,15 @@ class ProcessSettings:
         group="Logging",
         help="'auto': console when stderr is a terminal, JSON lines otherwise.",
     )
+    request_id_header: str = _setting(
+        "X-Request-ID",
+        flags=("--request-id-header",),
+        kind="str",
+        metavar="NAME",
+        group="Logging",
+        help="Request header whose value is the access log's request_id; a request without it "
+        "gets a generated id, added to the request's headers and echoed in the response.",
+    )
     config: str | None = _setting(
         None,
         flags=("-c", "--config"),

@@ -18,6 +18,8 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 _process: dict[str, Any] = {"role": "master", "worker_id": None}
+# what configure() set up, for fast_info()
+_output: dict[str, Any] = {}
 
 
 def set_process(role: str, worker_id: int | None = None) -> None:
@@ -50,10 +52,11 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamper,
         _add_process,
         _drop_logger_name,
     ]
@@ -70,6 +73,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         final.append(renderer)
 
     handler = logging.StreamHandler(stream)
+    _output.update(renderer=renderer, handler=handler, stamper=stamper)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             # stdlib records keep their extra={...} fields as key-values
@@ -99,3 +103,46 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 
 def get_logger(name: str = "supervisor") -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+class FastLines:
+    """Lines of one high-volume event at info (the access log): the same
+    fields, timestamp and renderer as every other line, written to the same
+    handler under its lock, without the standard library's LogRecord and
+    formatter chain (measured: about 5x less time per line). ``render`` and
+    ``write`` are apart so a caller can write several lines in one call."""
+
+    def __init__(
+        self, event: str, renderer: Any, handler: logging.StreamHandler[TextIO], stamper: Any
+    ) -> None:
+        self.event = event
+        self._renderer = renderer
+        self._handler = handler
+        self._stamper = stamper
+        self._pid = os.getpid()
+
+    def render(self, **fields: Any) -> str:
+        fields["event"] = self.event
+        fields["level"] = "info"
+        self._stamper(None, "info", fields)
+        fields["role"] = _process["role"]
+        fields["worker_id"] = _process["worker_id"]
+        fields["pid"] = self._pid
+        return str(self._renderer(None, "info", fields)) + "\n"
+
+    def write(self, text: str) -> None:
+        handler = self._handler
+        handler.acquire()  # not a line in the middle of another thread's line
+        try:
+            handler.stream.write(text)
+            handler.stream.flush()
+        finally:
+            handler.release()
+
+
+def fast_info(event: str) -> FastLines | None:
+    """:class:`FastLines` for ``event`` in this process (call it after the
+    fork), or None when info lines are filtered out."""
+    if not _output or not logging.getLogger().isEnabledFor(logging.INFO):
+        return None
+    return FastLines(event, _output["renderer"], _output["handler"], _output["stamper"])

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from test_cli import _row, cli
 
-from supervisor.cli_habits import HABITS
+from supervisor.cli_habits import HABITS, _taken
 
 
 @pytest.mark.parametrize(("flags", "takes_value", "message"), HABITS)
 def test_each_habit_gets_a_one_line_pointer(tmp_path: Path, flags, takes_value, message):
-    for flag in flags:
+    for flag in set(flags) - _taken():  # a flag that became a real setting is the setting's
         args = [flag, "x"] if takes_value else [flag]
         out = cli("mains:wait", *args, cwd=tmp_path)
         assert out.returncode == 2
@@ -65,3 +65,13 @@ def test_env_file_reaches_the_workers(supervise, tmp_path: Path):
     run = supervise("greet:main", "-w", "1", "--env-file", ".env")
     assert run.wait() == 0
     assert run.find("greeting", value="from-the-env-file")
+
+
+def test_a_real_setting_wins_over_its_habit_entry(tmp_path: Path):
+    # gunicorn's --keep-alive is a setting; uvicorn's spelling still gets a pointer to it
+    out = cli("check", "mains:wait", "--keep-alive", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _row(out.stdout, "keep_alive") == ["keep_alive", "3.0", "--keep-alive"]
+    out = cli("mains:wait", "--timeout-keep-alive", "3", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == "supervise: error: uvicorn's --timeout-keep-alive is --keep-alive S\n"

@@ -67,6 +67,9 @@ def start(m: MasterView) -> None:
     from supervisor import sockets
 
     sockets.validate(cfg)
+    from supervisor import http_options
+
+    http_options.check(cfg)  # TLS files, proxy addresses: before any database step
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from supervisor.integrations import prometheus
 
@@ -115,7 +118,8 @@ def open_listeners(m: MasterView, kind: Kind) -> None:
     elif cfg.bind or cfg.interface in ("asgi", "wsgi") or runners.listens(kind):
         m.listeners = sockets.bind(cfg)
     if m.listeners:
-        log.info("listening", on=[sockets.describe(listener) for listener in m.listeners])
+        scheme = "https://" if cfg.ssl_certfile else "http://"
+        log.info("listening", on=[sockets.describe(lsn).replace("http://", scheme, 1) for lsn in m.listeners])
         # Import the server once here: every fork then starts with it loaded
         # (about 100 ms saved per worker boot and replacement; see asgi.warm).
         runners.preload(cfg.http)

@@ -57,8 +57,11 @@ def preload(http: str) -> None:
     that cannot run here raises ConfigError (one line) before any worker starts."""
     if http in ENGINES:
         importlib.import_module(ENGINES[http]).check()
-    else:
-        importlib.import_module("supervisor.worker.runners.asgi").warm()
+        return
+    for info in RUNNERS.values():
+        if info.listens:
+            importlib.import_module(info.module)
+    importlib.import_module("supervisor.worker.runners.asgi").warm()
 
 
 def listens(kind: Kind | None) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from supervisor.errors import ConfigError
 from supervisor.target import Target
-from supervisor.worker.runners import _http
+from supervisor.worker.runners import _http, http_stack
 
 if TYPE_CHECKING:
     from supervisor.worker.runtime import Runtime
@@ -49,7 +49,7 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
         target.obj,
         lifespan="off" if wsgi else "auto",
         log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
-        access_log=cfg.access_log,
+        **http_stack.uvicorn_options(cfg),
         # a little before the worker's own deadline, so uvicorn gets to cancel
         # what is left and run lifespan shutdown itself (uvicorn types it as int,
         # and uses it as asyncio's timeout: fractions work)
@@ -72,11 +72,15 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
                     self.should_exit = True
 
     config.load()
+    config.loaded_app = http_stack.wrap(config.loaded_app, cfg)
     limits = _http.Limits(
         cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size, cfg.header_timeout
     )
     hardened = _http.protocol_class(config.http_protocol_class, limits, cfg.root_path, wsgi)
     config.http_protocol_class = _polite(hardened, runtime)
+    if config.ws_protocol_class is not None:  # close its websockets 0.5 s before uvicorn gives up
+        grace = max(_drain_time(cfg.graceful_timeout) - 0.5, 0.1)
+        config.ws_protocol_class = http_stack.polite_websockets(config.ws_protocol_class, runtime, grace)
     server = Server(config)
 
     async def serve() -> None:
@@ -118,12 +122,12 @@ def run(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
 
 def warm() -> None:
     """In the master, once: import what every worker would import before its
-    first request (our WSGI bridge and protocol layer; the protocol, WebSocket,
-    lifespan and event-loop modules uvicorn picks), so a fork starts with them
-    loaded and a replacement is ready in milliseconds, not tens of them."""
+    first request (the WSGI bridge; the protocol, WebSocket, lifespan and
+    event-loop modules uvicorn picks), so a fork starts with them loaded and a
+    replacement is ready in milliseconds, not tens of them."""
     import uvicorn
 
-    from supervisor.worker.runners import _http, wsgi, wsgi_bridge  # noqa: F401
+    from supervisor.worker.runners import wsgi_bridge  # noqa: F401
 
     async def nothing(scope: Any, receive: Any, send: Any) -> None: ...
 

@@ -8,20 +8,20 @@ its protocol class is done here at the app boundary, once per request:
 * while the worker retires, answer every request with ``Connection: close``,
   so a keep-alive client learns it must reconnect *with* a response, never by
   a connection closed under a request it already sent;
-* the access log, in our log pipeline instead of granian's own loggers.
+* the access log of WSGI apps (the fields of ``access_log``), in our log
+  pipeline instead of granian's own loggers.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from supervisor.logging import get_logger
-
-log = get_logger()
+from supervisor.logging import FastLines, fast_info
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -71,52 +71,75 @@ class Tally:
             return max(self._in_flight.values())
 
 
-def wsgi(app: WSGIApp, tally: Tally, access_log: bool) -> WSGIApp:
-    """``app`` counted, closing politely while retiring, and logged if asked."""
+def wsgi(app: WSGIApp, tally: Tally, access_log: bool, request_id_header: str = "X-Request-ID") -> WSGIApp:
+    """``app`` counted, closing politely while retiring, and logged if asked
+    (the fields of ``access_log.AccessLog``, which granian's ASGI apps get)."""
+    key = "HTTP_" + request_id_header.strip().upper().replace("-", "_")
+    ids = _Ids()
+    lines = fast_info("request") if access_log else None
 
     def counted(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         n = tally.begin()
+        started = time.perf_counter()
         status: list[str] = []
+        echo = None
+        if access_log and key not in environ:
+            echo = environ[key] = ids.new()
 
         def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if tally.closing:
                 headers = [*headers, ("Connection", "close")]
+            if echo is not None:
+                headers = [*headers, (request_id_header, echo)]
             status.append(code)
             return start_response(code, headers, exc_info)
+
+        def done(size: int | None) -> None:
+            tally.end(n)
+            if lines is not None:
+                _log_wsgi(lines, environ, status[-1] if status else "500", size, started, key)
 
         try:
             body = app(environ, start)
         except BaseException:
-            tally.end(n)
-            _log_wsgi(access_log, environ, "500")
+            done(None)
             raise
         if isinstance(body, list):  # granian's fast path takes a list as it is
-            tally.end(n)
-            _log_wsgi(access_log, environ, status[-1] if status else "500")
+            done(sum(len(chunk) for chunk in body) if access_log else None)
             return body
-
-        def done() -> None:
-            tally.end(n)
-            _log_wsgi(access_log, environ, status[-1] if status else "500")
-
-        return _Streamed(body, done)
+        return _Streamed(body, done, count=access_log)
 
     return counted
+
+
+class _Ids:
+    """Request ids: a random per-process prefix and a counter (no uuid per request)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6) + "-"
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
 
 
 class _Streamed:
     """A streamed WSGI body: the request ends when granian closes it."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+    def __init__(self, body: Iterable[bytes], done: Callable[[int | None], None], count: bool) -> None:
         self._body = body
         self._iter: Iterator[bytes] = iter(body)
-        self._done: Callable[[], None] | None = done
+        self._done: Callable[[int | None], None] | None = done
+        self._size: int | None = 0 if count else None
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._iter)
+        chunk = next(self._iter)
+        if self._size is not None:
+            self._size += len(chunk)
+        return chunk
 
     def close(self) -> None:
         try:
@@ -126,54 +149,47 @@ class _Streamed:
         finally:
             done, self._done = self._done, None
             if done is not None:
-                done()
+                done(self._size)
 
 
-def _log_wsgi(enabled: bool, environ: Environ, status: str) -> None:
-    if enabled:
-        log.info(
-            "request",
-            client=environ.get("REMOTE_ADDR"),
-            method=environ.get("REQUEST_METHOD"),
-            path=environ.get("PATH_INFO"),
-            status=int(status.split(" ", 1)[0]),
-        )
+def _log_wsgi(
+    lines: FastLines, environ: Environ, status: str, size: int | None, started: float, key: str
+) -> None:
+    line = lines.render(
+        client=environ.get("REMOTE_ADDR"),
+        method=environ.get("REQUEST_METHOD"),
+        path=environ.get("PATH_INFO"),
+        query=environ.get("QUERY_STRING", ""),
+        status=int(status.split(" ", 1)[0]),
+        bytes=size,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_id=environ.get(key),
+    )
+    lines.write(line)
 
 
 ASGIApp = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Any]
 _CLOSE = (b"connection", b"close")
 
 
-def asgi(app: ASGIApp, tally: Tally, access_log: bool) -> ASGIApp:
-    """``app`` counted, closing politely while retiring, and logged if asked."""
+def asgi(app: ASGIApp, tally: Tally) -> ASGIApp:
+    """``app`` counted and closing politely while retiring (the access log and
+    proxy headers are inside it: ``http_stack.wrap``)."""
 
     async def counted(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         n = tally.begin()
-        status = 500
 
         async def send_politely(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if tally.closing:
-                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            if message["type"] == "http.response.start" and tally.closing:
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
             await send(message)
 
         try:
             await app(scope, receive, send_politely)
         finally:
             tally.end(n)
-            if access_log:
-                client = scope.get("client")
-                log.info(
-                    "request",
-                    client=client[0] if client else None,
-                    method=scope.get("method"),
-                    path=scope.get("path"),
-                    status=status,
-                )
 
     return counted

@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 from supervisor.errors import ConfigError
 from supervisor.logging import get_logger
 from supervisor.target import Kind, Target
-from supervisor.worker.runners import granian_apps
+from supervisor.worker.runners import forwarded, granian_apps, http_stack
 
 if TYPE_CHECKING:
+    from supervisor.config import Config
     from supervisor.sockets import Listener
     from supervisor.worker.runtime import Runtime
 
@@ -77,6 +78,47 @@ def check() -> None:
         )
 
 
+def check_options(cfg: Config) -> None:
+    """Refuse, in one line, HTTP settings this engine does not apply."""
+    from supervisor.config import Config as Defaults
+
+    defaults = Defaults()
+    unsupported = [
+        "--" + name.replace("_", "-")
+        for name in (
+            "ssl_keyfile_password_file",  # granian 2.8 aborts the worker on an encrypted key
+            "ssl_ciphers",
+            "keep_alive",
+            "limit_concurrency",
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "ws_max_size",
+        )
+        if getattr(cfg, name) != getattr(defaults, name)
+    ]
+    if cfg.ssl_cert_reqs == "optional":
+        unsupported.append("--ssl-cert-reqs optional")
+    if unsupported:
+        raise ConfigError(f"--http granian does not apply {', '.join(unsupported)} here: use --http uvicorn")
+
+
+def _tls_options(cfg: Config) -> tuple[Any, ...] | None:
+    """granian's TLS arguments (its server's ``ssl_ctx`` tuple), or None
+    without --ssl-certfile. The files were checked by the master (tls.py)."""
+    if not cfg.ssl_certfile:
+        return None
+    return (
+        True,
+        os.path.abspath(cfg.ssl_certfile),
+        os.path.abspath(cfg.ssl_keyfile or cfg.ssl_certfile),  # a key inside the certificate file
+        None,  # no password: refused by check_options
+        "tls1.2",
+        os.path.abspath(cfg.ssl_ca_certs) if cfg.ssl_ca_certs else None,
+        [],
+        cfg.ssl_cert_reqs == "required",
+    )
+
+
 def run(target: Target, runtime: Runtime) -> int:
     check()
     if not runtime.listeners:
@@ -88,9 +130,10 @@ def run(target: Target, runtime: Runtime) -> int:
     cfg = runtime.config
     tally = granian_apps.Tally()
     if wsgi:
-        app: Any = granian_apps.wsgi(target.obj, tally, cfg.access_log)
+        obj = forwarded.wsgi(target.obj, cfg.forwarded_allow_ips) if cfg.proxy_headers else target.obj
+        app: Any = granian_apps.wsgi(obj, tally, cfg.access_log, cfg.request_id_header)
     else:
-        app = granian_apps.asgi(target.obj, tally, cfg.access_log)
+        app = granian_apps.asgi(http_stack.wrap(target.obj, cfg), tally)
     loop = _new_loop()
     try:
         return loop.run_until_complete(_serve(app, wsgi, tally, runtime))
@@ -231,7 +274,7 @@ class _Engine:
                     "ssl_crl",
                     "ssl_client_verify",
                 ),
-                no_tls,
+                _tls_options(cfg) or no_tls,
                 strict=True,
             )
         )
