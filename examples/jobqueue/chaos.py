@@ -188,14 +188,19 @@ def run_chaos(
                 restart_db()
                 result.db_restarts += 1
                 continue
-            while True:
+            struck: int | None = None
+            while struck is None and run.proc.poll() is None:
                 # a victim whose replacement is up, least-killed first (keeps clear of
                 # the crash-loop limit, which is about one slot dying again and again)
                 victims = wait_until(
-                    lambda: {w: p for w, p in run.ready_pids().items() if alive(p)},
+                    lambda: (
+                        {w: p for w, p in run.ready_pids().items() if alive(p)} or run.proc.poll() is not None
+                    ),
                     max(0.0, deadline - time.monotonic()),
                     "a live worker to kill",
                 )
+                if not isinstance(victims, dict):
+                    break  # the run ended: every worker found the queue empty
                 fewest = min(killed.get(w, 0) for w in victims)
                 worker_id = rng.choice(sorted(w for w in victims if killed.get(w, 0) == fewest))
                 # Strike while it holds a job, the case exactly-once is about (it may
@@ -203,9 +208,12 @@ def run_chaos(
                 mid_job = _poll(functools.partial(monitor.in_transaction, worker_id), 2.0)
                 try:
                     os.kill(victims[worker_id], signal.SIGKILL)
-                    break
-                except ProcessLookupError:  # it was replaced while we waited for a job
+                    struck = worker_id
+                except ProcessLookupError:  # replaced, or done, while we waited for a job
                     say(f"worker {worker_id} (pid {victims[worker_id]}) was gone before the kill")
+            if struck is None:
+                say(f"the run finished before the {kind} planned at {target} jobs")
+                break
             killed[worker_id] = killed.get(worker_id, 0) + 1
             result.kills += 1
             result.kills_mid_job += mid_job
