@@ -13,7 +13,6 @@ client gets 2 s to send its request line and headers.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import selectors
 import socket
@@ -21,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from supervisor.sockets import accept_pending
 
 MAX_CLIENTS = 16
 CLIENT_DEADLINE = 2.0
@@ -59,17 +60,7 @@ class HealthServer:
 
     def accept(self) -> None:
         """Take new clients; drop stale or excess ones."""
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                # out of descriptors, or a client gone before accept: the probe
-                # fails, never the master
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    break
-                continue
+        for conn in accept_pending(self.sock):  # out of descriptors: the probe fails, not the master
             conn.setblocking(False)
             client = Client(conn, time.monotonic())
             self._clients.append(client)

@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from supervisor.config import Config
@@ -202,6 +203,23 @@ def bind(config: Config) -> list[Listener]:
 def health(address: str) -> Listener:
     """The --health-bind listener."""
     return _tcp(address, 64, "health_bind")
+
+
+def accept_pending(sock: socket.socket) -> Iterator[socket.socket]:
+    """Every connection waiting on the non-blocking listener ``sock``, for the
+    master's own small servers (health, control). Out of descriptors or
+    memory, it stops: those clients wait in the backlog, and the master lives;
+    a client gone before its accept is skipped."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                return
+            continue
+        yield conn
 
 
 def close(listeners: list[Listener], unlink: bool = False) -> None:

@@ -14,7 +14,6 @@ end-of-file when the master has exited.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import selectors
@@ -29,6 +28,7 @@ from typing import Any
 
 from supervisor.control_path import make_private_dir, runtime_dir
 from supervisor.errors import ConfigError
+from supervisor.sockets import accept_pending
 
 MAX_CLIENTS = 16
 MAX_WAITERS = 16  # 'stop' callers waiting for the master to exit
@@ -139,15 +139,7 @@ class ControlServer:
                 self._read(data)
 
     def accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    break
-                continue
+        for conn in accept_pending(self.sock):
             if not peer_allowed(conn):
                 conn.close()
                 continue
