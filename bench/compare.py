@@ -40,6 +40,7 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "asgi-hello": Scenario("/", ("pg-supervise", "uvicorn-std", "gunicorn-uvicorn-std", "granian-asgi")),
     "asgi-hello-access-log": Scenario("/", ("pg-supervise-access-log", "pg-supervise")),
+    "asgi-db-access-log": Scenario("/db", ("pg-supervise-pool-access-log", "pg-supervise-pool")),
     "wsgi-hello": Scenario("/", ("pg-supervise-wsgi", "gunicorn-sync", "gunicorn-gthread", "granian-wsgi")),
     "asgi-db": Scenario("/db", ("pg-supervise-pool", "uvicorn-std", "gunicorn-uvicorn-std", "granian-asgi")),
     "wsgi-db": Scenario(

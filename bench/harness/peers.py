@@ -67,6 +67,9 @@ PEERS: dict[str, Peer] = {
     "pg-supervise-wsgi-preload": Peer(_WSGI + " --threads 4 --preload", "wsgi", preload=True),
     "pg-supervise-pool": Peer(_ASGI + _POOL + " 2", "asgi", env=_OWN_POOL),
     "pg-supervise-pool-check-every": Peer(_ASGI + _POOL + " 0", "asgi", env=_OWN_POOL),
+    "pg-supervise-pool-access-log": Peer(
+        _ASGI.replace("warning", "info") + " --access-log" + _POOL + " 2", "asgi", env=_OWN_POOL
+    ),
     "pg-supervise-wsgi-pool": Peer(_WSGI + " --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL),
     "pg-supervise-wsgi-pool-check-every": Peer(_WSGI + " --threads 4" + _POOL + " 0", "wsgi", env=_OWN_POOL),
     # the same with granian's Rust HTTP stack in our workers (--http granian)
