@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.loopserver import LoopServer
 from supervisor.sockets import accept_pending
 
 MAX_CLIENTS = 16
@@ -34,7 +35,7 @@ class Client:
     buffer: bytes = field(default=b"")
 
 
-class HealthServer:
+class HealthServer(LoopServer[Client]):
     def __init__(
         self,
         sock: socket.socket,
@@ -42,14 +43,10 @@ class HealthServer:
         selector: selectors.BaseSelector | None,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
-        self.sock = sock
+        sock.setblocking(False)
+        super().__init__(sock, selector)
         self._metrics = metrics  # () -> (body, content type)
-        self.sock.setblocking(False)
         self._state = state
-        self._selector = selector
-        self._clients: list[Client] = []
-        if selector is not None:
-            selector.register(sock, selectors.EVENT_READ, self)
 
     def on_event(self, data: object) -> None:
         """The master's selector found ``data`` (this server or a client) readable."""
@@ -61,23 +58,11 @@ class HealthServer:
     def accept(self) -> None:
         """Take new clients; drop stale or excess ones."""
         for conn in accept_pending(self.sock):  # out of descriptors: the probe fails, not the master
-            conn.setblocking(False)
-            client = Client(conn, time.monotonic())
-            self._clients.append(client)
-            if self._selector is not None:
-                self._selector.register(conn, selectors.EVENT_READ, client)
+            self._add(Client(conn, time.monotonic()))
         now = time.monotonic()
         for client in list(self._clients):
             if now - client.started > CLIENT_DEADLINE or len(self._clients) > MAX_CLIENTS:
-                self.drop(client)
-
-    def drop(self, client: Client) -> None:
-        if client in self._clients:
-            self._clients.remove(client)
-        if self._selector is not None:  # before close: the fd number will be reused
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(client.sock)
-        client.sock.close()
+                self._drop(client)
 
     def read(self, client: Client) -> bool:
         """Read what arrived; answer once the request is complete. True when done."""
@@ -86,7 +71,7 @@ class HealthServer:
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
-            self.drop(client)
+            self._drop(client)
             return True
         client.buffer += data
         if data and b"\r\n\r\n" not in client.buffer and len(client.buffer) < 8192:
@@ -106,7 +91,7 @@ class HealthServer:
         ).encode()
         with contextlib.suppress(OSError):  # a client that left does not get its answer
             client.sock.send(head + payload)
-        self.drop(client)
+        self._drop(client)
         return True
 
     def answer(self, path: str) -> tuple[int, dict[str, Any]]:
@@ -116,15 +101,3 @@ class HealthServer:
         if path == "/readyz":
             return (200 if state["ready"] else 503), state
         return 404, {"error": "try /livez or /readyz"}
-
-    def fds(self) -> list[int]:
-        """Descriptors a forked worker must not keep."""
-        return [self.sock.fileno(), *(c.sock.fileno() for c in self._clients)]
-
-    def close(self) -> None:
-        for client in list(self._clients):
-            self.drop(client)
-        if self._selector is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(self.sock)
-        self.sock.close()

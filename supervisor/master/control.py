@@ -28,6 +28,7 @@ from typing import Any
 
 from supervisor.control_path import make_private_dir, runtime_dir
 from supervisor.errors import ConfigError
+from supervisor.loopserver import LoopServer
 from supervisor.sockets import accept_pending
 
 MAX_CLIENTS = 16
@@ -111,18 +112,14 @@ def peer_allowed(sock: socket.socket) -> bool:
     return uid in (0, os.getuid())
 
 
-class ControlServer:
+class ControlServer(LoopServer[Client]):
     def __init__(
         self, sock: socket.socket, path: Path, dispatch: Dispatch, selector: selectors.BaseSelector | None
     ) -> None:
-        self.sock = sock
+        super().__init__(sock, selector)
         self.path = path
         self._dispatch = dispatch
-        self._selector = selector
-        self._clients: list[Client] = []
         self.alias: Path | None = None  # a link to path under the default name (control_path)
-        if selector is not None:
-            selector.register(sock, selectors.EVENT_READ, self)
 
     def owns(self, data: object) -> bool:
         return data is self or (isinstance(data, Client) and data in self._clients)
@@ -143,11 +140,7 @@ class ControlServer:
             if not peer_allowed(conn):
                 conn.close()
                 continue
-            conn.setblocking(False)
-            client = Client(conn, time.monotonic())
-            self._clients.append(client)
-            if self._selector is not None:
-                self._selector.register(conn, selectors.EVENT_READ, client)
+            self._add(Client(conn, time.monotonic()))
         now = time.monotonic()
         busy = [c for c in self._clients if not c.hold]
         for client in busy:
@@ -217,25 +210,8 @@ class ControlServer:
             pass
         self._drop(client)
 
-    def _drop(self, client: Client) -> None:
-        if client in self._clients:
-            self._clients.remove(client)
-        if self._selector is not None:  # before close: the fd number will be reused
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(client.sock)
-        client.sock.close()
-
-    def fds(self) -> list[int]:
-        """Descriptors a forked worker must not keep."""
-        return [self.sock.fileno(), *(c.sock.fileno() for c in self._clients)]
-
     def close(self) -> None:
-        for client in list(self._clients):
-            self._drop(client)
-        if self._selector is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(self.sock)
-        self.sock.close()
+        super().close()
         with contextlib.suppress(OSError):
             if stat.S_ISSOCK(self.path.lstat().st_mode):
                 self.path.unlink()
