@@ -7,55 +7,21 @@ workers that die before or right after becoming ready (tests/test_failures.py).
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import os
 import signal
 import statistics
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from test_http import keep_alive_load
 
 from conftest import alive, free_port, wait_until
 
 KILLS = 30  # one every 2 s: a minute of the OOM killer picking the same slot
 EVERY_S = 2.0
 CLIENTS = 4
-
-
-@contextlib.contextmanager
-def connection_per_request_load(port: int, clients: int) -> Iterator[list[tuple[str, str]]]:
-    """``clients`` threads, each sending ``GET /`` on a new connection, again
-    and again, so every worker keeps getting clients (keep-alive clients would
-    all stay on the workers that survived the first kill)."""
-    stop = threading.Event()
-    results: list[tuple[str, str]] = []
-
-    def client() -> None:
-        while not stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            try:
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                results.append(("ok" if response.status == 200 else "bad-status", response.read().decode()))
-            except Exception as exc:  # any socket error is a failed request
-                results.append(("error", repr(exc)))
-            finally:
-                conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    try:
-        yield results
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(10)
 
 
 def _at(event: dict[str, object]) -> float:
@@ -70,7 +36,9 @@ def test_a_slot_killed_every_2s_for_a_minute_under_load_keeps_serving(supervise)
     )
     run.wait_ready(2)
     respawn: list[float] = []
-    with connection_per_request_load(port, clients=CLIENTS) as results:
+    # a new connection per request, so every worker keeps getting clients (keep-alive
+    # clients would all stay on the workers that survived the first kill)
+    with keep_alive_load(port, clients=CLIENTS, keep_alive=False) as results:
         wait_until(lambda: len(results) > 100, 10, "load to start")
         for kill in range(KILLS):
             started = time.monotonic()

@@ -29,10 +29,11 @@ def get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def keep_alive_load(port: int, clients: int) -> Iterator[list[tuple[str, str]]]:
+def keep_alive_load(port: int, clients: int, keep_alive: bool = True) -> Iterator[list[tuple[str, str]]]:
     """``clients`` threads, each reusing one keep-alive connection for ``GET /``
-    until the block ends. Yields the results as they come: ("ok", body),
-    ("bad-status", body) or ("error", repr of the exception)."""
+    (or a new connection for each request) until the block ends. Yields the
+    results as they come: ("ok", body), ("bad-status", body) or ("error",
+    repr of the exception)."""
     stop = threading.Event()
     results: list[tuple[str, str]] = []
 
@@ -47,6 +48,8 @@ def keep_alive_load(port: int, clients: int) -> Iterator[list[tuple[str, str]]]:
             except Exception as exc:  # any socket error is a failed request
                 results.append(("error", repr(exc)))
                 conn.close()
+            if not keep_alive:
+                conn.close()  # the next request connects again
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
