@@ -251,6 +251,46 @@ def test_a_generator_streams_piece_by_piece_and_is_closed(threads):
     assert closed.is_set()
 
 
+def test_a_small_iterable_with_a_length_goes_out_whole_in_one_message(threads):
+    # a framework's response object (Flask, Django) is an iterable with close(), not a list
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "6")])
+        return IterWithClose([b"one", b"", b"two"], closed)
+
+    status, headers, body = call(app, threads)
+    assert (status, headers["content-length"], body) == (200, "6", [b"onetwo"])
+    assert closed.is_set()
+
+
+def test_an_iterable_longer_than_the_collect_limit_streams(threads):
+    from supervisor.worker.runners.wsgi_bridge import COLLECT_LIMIT
+
+    piece = b"x" * 4096
+    count = COLLECT_LIMIT // len(piece) + 2
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(piece) * count))])
+        return iter([piece] * count)
+
+    status, headers, body = call(app, threads)
+    assert status == 200 and headers["content-length"] == str(len(piece) * count)
+    assert body[0] == piece  # piece by piece, not gathered
+    assert b"".join(body) == piece * count
+
+
+def test_an_iterable_that_yields_str_is_a_500(threads, capsys):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return iter(["hello"])
+
+    status, _, body = call(app, threads)
+    assert (status, body) == (500, [b"Internal Server Error"])
+    logged = capsys.readouterr()
+    assert "yielded str, not bytes" in logged.out + logged.err
+
+
 def test_write_callable(threads):
     def app(environ, start_response):
         write = start_response("200 OK", [])
@@ -482,7 +522,7 @@ def test_head_and_no_body_statuses(threads):
     assert b"".join(body) == b""
 
 
-def test_close_runs_after_the_response_and_its_error_does_not_replace_it(threads, capsys):
+def test_close_runs_once_the_body_is_in_hand_and_its_error_does_not_replace_it(threads, capsys):
     order: list[str] = []
 
     class Body(list):  # type: ignore[type-arg]

@@ -10,9 +10,11 @@ few as it can:
   ``wsgi.input``, as a sync server reads its socket, so an app can refuse an
   upload by its length, or stream it, without the server storing it first;
 * a response the app returns as a list or tuple comes back to the loop whole,
-  with its length, in the same hand-off that ran the app;
-* any other iterable (a generator, a framework's response object) and
-  ``write()`` go out piece by piece, and the thread waits for each piece to be
+  with its length, in the same hand-off that ran the app; so does any other
+  iterable (a framework's response object) that declares a Content-Length of
+  at most ``COLLECT_LIMIT``: its pieces are gathered in the thread;
+* any other iterable (a generator, a large file) and ``write()`` go out piece
+  by piece, and the thread waits for each piece to be
   sent, so a slow client holds back the app instead of filling memory. A client
   that takes nothing for ``send_timeout`` seconds, or goes away, ends the
   response: the app's iterator is closed, as a failed socket write would end it
@@ -64,6 +66,11 @@ from supervisor.worker.runners.wsgi_response import (
 )
 
 log = get_logger("supervisor.wsgi")
+
+# A response declaring a Content-Length up to this is gathered in the request
+# thread and handed to the loop whole: one hand-off instead of one per piece
+# plus one for the end (frameworks return their own iterable, seldom a list).
+COLLECT_LIMIT = 64 * 1024
 
 
 class WSGIBridge:
@@ -164,13 +171,8 @@ class WSGIBridge:
             response.zerocopy = ext.get(ZEROCOPY)
             response.scope = scope
             whole = await loop.run_in_executor(self._executor, self._run_app, environ, response, stream)
-            if whole is not None:  # the body is all here: it goes out in one message
-                chunks, result = whole
-                try:
-                    await _send_whole(send, response, chunks)
-                finally:
-                    if hasattr(result, "close"):
-                        await loop.run_in_executor(self._executor, _close, result)
+            if whole is not None:  # the body is all here (and the app's iterable closed): one message
+                await _send_whole(send, response, whole)
         except asyncio.CancelledError:
             response.disconnected = True  # the server gave up on it: stop the thread's stream too
             raise
@@ -183,9 +185,11 @@ class WSGIBridge:
 
     def _run_app(
         self, environ: dict[str, Any], response: _Response, stream: Callable[..., None]
-    ) -> tuple[list[bytes], object] | None:
+    ) -> list[bytes] | None:
         """In a request thread: run the app. Returns the whole body for the loop
-        to send, or None when the response was streamed (and closed) here."""
+        to send, or None when the response was streamed here. Either way the
+        app's iterable is closed here: the loop need not come back to this
+        thread for it once the body is in hand."""
         cell = response.cell = self._progress_cell()
         cell[0] = time.monotonic()
         response.on_write = stream
@@ -196,25 +200,32 @@ class WSGIBridge:
             return None  # it left mid-request: nobody to answer
         except Exception:
             cell[0] = 0.0
-            return response.fail(sys.exc_info()), None
-        if isinstance(result, list | tuple) and response.started_status and not response.headers_sent:
-            cell[0] = 0.0
-            return list(result), result  # the common case, in the fewest steps
+            return response.fail(sys.exc_info())
         try:
+            if isinstance(result, list | tuple) and response.started_status and not response.headers_sent:
+                return list(result)  # the common case, in the fewest steps
             return self._finish(result, response, stream)
         finally:
             cell[0] = 0.0
+            _close(result)
 
     def _finish(
         self, result: Iterable[bytes], response: _Response, stream: Callable[..., None]
-    ) -> tuple[list[bytes], object] | None:
+    ) -> list[bytes] | None:
         if isinstance(result, list | tuple) and not response.headers_sent:
             if not response.started_status:
-                return response.fail(_no_start_response()), result
-            return list(result), result
+                return response.fail(_no_start_response())
+            return list(result)
+        declared = response.declared
+        if (
+            response.started_status
+            and not response.headers_sent
+            and declared is not None
+            and declared <= COLLECT_LIMIT
+        ):
+            return _collect(result, response)
         try:
             if isinstance(result, FileWrapper) and self._send_file(result, response, stream):
-                _close(result)
                 return None
             for chunk in result:
                 response.write(chunk)
@@ -222,17 +233,15 @@ class WSGIBridge:
                     break  # past its own Content-Length: what follows cannot be sent
             if not response.headers_sent:
                 if not response.started_status:
-                    return response.fail(_no_start_response()), result
-                return [], result  # only empty pieces: the response goes out whole
+                    return response.fail(_no_start_response())
+                return []  # only empty pieces: the response goes out whole
             stream(b"", final=True)
         except ClientDisconnected:
-            pass  # the response cannot be finished; closing the iterator below is all
+            pass  # the response cannot be finished; closing the iterator is all
         except Exception:
             if response.headers_sent:
-                _close(result)
                 raise  # bytes went out: the server cuts the connection, never a short "whole" body
-            return response.fail(sys.exc_info()), result
-        _close(result)
+            return response.fail(sys.exc_info())
         return None
 
     def _send_file(self, wrapper: FileWrapper, response: _Response, stream: Callable[..., None]) -> bool:
@@ -293,6 +302,29 @@ class WSGIBridge:
                 response.disconnected = True
                 log.warning("client took no data; dropping the response", timeout_s=self.send_timeout)
                 raise ClientDisconnected("the client took no data") from None
+
+
+def _collect(result: Iterable[bytes], response: _Response) -> list[bytes]:
+    """The pieces of a response whose declared Content-Length is at most
+    COLLECT_LIMIT: gathered here, so that it goes to the loop in the hand-off
+    that ran the app, as a list would. (A response of unknown length is
+    streamed piece by piece instead: it may be a feed that must not wait for
+    its end.)"""
+    assert response.declared is not None
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in result:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"the WSGI app's response yielded {type(chunk).__name__}, not bytes")
+            if chunk:
+                chunks.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+                total += len(chunk)
+                if total > response.declared:
+                    break  # longer than declared: cut (with a warning) when sent
+    except Exception:
+        return response.fail(sys.exc_info())
+    return chunks
 
 
 def _sendfile(sock: int, fd: int, offset: int, count: int, timeout: float | None, cell: list[float]) -> None:
