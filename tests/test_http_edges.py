@@ -335,3 +335,27 @@ def test_file_wrapper_sends_a_file_whole(serve, tmp_path: Path):
     conn.close()
     assert not re.search(r"Traceback", run.output())
     stop(run)
+
+
+def test_a_held_head_goes_out_without_its_body_and_head_requests_keep_the_connection(serve):
+    """The head of a response waits for its first body bytes only within one
+    turn of the event loop: a stream that starts later shows its head at once,
+    and a HEAD answer (no body write at all) is not stuck behind nothing."""
+    run, port = serve(target="asgiapp:app", env={"LATE_S": "4"})
+    conn = RawConnection(port, timeout=20)
+    conn.send(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+    while b"\r\n\r\n" not in conn.buf:
+        conn._fill()
+    assert conn.buf.startswith(b"HTTP/1.1 200 ")
+    assert b"late" not in conn.buf  # the head came alone: it did not wait 4 s for the body
+    assert conn.read_response().body == b"late"
+    conn.close()
+    conn = RawConnection(port, timeout=10)
+    for _ in range(3):  # keep-alive: each HEAD answer is whole, and the next request is served
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = conn.read_response(head_request=True)
+        assert response.status == 200 and int(response.headers["content-length"]) > 0
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.read_response().body.startswith(b"pid=")
+    conn.close()
+    stop(run)

@@ -39,6 +39,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"one,", "more_body": True})
         await send({"type": "http.response.body", "body": b"two"})
         return
+    elif path == "/late":  # the head now, the body once the client has seen the head
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(float(os.environ.get("LATE_S", "30")))
+        await send({"type": "http.response.body", "body": b"late"})
+        return
     elif path == "/not-modified":
         await send({"type": "http.response.start", "status": 304, "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b""})

@@ -19,6 +19,8 @@ module wraps it (the polite-retirement wrapper in ``asgi`` goes on top):
   the client is honoured;
 * a 304 (or 204) with a ``Content-Length`` is sent as it is, not failed as
   "shorter than Content-Length";
+* a response's head goes out with the first bytes of its body, in one write
+  (one ``send()``, one TCP segment for a small response), not on its own;
 * for the WSGI bridge (``scope["extensions"]``): the connection's "lost"
   future, "100 Continue" on demand instead of on the first ``receive()``, and
   the socket lent for ``sendfile``.
@@ -36,11 +38,63 @@ from typing import Any
 from supervisor.worker.runners.wsgi_request import CONTINUE, LOST, ZEROCOPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_JOIN_MAX = 64 * 1024  # a body up to this is copied behind its head: one write
 _REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
 def _longest_field(headers: list[tuple[bytes, bytes]]) -> int:
     return max((len(name) + len(value) for name, value in headers), default=0)
+
+
+class _HeldHead:
+    """One response's view of its connection's transport: the head is held
+    until the first piece of the body is written, and goes out with it.
+
+    uvicorn writes the head, then the body: two ``send()`` calls and two TCP
+    segments for every small response, where one does. A head whose body does
+    not follow at once (a stream that starts later, a HEAD request) goes out at
+    the end of this turn of the event loop, so nothing waits on the app.
+    """
+
+    __slots__ = ("_expect_head", "_head", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._expect_head = True  # the next write is the head
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._expect_head:
+            self._expect_head = False
+            self._head = data
+            asyncio.get_running_loop().call_soon(self.flush)
+            return
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= _JOIN_MAX:
+                data = head + data
+            else:
+                self.transport.write(head)  # not worth copying a large body for
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self.transport.is_closing():
+                self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        self.flush()  # anything else may depend on the bytes being out
+        return getattr(self.transport, name)
 
 
 class _Refused(Exception):
@@ -86,6 +140,7 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
         def send(self, message: Any) -> Any:
             # not a coroutine itself: the common case returns uvicorn's, one frame less per message
             if message["type"] == "http.response.start" and not self.response_started:
+                self.transport: Any = _HeldHead(self.transport)  # this response's writes, from its head on
                 if message["status"] in (204, 304) or self.scope["http_version"] == "1.0":
                     return self._send_start(message)
             elif (
@@ -227,6 +282,8 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
             if cycle is None or cycle.scope is not scope:
                 return None  # pipelined behind another request: not worth the bookkeeping
             await cycle.send(message)
+            if isinstance(cycle.transport, _HeldHead):
+                cycle.transport.flush()  # the file's bytes go straight to the socket: the head first
             transport = self.transport
             if (
                 cycle.disconnected
