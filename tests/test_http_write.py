@@ -33,7 +33,7 @@ class Recorder:
 
 def held() -> tuple[_HeldHead, Recorder]:
     transport = Recorder()
-    return _HeldHead(transport), transport  # type: ignore[arg-type]
+    return _HeldHead(transport, asyncio.get_running_loop()), transport  # type: ignore[arg-type]
 
 
 def run(body: Any) -> None:

@@ -56,10 +56,11 @@ class _HeldHead:
     the end of this turn of the event loop, so nothing waits on the app.
     """
 
-    __slots__ = ("_expect_head", "_head", "transport")
+    __slots__ = ("_expect_head", "_head", "_loop", "transport")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
+        self._loop = loop
         self._expect_head = True  # the next write is the head
         self._head: bytes | None = None
 
@@ -67,7 +68,7 @@ class _HeldHead:
         if self._expect_head:
             self._expect_head = False
             self._head = data
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
             return
         head = self._head
         if head is not None:
@@ -134,13 +135,14 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
     base_headers_complete = base.on_headers_complete
 
     class Cycle(RequestResponseCycle):  # type: ignore[valid-type,misc]
+        loop: asyncio.AbstractEventLoop  # the protocol's, given once the head is in
         close_delimited = False
         keep_alive_10 = False  # an HTTP/1.0 client asked for keep-alive
 
         def send(self, message: Any) -> Any:
             # not a coroutine itself: the common case returns uvicorn's, one frame less per message
             if message["type"] == "http.response.start" and not self.response_started:
-                self.transport: Any = _HeldHead(self.transport)  # this response's writes, from its head on
+                self.transport: Any = _HeldHead(self.transport, self.loop)  # its writes, from its head on
                 if message["status"] in (204, 304) or self.scope["http_version"] == "1.0":
                     return self._send_start(message)
             elif (
@@ -249,6 +251,8 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
             cycle = self.cycle
             if cycle is None or cycle.scope is not self.scope:
                 return  # an upgrade: no HTTP cycle
+            # (asyncio.get_running_loop() would cost a getpid() system call on Python 3.11)
+            cycle.loop = self.loop
             scope = self.scope
             if root:
                 scope["root_path"] = root

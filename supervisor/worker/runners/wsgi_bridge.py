@@ -122,7 +122,9 @@ class WSGIBridge:
             if lost.done():
                 return
             lost.add_done_callback(on_lost)
-        loop = asyncio.get_running_loop()
+        # the protocol's loop when it lends itself (get_running_loop() costs a getpid() on 3.11)
+        zerocopy = ext.get(ZEROCOPY)
+        loop = zerocopy.loop if zerocopy is not None else asyncio.get_running_loop()
         send_continue: Callable[[], None] | None = ext.get(CONTINUE)
         if send_continue is not None:
             # the client sends its body only once told to: that is the app's first read
@@ -168,7 +170,7 @@ class WSGIBridge:
 
         try:
             environ = _environ(scope, body, multithread=self.threads > 1)
-            response.zerocopy = ext.get(ZEROCOPY)
+            response.zerocopy = zerocopy
             response.scope = scope
             whole = await loop.run_in_executor(self._executor, self._run_app, environ, response, stream)
             if whole is not None:  # the body is all here (and the app's iterable closed): one message
