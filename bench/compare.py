@@ -17,6 +17,7 @@ or 0 (a round trip on every checkout; the *-check-window scenarios).
     .venv/bin/python bench/compare.py                              # all, 3 rounds of wrk -d8s
     .venv/bin/python bench/compare.py --scenario asgi-db --rounds 5
     .venv/bin/python bench/compare.py --smoke                      # 1 s runs, 1 round: it works
+    .venv/bin/python bench/compare.py --table results/a.jsonl results/b.jsonl --scenario asgi-db
 """
 
 from __future__ import annotations
@@ -105,6 +106,17 @@ def table(recs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def recorded(paths: list[str], scenarios: list[str] | None) -> list[dict[str, Any]]:
+    """The compare records of ``paths``; round numbers made distinct per file,
+    so that ratios are still taken within one round of one run."""
+    recs = []
+    for index, path in enumerate(paths):
+        for rec in results.read([path]):
+            if rec.get("bench") == "compare" and (not scenarios or rec.get("scenario") in scenarios):
+                recs.append({**rec, "round": (index, rec["round"])})
+    return recs
+
+
 def main() -> None:
     ap = cli.base_args(__doc__)
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="default: all")
@@ -113,7 +125,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--table", nargs="+", metavar="FILE", help="the table of recorded runs")
     args = cli.parse(ap, smoke={"rounds": 1, "duration": 1.0, "warmup": 0.0})
+    if args.table:
+        print(table(recorded(args.table, args.scenario)))
+        return
     chosen = {n: SCENARIOS[n] for n in (args.scenario or SCENARIOS)}
     skipped = sorted({s for sc in chosen.values() for s in sc.servers if not PEERS[s].available()})
     if skipped:

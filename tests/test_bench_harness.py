@@ -40,6 +40,24 @@ def test_every_scenario_names_known_servers_of_its_kind():
     assert [PEERS[s].cmd.split("--pool-check-idle ")[1] for s in window] == ["2", "0"]
 
 
+def test_the_table_of_recorded_runs_keeps_each_files_rounds_apart(tmp_path):
+    import json
+
+    import compare
+
+    def rec(label: str, rnd: int, rps: float) -> str:
+        fields = {"bench": "compare", "label": label, "scenario": "asgi-db", "round": rnd}
+        return json.dumps({"schema": 1, **fields, "run": {"rps": rps}, "summary": {}})
+
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    # both files have a round 0: merged by number, the ratios would pair runs of different runs
+    one.write_text(rec("pg-supervise-pool", 0, 100.0) + "\n" + rec("uvicorn-std", 0, 100.0) + "\n")
+    two.write_text(rec("pg-supervise-pool", 0, 300.0) + "\n" + rec("uvicorn-std", 0, 100.0) + "\n")
+    table = compare.table(compare.recorded([str(one), str(two)], ["asgi-db"]))
+    row = next(line for line in table.splitlines() if "uvicorn-std" in line)
+    assert row.replace("\u2013", "-").replace("\u00d7", "x").endswith("| 2.00x (1.00-3.00) |"), row
+
+
 def test_recorded_results_are_still_read():
     from harness import results
 
