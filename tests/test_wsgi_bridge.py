@@ -264,6 +264,20 @@ def test_a_small_iterable_with_a_length_goes_out_whole_in_one_message(threads):
     assert closed.is_set()
 
 
+def test_write_called_while_a_small_response_is_gathered_keeps_the_order(threads):
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Length", "10")])
+
+        def body() -> Iterator[bytes]:
+            write(b"01234")  # the legacy write() from inside the iterable: the head goes out now
+            yield b"56789"
+
+        return body()
+
+    status, headers, body = call(app, threads)
+    assert (status, headers["content-length"], b"".join(body)) == (200, "10", b"0123456789")
+
+
 def test_an_iterable_longer_than_the_collect_limit_streams(threads):
     from supervisor.worker.runners.wsgi_bridge import COLLECT_LIMIT
 

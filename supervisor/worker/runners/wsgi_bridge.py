@@ -219,15 +219,14 @@ class WSGIBridge:
                 return response.fail(_no_start_response())
             return list(result)
         declared = response.declared
-        if (
-            response.started_status
-            and not response.headers_sent
-            and declared is not None
-            and declared <= COLLECT_LIMIT
-        ):
-            return _collect(result, response)
+        small = declared is not None and declared <= COLLECT_LIMIT
         try:
-            if isinstance(result, FileWrapper) and self._send_file(result, response, stream):
+            if small and response.started_status and not response.headers_sent:
+                chunks = _collect(result, declared or 0)
+                if not response.headers_sent:
+                    return chunks
+                result = chunks  # the app called write() meanwhile: these follow what it wrote
+            elif isinstance(result, FileWrapper) and self._send_file(result, response, stream):
                 return None
             for chunk in result:
                 response.write(chunk)
@@ -306,26 +305,22 @@ class WSGIBridge:
                 raise ClientDisconnected("the client took no data") from None
 
 
-def _collect(result: Iterable[bytes], response: _Response) -> list[bytes]:
-    """The pieces of a response whose declared Content-Length is at most
+def _collect(result: Iterable[bytes], declared: int) -> list[bytes]:
+    """The pieces of a response that declared a Content-Length of at most
     COLLECT_LIMIT: gathered here, so that it goes to the loop in the hand-off
     that ran the app, as a list would. (A response of unknown length is
     streamed piece by piece instead: it may be a feed that must not wait for
     its end.)"""
-    assert response.declared is not None
     chunks: list[bytes] = []
     total = 0
-    try:
-        for chunk in result:
-            if not isinstance(chunk, bytes | bytearray | memoryview):
-                raise TypeError(f"the WSGI app's response yielded {type(chunk).__name__}, not bytes")
-            if chunk:
-                chunks.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
-                total += len(chunk)
-                if total > response.declared:
-                    break  # longer than declared: cut (with a warning) when sent
-    except Exception:
-        return response.fail(sys.exc_info())
+    for chunk in result:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"the WSGI app's response yielded {type(chunk).__name__}, not bytes")
+        if chunk:
+            chunks.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            total += len(chunk)
+            if total > declared:
+                break  # longer than declared: cut (with a warning) when sent
     return chunks
 
 
