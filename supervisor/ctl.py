@@ -141,10 +141,13 @@ def stop(path: Path, fast: bool, wait: float | None) -> dict[str, Any]:
 # -- showing a status ------------------------------------------------------------
 
 
-def _age(seconds: float) -> str:
-    s = int(seconds)
+def age(seconds: float, tenths: bool = True) -> str:
+    """1.5s (with ``tenths``, below 10 s), 12s, 5m03s, 2h04m, 3d05h."""
+    if tenths and seconds < 10:
+        return f"{seconds:.1f}s"
+    s = max(0, int(seconds))
     if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+        return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     if s < 86400:
@@ -163,7 +166,7 @@ def _pool(row: dict[str, Any]) -> str:
         )
         label = "" if name == "db" else f"{name}: "
         parts.append(f"{label}{size}/{most} ({idle} idle, {waiting} waiting)")
-    return "; ".join(parts) + f" [{_age(row.get('pool_age_s', 0))} ago]"
+    return "; ".join(parts) + f" [{age(row.get('pool_age_s', 0))} ago]"
 
 
 def render_status(data: dict[str, Any]) -> list[str]:
@@ -171,7 +174,7 @@ def render_status(data: dict[str, Any]) -> list[str]:
     m = data["master"]
     state = "stopping" if m.get("stopping") else "reloading" if m.get("reloading") else "running"
     lines = [
-        f"master {m['pid']}  {m.get('target') or '-'}  {state}  up {_age(m['uptime_s'])}  "
+        f"master {m['pid']}  {m.get('target') or '-'}  {state}  up {age(m['uptime_s'])}  "
         f"workers {m['workers_ready']}/{m['workers']} ready  migrations: {m.get('migrations')}",
     ]
     if m.get("listening"):
@@ -182,8 +185,8 @@ def render_status(data: dict[str, Any]) -> list[str]:
             str(r["worker"]),
             str(r["worker_pid"]),
             r["state"],
-            _age(r["age_s"]),
-            _age(r["heartbeat_age_s"]),
+            age(r["age_s"]),
+            age(r["heartbeat_age_s"]),
             str(r["work"]),
             str(r["crashes_in_a_row"]),
             _pool(r),

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from supervisor import database, fleet
+from supervisor import ctl, database, fleet
 from supervisor.config import Config
 from supervisor.errors import ConfigError
 from supervisor.redact import redact_secret, scrub
@@ -49,14 +49,7 @@ def snapshot(config: Config, name: str | None) -> dict[str, Any]:
 
 def age(seconds: float) -> str:
     """12s, 5m03s, 2h04m, 3d05h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return ctl.age(seconds, tenths=False)
 
 
 def render(snap: dict[str, Any]) -> str:
