@@ -11,7 +11,9 @@ import supervisor
 from conftest import APPS
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISE_")}
@@ -23,7 +25,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
         env=full,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
     )
 
 

@@ -11,21 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import APPS, alive, wait_until
+from test_cli import cli
+
+from conftest import alive, wait_until
 
 
 def ctl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISE_")}
-    full["PYTHONPATH"] = str(APPS)
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli(*args, cwd=cwd, env=env, timeout=60)
 
 
 def status(cwd: Path, *args: str) -> dict:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from test_http import _health
 
 from supervisor import fleet
-from supervisor.testing.postgres import ENV_REQUIRE, LocalCluster, local_cluster, pg_bindir
+from supervisor.testing.postgres import ENV_REQUIRE, LocalCluster, fresh_database, local_cluster, pg_bindir
 
 from conftest import APPS, Run, backends, free_port, wait_until
 
@@ -43,12 +42,8 @@ def small_cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def url(small_cluster: LocalCluster) -> Iterator[str]:
-    name = f"fleet_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(small_cluster.url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield f"{small_cluster.url} dbname={name}"
-    with psycopg.connect(small_cluster.url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with fresh_database(small_cluster.url, "fleet") as url:
+        yield url
 
 
 Start = Callable[..., Run]

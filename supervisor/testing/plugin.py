@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -91,16 +90,10 @@ def postgres_cluster(request: pytest.FixtureRequest, postgres_server: PostgresSe
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
-    import psycopg
+    from supervisor.testing.postgres import fresh_database
 
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.url_for(name)
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_server.url) as url:
+        yield url
 
 
 @pytest.fixture

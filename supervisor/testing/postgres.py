@@ -32,11 +32,33 @@ class PostgresServer:
     source: str  # "env", "testcontainers" or "local"
 
     def url_for(self, dbname: str) -> str:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        return _with_dbname(self.url, dbname)
 
-        params: dict[str, Any] = conninfo_to_dict(self.url)
-        params["dbname"] = dbname
-        return make_conninfo(**params)
+
+def _with_dbname(url: str, dbname: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params: dict[str, Any] = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database on the server at ``server_url`` (a superuser's
+    URL), dropped afterwards even if clients are still connected."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pg_bindir() -> str | None:
