@@ -72,20 +72,15 @@ def _reload(m: MasterView) -> Reply:
     if m.stopping:
         return Reply({"ok": False, "error": "the master is stopping"})
     now = m.clock()
-    if m.rollout.reloading or _busy(m):
+    if m.rollout.reloading or m.rollout.busy():
         # the HUP path queues it; say so rather than pretend it started
         return Reply({"ok": True, "queued": True}, then=lambda: m.rollout.request_reload(now))
     # Answered before acting: with --preload the reload re-executes the master,
     # which closes this connection; the reply is already in the socket by then.
-    return Reply({"ok": True, "queued": False, "workers": m.ready_count()}, then=lambda: _start_reload(m))
-
-
-def _start_reload(m: MasterView) -> None:
-    m.rollout.request_reload(m.clock())
-
-
-def _busy(m: MasterView) -> bool:
-    return any(s.pending is not None for s in m.slots.values())
+    return Reply(
+        {"ok": True, "queued": False, "workers": m.ready_count()},
+        then=lambda: m.rollout.request_reload(m.clock()),
+    )
 
 
 def _scale(m: MasterView, workers: object) -> Reply:

@@ -29,7 +29,8 @@ class Reloads(Protocol):
     """The part of rolling.Rollout the control commands use."""
 
     reloading: bool
-    reload_again: bool
+
+    def busy(self) -> bool: ...
 
     def request_reload(self, now: float) -> None: ...
 
