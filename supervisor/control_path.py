@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
+import struct
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,3 +100,15 @@ def make_private_dir(path: Path) -> None:
             f"control socket directory {path} is not a private directory of this user "
             "(it must be owned by us, mode 0700); remove it or pass --control-socket"
         )
+
+
+def peer_allowed(sock: socket.socket) -> bool:
+    """The peer runs as our user or as root (Linux; elsewhere the mode decides)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return uid in (0, os.getuid())

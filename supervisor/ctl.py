@@ -11,9 +11,7 @@ the same request at start would be.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -79,17 +77,10 @@ def connect(path: Path) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise NotRunningError(f"cannot reach the master at {path}: {exc.strerror or exc}") from None
-    if not _owner_trusted(sock):
+    if not control_path.peer_allowed(sock):
         sock.close()
         raise ConfigError(f"control socket {path} is served by another user's process; not talking to it")
     return sock
-
-
-def _owner_trusted(sock: socket.socket) -> bool:
-    if not hasattr(socket, "SO_PEERCRED"):
-        return True
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", raw)[1] in (0, os.getuid())
 
 
 def read_reply(sock: socket.socket, path: Path) -> dict[str, Any]:

@@ -19,14 +19,13 @@ import os
 import selectors
 import socket
 import stat
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.control_path import make_private_dir, runtime_dir
+from supervisor.control_path import make_private_dir, peer_allowed, runtime_dir
 from supervisor.errors import ConfigError
 from supervisor.loopserver import LoopServer
 from supervisor.sockets import accept_pending
@@ -98,18 +97,6 @@ def _answers(path: Path) -> bool:
     finally:
         probe.close()
     return True
-
-
-def peer_allowed(sock: socket.socket) -> bool:
-    """The peer runs as our user or as root (Linux; elsewhere the mode decides)."""
-    if not hasattr(socket, "SO_PEERCRED"):
-        return True
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return False
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return uid in (0, os.getuid())
 
 
 class ControlServer(LoopServer[Client]):
