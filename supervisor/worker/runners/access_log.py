@@ -32,19 +32,29 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class RequestIds:
+    """Request ids: a random per-process prefix and a counter (no uuid per request)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6) + "-"
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
+
+
 class AccessLog:
     """``app`` with one ``request`` event logged per HTTP request."""
 
     def __init__(self, app: ASGIApp, header: str) -> None:
         self.app = app
         self.header = header.strip().lower().encode("latin-1")
-        self._prefix = secrets.token_hex(6) + "-"
-        self._count = itertools.count(1)
+        self._ids = RequestIds()
         self._lines = fast_info("request")  # None when info lines are filtered out
         self._pending: list[str] = []
 
     def new_id(self) -> bytes:
-        return f"{self._prefix}{next(self._count):x}".encode()
+        return self._ids.new().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,13 +15,13 @@ its protocol class is done here at the app boundary, once per request:
 from __future__ import annotations
 
 import itertools
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from supervisor.logging import FastLines, fast_info
+from supervisor.worker.runners.access_log import RequestIds
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -75,7 +75,7 @@ def wsgi(app: WSGIApp, tally: Tally, access_log: bool, request_id_header: str = 
     """``app`` counted, closing politely while retiring, and logged if asked
     (the fields of ``access_log.AccessLog``, which granian's ASGI apps get)."""
     key = "HTTP_" + request_id_header.strip().upper().replace("-", "_")
-    ids = _Ids()
+    ids = RequestIds()
     lines = fast_info("request") if access_log else None
 
     def counted(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -110,17 +110,6 @@ def wsgi(app: WSGIApp, tally: Tally, access_log: bool, request_id_header: str = 
         return _Streamed(body, done, count=access_log)
 
     return counted
-
-
-class _Ids:
-    """Request ids: a random per-process prefix and a counter (no uuid per request)."""
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(6) + "-"
-        self._count = itertools.count(1)
-
-    def new(self) -> str:
-        return f"{self._prefix}{next(self._count):x}"
 
 
 class _Streamed:
