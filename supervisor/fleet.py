@@ -135,6 +135,11 @@ def members(conn: psycopg.Connection[Any], fleet: str | None = None) -> list[Res
     """Every row (of ``fleet``, or of all fleets), live or not; [] without the table."""
     if conn.execute("select to_regclass(%s)", (TABLE,)).fetchone() == (None,):
         return []
+    return _rows(conn, fleet)
+
+
+def _rows(conn: psycopg.Connection[Any], fleet: str | None = None) -> list[Reservation]:
+    """As :func:`members`, where the table is known to exist."""
     where, args = ("where fleet = %s", (fleet,)) if fleet is not None else ("", ())
     rows = conn.execute(
         "select fleet, host, pid, workers, pool_max, reserved, "
@@ -196,7 +201,7 @@ class Member:
                 ensure_table(conn)
                 conn.execute(f"delete from {TABLE} where not ({LIVE})")  # the dead, for good
                 limit, how = database.connection_budget(conn, config)
-                others = [r for r in counted(members(conn), self.fleet, config) if r.key != self.key]
+                others = [r for r in counted(_rows(conn), self.fleet, config) if r.key != self.key]
                 if not others:
                     database.check_budget(workers, per_worker, limit, how)
                 elif sum(r.reserved for r in others) + workers * per_worker + 1 > limit:
