@@ -25,9 +25,6 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-# scope["extensions"] keys the protocol layer (supervisor.worker.runners._http) provides
-
-
 def _no_start_response() -> ExcInfo:
     error = RuntimeError("the WSGI app returned without calling start_response")
     return type(error), error, None
