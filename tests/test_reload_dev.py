@@ -33,6 +33,8 @@ def test_reload_on_change_and_a_syntax_error_keeps_the_workers(supervise, tmp_pa
 
     (tmp_path / "devapp.py").write_text(APP.format(version=2))
     run.wait_event("reload complete", timeout=20)
+    # the workers' lines come down their own pipes: they may trail the master's
+    run.wait_event("devapp running", count=2, version=2)
     assert len(run.find("devapp running", version=2)) == 2
     changed = run.find("files changed; reloading")
     assert len(changed) == 1 and changed[0]["files"] == ["devapp.py"]
@@ -48,6 +50,7 @@ def test_reload_on_change_and_a_syntax_error_keeps_the_workers(supervise, tmp_pa
 
     (tmp_path / "devapp.py").write_text(APP.format(version=3))
     run.wait_event("reload complete", count=2, timeout=20)
+    run.wait_event("devapp running", count=2, version=3)
     assert len(run.find("devapp running", version=3)) == 2
     run.signal(15)
     assert run.wait() == 0
