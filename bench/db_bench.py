@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from supervisor.testing.process import SupervisorProcess
+from supervisor.testing.launch import SupervisorProcess
 
 from harness import pg
 from harness.results import append, default_path, record, summary

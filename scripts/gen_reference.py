@@ -1,6 +1,6 @@
 """Write docs/reference.md from the declarations in the code.
 
-Options come from the fields of ``supervisor.config.Config``, commands and
+Options come from the fields of ``supervisor.settings.config.Config``, commands and
 their own options from the click group in ``supervisor.cli``, hooks from
 ``supervisor.hooks.SPECS``, exit codes from ``supervisor.errors.ExitCode`` and
 the errors from the ``SupervisorError`` classes; ``tests/test_docs.py`` fails
@@ -18,11 +18,11 @@ from pathlib import Path
 import click
 
 from supervisor import errors
-from supervisor._setting import describe_range
 from supervisor.cli import cli
-from supervisor.config import env_name, settings
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.hooks import SPECS
+from supervisor.settings.config import env_name, settings
+from supervisor.settings.declare import describe_range
 
 PROG = "supervise"
 # click's convention: _<PROG>_COMPLETE, upper case, dashes as underscores

@@ -12,6 +12,7 @@ if _argv.started_as_cli():
 from supervisor._version import __version__
 from supervisor.api import Supervisor
 from supervisor.context import MasterInfo, WorkerInfo
+from supervisor.database.retry import is_transient, retry_transient
 from supervisor.errors import (
     ConfigError,
     CrashLoopError,
@@ -23,17 +24,16 @@ from supervisor.errors import (
     TargetError,
     WorkerBootError,
 )
-from supervisor.retry import is_transient, retry_transient
 from supervisor.worker import Worker
 
 if TYPE_CHECKING:
-    from supervisor.database import Database
+    from supervisor.database.pools import Database
 
 
 def __getattr__(name: str) -> Any:
     # Database imports psycopg (~80 ms); a supervisor without a database skips it.
     if name == "Database":
-        from supervisor.database import Database
+        from supervisor.database.pools import Database
 
         return Database
     raise AttributeError(f"module 'supervisor' has no attribute {name!r}")

@@ -85,7 +85,7 @@ def move_secrets_to_env(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     ``--database-url=X``), and the ``SUPERVISE_*`` variables that carry their
     values instead. The environment ranks below the command line and above the
     config file, so the child sees the same effective value."""
-    from supervisor.config import env_name, settings
+    from supervisor.settings.config import env_name, settings
 
     flags = {flag: env_name(f.name) for f, meta in settings() if meta.secret for flag in meta.flags}
     out: list[str] = []

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor import _clash
 from supervisor import logging as slog
-from supervisor.config import Config, setting_names
-from supervisor.config_load import load
 from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.master.loop import Master
+from supervisor.settings.config import Config, setting_names
+from supervisor.settings.load import load
 from supervisor.target import Target, classify
 
 if TYPE_CHECKING:
-    from supervisor.database import Database
+    from supervisor.database.pools import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,7 +124,7 @@ class Supervisor:
                 target = classify(self._spec, self._target_obj, config.interface)
             database = self.database
             if database is None and config.database_url:
-                from supervisor.database import Database
+                from supervisor.database.pools import Database
 
                 database = Database.configured()
             Master(config, hooks, target=target, reload_config=self.load_config, database=database).run()

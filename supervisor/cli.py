@@ -1,8 +1,8 @@
 """The ``supervise`` command. Each error carries its exit code (errors.py);
-this module and ``Supervisor.run`` (api.py) are the two boundaries that report
+this module and ``Supervisor.run`` (``api.py``) are the two boundaries that report
 an error as one line and turn it into the process's exit code.
 
-Options are generated from the settings declared in :mod:`supervisor.config`,
+Options are generated from the settings declared in :mod:`supervisor.settings.config`,
 so the command line, ``SUPERVISE_*`` variables and config keys cannot drift.
 """
 
@@ -18,10 +18,10 @@ import click
 
 from supervisor import _clash
 from supervisor.cli_habits import accept_habits
-from supervisor.config import Config, env_name, option_name, settings
-from supervisor.config_load import from_text, load
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
+from supervisor.settings.config import Config, env_name, option_name, settings
+from supervisor.settings.load import from_text, load
 from supervisor.target import Kind, resolve
 
 
@@ -182,12 +182,13 @@ def check_command(target: str, **options: Any) -> None:
 def _check_sockets(config: Config, kind: Kind) -> None:
     """Bind, then close, what a start would bind. Not when a running master
     checks its own new code before a re-exec: it holds those sockets."""
-    from supervisor import _reexec, http_options, sockets
+    from supervisor.http import engines, sockets
+    from supervisor.shared import reexec
     from supervisor.worker.runners import listens
 
     sockets.validate(config)
-    http_options.check(config)
-    if os.environ.get(_reexec.CHECKING_NEW_CODE):
+    engines.check(config)
+    if os.environ.get(reexec.CHECKING_NEW_CODE):
         return
     if config.bind or config.interface in ("asgi", "wsgi") or listens(kind):
         sockets.close(sockets.bind(config), unlink=True)
@@ -223,7 +224,7 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
             raise ConfigError("no migrations: pass --migrations DIR or module:callable")
         slog.configure(config.log_level, config.log_format)
         if config.database_url:
-            from supervisor.database import wait_for_server
+            from supervisor.database.preflight import wait_for_server
 
             # as at start: a Job launched beside its database waits for it, and a
             # wrong role or password is a config error (exit 2), not a migration one
@@ -282,15 +283,15 @@ def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **op
             config = load("", _explicit(options))
             if not config.database_url:
                 raise ConfigError("no database: pass --database-url or set DATABASE_URL")
-            from supervisor import fleet_view as view
+            from supervisor.database import fleet_view as view
 
             click.echo(view.show(config, fleet_name or config.fleet, as_json))
             return
-        from supervisor import ctl
+        from supervisor.control import client
 
-        data = ctl.call(ctl.locate(_control_config(options)), {"command": "status"})
+        data = client.call(client.locate(_control_config(options)), {"command": "status"})
         data.pop("ok", None)
-        click.echo(json.dumps(data) if as_json else "\n".join(ctl.render_status(data)))
+        click.echo(json.dumps(data) if as_json else "\n".join(client.render_status(data)))
     except SupervisorError as exc:
         _fail(exc, _debug(options))
 
@@ -299,9 +300,9 @@ def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **op
 @_control
 def reload_command(**options: Any) -> None:
     """Reload the running master's workers with new code and config, one at a time (as HUP does)."""
-    from supervisor import ctl
+    from supervisor.control import client
 
-    reply = ctl.call(ctl.locate(_control_config(options)), {"command": "reload"})
+    reply = client.call(client.locate(_control_config(options)), {"command": "reload"})
     if reply.get("queued"):
         click.echo("reload queued: it starts when the replacement in progress is ready")
     else:
@@ -313,12 +314,12 @@ def reload_command(**options: Any) -> None:
 @_control
 def scale_command(workers: str, **options: Any) -> None:
     """Set the running master's number of workers to N (or +N / -N), within the connection budget."""
-    from supervisor import ctl
+    from supervisor.control import client
 
     if not workers.lstrip("+-").isdigit():
         raise ConfigError(f"scale: N must be a whole number (or +N / -N), got {workers!r}")
     value: int | str = workers if workers[0] in "+-" else int(workers)
-    reply = ctl.call(ctl.locate(_control_config(options)), {"command": "scale", "workers": value})
+    reply = client.call(client.locate(_control_config(options)), {"command": "scale", "workers": value})
     click.echo(f"scaling from {reply['workers_from']} to {reply['workers_to']} workers")
 
 
@@ -336,9 +337,9 @@ def scale_command(workers: str, **options: Any) -> None:
 @_control
 def stop_command(fast: bool, wait: float, **options: Any) -> None:
     """Stop the running master: workers finish their work (as TERM does), or at once with --fast."""
-    from supervisor import ctl
+    from supervisor.control import client
 
-    reply = ctl.stop(ctl.locate(_control_config(options)), fast, wait or None)
+    reply = client.stop(client.locate(_control_config(options)), fast, wait or None)
     done = "stopped" if wait else "stopping"
     click.echo(f"{done}: master {reply.get('pid')} ({reply.get('workers', 0)} workers)")
 

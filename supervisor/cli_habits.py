@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from supervisor.config import settings
+from supervisor.settings.config import settings
 
 # flag(s), takes a value, the answer
 HABITS: list[tuple[tuple[str, ...], bool, str]] = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
-from supervisor.config import Config
+from supervisor.settings.config import Config
 
 
 @dataclass(frozen=True)

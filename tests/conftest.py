@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from supervisor.testing.process import (
+from supervisor.testing.launch import (
     SupervisorProcess,
     alive,
     session_pids,

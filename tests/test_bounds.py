@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from test_cli import cli
 
-from supervisor._setting import MAX_SECONDS, MAX_WORKERS
-from supervisor.config import Config
 from supervisor.hooks import Hooks
 from supervisor.master import Master
 from supervisor.master.handle import Slot
+from supervisor.settings.config import Config
+from supervisor.settings.declare import MAX_SECONDS, MAX_WORKERS
 
 from conftest import Run, free_port
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from supervisor import forksafety
-from supervisor.database import Database
+from supervisor.database import fork_guard
+from supervisor.database.pools import Database
 from supervisor.errors import ForkSafetyError
 
 from conftest import backends, free_port, wait_until
@@ -83,7 +83,7 @@ def test_stray_connection_warning_has_no_password(postgres_server):
     url = postgres_server.url + " password=hunter2"
     conn = psycopg.connect(url)
     try:
-        found = forksafety.sweep()
+        found = fork_guard.sweep()
     finally:
         conn.close()
     assert found and all("hunter2" not in f for f in found)
@@ -153,7 +153,7 @@ def test_child_drop_keeps_the_parent_session_and_use_raises(postgres_url):
                 db.pool  # noqa: B018
             except ForkSafetyError:
                 code = 10
-            forksafety.after_fork_in_child()
+            fork_guard.after_fork_in_child()
             db._close()
             os.write(write_fd, b"done")
         finally:

@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from test_cli import cli
 
-from supervisor._dburl import retryable
+from supervisor.database.url_check import retryable
 
 from conftest import free_port
 

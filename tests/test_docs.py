@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from supervisor.cli import cli
-from supervisor.config import env_name, setting_names
+from supervisor.settings.config import env_name, setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

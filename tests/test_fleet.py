@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from test_http import _health
 
-from supervisor import fleet
+from supervisor.database import fleet
 from supervisor.testing.postgres import ENV_REQUIRE, LocalCluster, fresh_database, local_cluster, pg_bindir
 
 from conftest import APPS, Run, backends, free_port, wait_until

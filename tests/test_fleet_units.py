@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from supervisor import _appname
-from supervisor.config import Config
-from supervisor.fleet import Member, Reservation
-from supervisor.fleet_view import age, render
+from supervisor.database import appname
+from supervisor.database.fleet import Member, Reservation
+from supervisor.database.fleet_view import age, render
+from supervisor.settings.config import Config
 
 URL = "postgresql://app:s3cret@db.internal/shop"
 
@@ -18,18 +18,18 @@ def _cfg(**kw: object) -> Config:
 
 
 def test_default_fleet_is_the_module_and_the_database() -> None:
-    assert _appname.fleet(_cfg()) == "web.app/shop"
-    assert _appname.fleet(_cfg(fleet="checkout")) == "checkout"
-    assert _appname.fleet(_cfg(no_fleet=True)) is None
-    assert _appname.fleet(_cfg(database_url=None)) is None
-    assert _appname.host(_cfg()) == socket.gethostname()
+    assert appname.fleet(_cfg()) == "web.app/shop"
+    assert appname.fleet(_cfg(fleet="checkout")) == "checkout"
+    assert appname.fleet(_cfg(no_fleet=True)) is None
+    assert appname.fleet(_cfg(database_url=None)) is None
+    assert appname.host(_cfg()) == socket.gethostname()
 
 
 def test_application_name_carries_fleet_host_and_worker_and_fits() -> None:
-    assert _appname.application_name(_cfg(fleet_host="web-7"), "worker-3") == "web.app:worker-3@web-7"
-    assert _appname.application_name(_cfg(fleet="shop", fleet_host="web-7"), "master") == "shop:master@web-7"
-    assert _appname.application_name(_cfg(no_fleet=True), "worker-3") == "web.app:worker-3"
-    long = _appname.application_name(_cfg(fleet="f" * 80, fleet_host="host-é" * 3), "worker-12")
+    assert appname.application_name(_cfg(fleet_host="web-7"), "worker-3") == "web.app:worker-3@web-7"
+    assert appname.application_name(_cfg(fleet="shop", fleet_host="web-7"), "master") == "shop:master@web-7"
+    assert appname.application_name(_cfg(no_fleet=True), "worker-3") == "web.app:worker-3"
+    long = appname.application_name(_cfg(fleet="f" * 80, fleet_host="host-é" * 3), "worker-12")
     assert len(long.encode()) <= 63 and long.endswith(":worker-12@" + "host-é" * 3)  # the label is cut
 
 

@@ -343,7 +343,7 @@ def test_granian_engine_refuses_what_it_does_not_apply(supervise, certs: Path):
 
 
 def test_forwarded_for_takes_the_nearest_untrusted_hop():
-    from supervisor.worker.runners.forwarded import Trusted
+    from supervisor.http.forwarded import Trusted
 
     proxies = Trusted(["127.0.0.1", "10.0.0.0/8"])
     assert proxies.contains("10.2.3.4") and not proxies.contains("203.0.113.7")
@@ -359,7 +359,7 @@ def test_forwarded_for_takes_the_nearest_untrusted_hop():
 def test_access_log_leaves_the_apps_messages_alone():
     import asyncio
 
-    from supervisor.worker.runners.access_log import AccessLog
+    from supervisor.http.access_log import AccessLog
 
     start = {"type": "http.response.start", "status": 200, "headers": [(b"a", b"b")]}  # reused by the app
 

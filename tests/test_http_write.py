@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from supervisor.worker.runners._http import _JOIN_MAX, _HeldHead
+from supervisor.http.protocol import _JOIN_MAX, _HeldHead
 
 
 class Recorder:

@@ -91,7 +91,7 @@ def test_exit_reasons():
 def test_the_core_runs_without_prometheus_client(tmp_path):
     code = (
         "import sys; sys.modules['prometheus_client'] = None\n"
-        "import supervisor, supervisor.master, supervisor.health, supervisor.cli\n"
+        "import supervisor, supervisor.master, supervisor.control.health, supervisor.cli\n"
         "from supervisor.hooks import Hooks\n"
         "from supervisor.integrations import prometheus\n"
         "assert prometheus.enable(Hooks()) is None\n"

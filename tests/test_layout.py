@@ -1,20 +1,28 @@
-"""The package's shape: no import cycle anywhere in ``supervisor/`` (imports
-inside functions and under TYPE_CHECKING count too), and no module so large
-that a reader cannot hold it."""
+"""The package's shape: no import cycle anywhere in ``supervisor/`` or
+``bench/`` (imports inside functions and under TYPE_CHECKING count too), no
+module so large that a reader cannot hold it, a top level that reads as a
+table of contents, and one name per module (two ``control.py`` make every
+stack trace ambiguous)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "supervisor"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "supervisor"
+BENCH = ROOT / "bench"
 MAX_LINES = 500
+MAX_TOP_MODULES = 15
 
 
-def _modules() -> dict[str, Path]:
+def _modules(tree: Path = PACKAGE, base: Path | None = None) -> dict[str, Path]:
+    """Dotted name -> file, for every module under ``tree``, named from ``base``
+    (the directory a script runs from: the package's parent, or bench/ itself)."""
+    base = base or tree.parent
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in tree.rglob("*.py"):
+        parts = list(path.relative_to(base).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
         out[".".join(parts)] = path
@@ -64,10 +72,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_no_import_cycle():
-    modules = _modules()
-    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
-    cycle = _cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+    for modules in (_modules(), _modules(BENCH, BENCH)):
+        graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+        cycle = _cycle(graph)
+        assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_the_cycle_check_can_fail():
@@ -77,8 +85,42 @@ def test_the_cycle_check_can_fail():
 
 def test_modules_stay_small():
     big = {
-        str(path.relative_to(PACKAGE.parent)): n
-        for path in PACKAGE.rglob("*.py")
+        str(path.relative_to(ROOT)): n
+        for tree in (PACKAGE, BENCH)
+        for path in tree.rglob("*.py")
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_the_top_level_is_a_table_of_contents():
+    plain = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(plain) <= MAX_TOP_MODULES, f"{len(plain)} modules at the top of supervisor/: {plain}"
+
+
+def test_each_module_name_is_used_once():
+    seen: dict[str, list[str]] = {}
+    for dotted in _modules():
+        seen.setdefault(dotted.rpartition(".")[2], []).append(dotted)
+    twice = {name: where for name, where in seen.items() if len(where) > 1}
+    assert not twice, f"module names used more than once: {twice}"
+
+
+def test_runners_hold_no_http_server():
+    """runners/ keeps the thin runners, one per row of RUNNERS; the HTTP
+    engines live in supervisor/http/, one per row of ENGINES."""
+    from supervisor.http.engines import ENGINES
+    from supervisor.settings.config import Config
+    from supervisor.settings.declare import Setting
+    from supervisor.worker.runners import RUNNERS
+
+    listed = {info.module for info in RUNNERS.values() if info.module is not None}
+    here = {
+        f"supervisor.worker.runners.{path.stem}"
+        for path in (PACKAGE / "worker" / "runners").glob("*.py")
+        if path.stem != "__init__"
+    }
+    assert here == listed, f"modules in runners/ that no RUNNERS row names: {sorted(here - listed)}"
+    assert all(engine.module.startswith("supervisor.http.") for engine in ENGINES.values())
+    choices = Config.__dataclass_fields__["http"].metadata["setting"]
+    assert isinstance(choices, Setting) and tuple(ENGINES) == choices.choices

@@ -12,21 +12,21 @@ from dataclasses import replace
 
 import pytest
 
-from supervisor import _channel
-from supervisor._signals import DUMP as DUMP_SIGNAL
-from supervisor.config import Config
-from supervisor.crashes import CrashPolicy
 from supervisor.errors import CrashLoopError, ExitCode, TargetError, WorkerBootError
 from supervisor.hooks import Hooks
 from supervisor.master import Master
+from supervisor.master.crashes import CrashPolicy
 from supervisor.master.handle import Slot, State, StopMode, WorkerHandle
 from supervisor.master.processes import Spawned
-from supervisor.worker.process import WorkerSpec
+from supervisor.settings.config import Config
+from supervisor.shared import channel
+from supervisor.shared.signals import DUMP as DUMP_SIGNAL
+from supervisor.worker.child import WorkerSpec
 
 RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
 
 
-class FakeHeartbeat(_channel.Heartbeat):
+class FakeHeartbeat(channel.Heartbeat):
     def __init__(self) -> None:
         self._mm = None
         self.at = 0.0

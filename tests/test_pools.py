@@ -14,8 +14,8 @@ import pytest
 import stamina
 
 from supervisor import retry_transient
-from supervisor.pools import AsyncCheckedPool, CheckedPool
-from supervisor.testing.process import wait_until
+from supervisor.database.checked_pool import AsyncCheckedPool, CheckedPool
+from supervisor.testing.launch import wait_until
 
 MARK = "select pg_backend_pid() /* lent-mark */"
 
@@ -138,8 +138,8 @@ def test_one_broken_connection_makes_the_pool_test_the_others(postgres_url):
 
 def test_the_setting_reaches_each_workers_pool(postgres_url):
     from supervisor import Database
-    from supervisor.config import Config
-    from supervisor.config_load import from_text
+    from supervisor.settings.config import Config
+    from supervisor.settings.load import from_text
 
     assert from_text("pool_check_idle", "604800", "test") == 604800  # the documented "never"
     db = Database(postgres_url, name="checked")

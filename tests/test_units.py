@@ -6,44 +6,44 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config, config_load
 from supervisor.errors import ConfigError, HookError, TargetError
 from supervisor.hooks import NAMES, Hooks
+from supervisor.settings import config, load
 from supervisor.target import Kind, classify, split
 
 
 def test_defaults_and_sources(tmp_path: Path):
-    cfg = config_load.load("app:main", environ={}, cwd=tmp_path)
+    cfg = load.load("app:main", environ={}, cwd=tmp_path)
     assert cfg.timeout == 30.0 and cfg.preload is False and cfg.workers >= 1
     assert set(cfg.sources.values()) == {"default"}
 
 
 def test_programmatic_values_are_checked():
     with pytest.raises(ConfigError, match=r"workers: expected int, got str '4' \(from Supervisor"):
-        config_load.load("a:b", {"workers": ("4", "Supervisor(workers=)")}, environ={})
+        load.load("a:b", {"workers": ("4", "Supervisor(workers=)")}, environ={})
     with pytest.raises(
         ConfigError,
         match=r"log_format: must be one of auto, console, json, got 'jsn' "
         r"\(from x\); did you mean 'json'\?",
     ):
-        config_load.load("a:b", {"log_format": ("jsn", "x")}, environ={})
+        load.load("a:b", {"log_format": ("jsn", "x")}, environ={})
 
 
 def test_empty_env_var_counts_as_unset(tmp_path: Path):
-    cfg = config_load.load("a:b", environ={"SUPERVISE_WORKERS": " "}, cwd=tmp_path)
+    cfg = load.load("a:b", environ={"SUPERVISE_WORKERS": " "}, cwd=tmp_path)
     assert cfg.sources["workers"] == "default"
 
 
 def test_dashed_keys_in_the_file(tmp_path: Path):
     (tmp_path / "supervise.toml").write_text("graceful-timeout = 2\n")
-    cfg = config_load.load("a:b", environ={}, cwd=tmp_path)
+    cfg = load.load("a:b", environ={}, cwd=tmp_path)
     assert cfg.graceful_timeout == 2.0
 
 
 def test_config_key_is_refused_inside_a_config_file(tmp_path: Path):
     (tmp_path / "supervise.toml").write_text("config = 'x.toml'\n")
     with pytest.raises(ConfigError, match="unknown setting 'config'"):
-        config_load.load("a:b", environ={}, cwd=tmp_path)
+        load.load("a:b", environ={}, cwd=tmp_path)
 
 
 def test_every_setting_has_a_long_flag_and_help():
@@ -189,16 +189,16 @@ def test_classify_asgi2_class():
     ],
 )
 def test_container_cpu_limit(files, limit):
-    from supervisor.cpus import cgroup_cpu_limit
+    from supervisor.settings.cpus import cgroup_cpu_limit
 
     assert cgroup_cpu_limit(files) == limit
 
 
 def test_default_workers_is_capped_by_the_container_limit(monkeypatch):
-    from supervisor import _setting, cpus
+    from supervisor.settings import cpus, declare
 
     monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(64)))
     monkeypatch.setattr(cpus, "_read_cgroup_files", lambda: {"cpu.max": "150000 100000"})
-    assert _setting.default_workers() == 2  # 1.5 CPUs: two workers, not 64
+    assert declare.default_workers() == 2  # 1.5 CPUs: two workers, not 64
     monkeypatch.setattr(cpus, "_read_cgroup_files", lambda: {"cpu.max": "max 100000"})
-    assert _setting.default_workers() == 64
+    assert declare.default_workers() == 64

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.worker.runners.wsgi_bridge import WSGIBridge
+from supervisor.http.wsgi_bridge import WSGIBridge
 
 
 @pytest.fixture(params=[1, 4], ids=["one-thread", "threads"])
@@ -279,7 +279,7 @@ def test_write_called_while_a_small_response_is_gathered_keeps_the_order(threads
 
 
 def test_an_iterable_longer_than_the_collect_limit_streams(threads):
-    from supervisor.worker.runners.wsgi_bridge import COLLECT_LIMIT
+    from supervisor.http.wsgi_bridge import COLLECT_LIMIT
 
     piece = b"x" * 4096
     count = COLLECT_LIMIT // len(piece) + 2
@@ -784,7 +784,7 @@ def test_file_wrapper_without_zero_copy_iterates_with_a_length(threads, tmp_path
 
 
 def test_repeated_headers_fold_in_linear_time():
-    from supervisor.worker.runners.wsgi_request import _environ
+    from supervisor.http.wsgi_request import _environ
 
     headers = [(b"x-repeat", b"0123456789")] * 200_000
     started = time.monotonic()

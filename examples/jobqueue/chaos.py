@@ -28,8 +28,8 @@ import psycopg
 
 from examples.jobqueue import CONSUMER, MIGRATIONS
 from examples.jobqueue.store import Audit, Batch, audit, enqueue
+from supervisor.testing.launch import SupervisorProcess, alive, wait_until
 from supervisor.testing.postgres import local_cluster
-from supervisor.testing.process import SupervisorProcess, alive, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = CONSUMER.partition(":")[0]  # the application_name prefix of the workers' connections

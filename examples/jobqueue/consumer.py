@@ -26,7 +26,7 @@ import psycopg
 
 from examples.jobqueue.store import CHANNEL, remaining
 from supervisor import Worker
-from supervisor.retry import is_transient
+from supervisor.database.retry import is_transient
 
 log = logging.getLogger("jobqueue")
 

@@ -39,11 +39,11 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor import _dbregistry, forksafety
-from supervisor.config import Config
-from supervisor.config_load import load
+from supervisor.database import fork_guard, registry
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.logging import get_logger, set_process
+from supervisor.settings.config import Config
+from supervisor.settings.load import load
 
 __all__ = ["install"]
 
@@ -77,7 +77,7 @@ def install(namespace: dict[str, Any], **settings: Any) -> None:
     :class:`~supervisor.errors.ConfigError`. Call it at the end of the file: a
     hook defined after it would replace the one it installed (``on_starting``
     then refuses to start and says so)."""
-    from supervisor.config import setting_names
+    from supervisor.settings.config import setting_names
 
     known = setting_names()
     for name in settings:
@@ -145,10 +145,10 @@ def _on_starting(server: Any) -> None:
 
 
 def _database_phases(config: Config, workers: int) -> None:
-    from supervisor import preflight
-    from supervisor.database import Database
+    from supervisor.database import preflight
+    from supervisor.database.pools import Database
 
-    if _dbregistry.default() is None:
+    if registry.default() is None:
         _state.default_db = Database.configured()
     budget, _ = preflight.run(config, workers)
     if budget.member is not None:
@@ -162,7 +162,7 @@ def _pre_fork(server: Any, worker: Any) -> None:
     # lowest one no running worker has, so application_name stays readable.
     taken = {getattr(w, "_supervise_id", None) for w in server.WORKERS.values()}
     worker._supervise_id = next(i for i in range(1, len(taken) + 2) if i not in taken)
-    forksafety.before_fork()
+    fork_guard.before_fork()
 
 
 # -- worker -------------------------------------------------------------------
@@ -170,24 +170,24 @@ def _pre_fork(server: Any, worker: Any) -> None:
 
 def _post_fork(server: Any, worker: Any) -> None:
     set_process("worker", getattr(worker, "_supervise_id", None))
-    forksafety.after_fork_in_child()
+    fork_guard.after_fork_in_child()
 
 
 def _post_worker_init(worker: Any) -> None:
     config = _state.config
-    if config is None or (not config.database_url and not _dbregistry.in_use()):
+    if config is None or (not config.database_url and not registry.in_use()):
         return
 
     def unreachable() -> None:  # from a pool thread: let gunicorn replace this worker
         log.error("database unreachable past --pool-reconnect-timeout; exiting to be replaced")
         worker.alive = False
 
-    for db in _dbregistry.in_use():
+    for db in registry.in_use():
         db._open(getattr(worker, "_supervise_id", 0), config, unreachable)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    forksafety.worker_exiting()
+    fork_guard.worker_exiting()
 
 
 # -- logs ---------------------------------------------------------------------

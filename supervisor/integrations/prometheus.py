@@ -151,7 +151,7 @@ def _refresher(worker: Any) -> None:
 
 
 def _refresh(worker_id: int) -> None:
-    from supervisor._dbregistry import databases
+    from supervisor.database.registry import databases
 
     for db in databases():
         snapshot = db.snapshot()

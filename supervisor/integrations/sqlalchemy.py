@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from supervisor import forksafety
+from supervisor.database import fork_guard
 from supervisor.logging import get_logger
 
 __all__ = ["track", "tracked"]
@@ -104,8 +104,8 @@ def _worker_exit() -> None:
 
 
 event.listen(Engine, "engine_connect", _on_connect)
-forksafety.register(
-    forksafety.Participant(
+fork_guard.register(
+    fork_guard.Participant(
         "sqlalchemy", before_fork=_before_fork, after_fork=_after_fork, worker_exit=_worker_exit
     )
 )

@@ -1,26 +1,52 @@
-"""What the master answers on its control socket (master/control.py serves it):
-``status``, ``reload``, ``scale``, ``stop``. Each acts through the same paths
-as the signals (HUP, TTIN/TTOU, TERM/QUIT), so a command and a signal cannot
-behave differently; what a signal can only log, a command also answers.
+"""What the master does when asked: the signals it handles, and the commands
+it answers on its control socket (``control/server.py`` serves it):
+``status``, ``reload``, ``scale``, ``stop``. A command takes the same path as
+its signal (HUP, TTIN/TTOU, TERM/QUIT), so the two cannot behave differently;
+what a signal can only log, a command also answers.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 from supervisor import _clash
+from supervisor.control.server import Reply
 from supervisor.logging import get_logger
 from supervisor.master import status
-from supervisor.master.control import Reply
 from supervisor.master.handle import StopMode
-from supervisor.master.view import MasterView
 
 if TYPE_CHECKING:
-    from supervisor.master.handle import WorkerHandle
+    from supervisor.control.server import ControlServer
+    from supervisor.master.view import MasterView
 
 log = get_logger()
+
+
+def on_signal(m: MasterView, signum: int, now: float) -> None:
+    if signum in (signal.SIGTERM, signal.SIGINT):
+        m.user_stop(f"{signal.Signals(signum).name} received")
+    elif signum == signal.SIGQUIT:
+        m.begin_stop(StopMode.FAST, "SIGQUIT received")
+    elif signum == signal.SIGHUP:
+        m.request_reload(now)
+    elif signum == signal.SIGTTIN:
+        m.scale(m.config.workers + 1)
+    elif signum == signal.SIGTTOU:
+        if m.config.workers <= 1:
+            log.warning("TTOU ignored: already at one worker")
+        else:
+            m.scale(m.config.workers - 1)
+    elif signum == signal.SIGUSR2:
+        # gunicorn's binary upgrade; a gunicorn habit must not kill the service
+        log.warning(
+            "USR2 ignored: there is no binary upgrade here; HUP reloads workers with new code "
+            "(with --preload the master re-executes itself, keeping its pid and sockets)"
+        )
+    elif signum == signal.SIGUSR1:
+        status.log_workers(m, now)
+        m.signal_workers(signal.SIGUSR1)  # each adds what only it knows (pool stats)
 
 
 def dispatch(m: MasterView, request: dict[str, Any]) -> Reply:
@@ -53,7 +79,7 @@ def snapshot(m: MasterView) -> dict[str, Any]:
         if handle is not None and handle.pool is not None:
             row["pool"] = handle.pool
             row["pool_age_s"] = round(now - handle.pool_at, 3)
-    from supervisor import sockets
+    from supervisor.http import sockets
 
     return {
         "master": {
@@ -61,7 +87,7 @@ def snapshot(m: MasterView) -> dict[str, Any]:
             "version": _clash.own_version(),
             "target": m.config.target,
             "uptime_s": round(now - m.started_at, 3),
-            "listening": [sockets.describe(listener) for listener in m.listeners],
+            "listening": [sockets.describe(listener) for listener in m.started.listeners],
             **status.health(m),
         },
         "workers": rows,
@@ -72,14 +98,14 @@ def _reload(m: MasterView) -> Reply:
     if m.stopping:
         return Reply({"ok": False, "error": "the master is stopping"})
     now = m.clock()
-    if m.rollout.reloading or m.rollout.busy():
+    if m.reloading or m.replacing():
         # the HUP path queues it; say so rather than pretend it started
-        return Reply({"ok": True, "queued": True}, then=lambda: m.rollout.request_reload(now))
+        return Reply({"ok": True, "queued": True}, then=lambda: m.request_reload(now))
     # Answered before acting: with --preload the reload re-executes the master,
     # which closes this connection; the reply is already in the socket by then.
     return Reply(
         {"ok": True, "queued": False, "workers": m.ready_count()},
-        then=lambda: m.rollout.request_reload(m.clock()),
+        then=lambda: m.request_reload(m.clock()),
     )
 
 
@@ -96,28 +122,18 @@ def _scale(m: MasterView, workers: object) -> Reply:
     return Reply({"ok": True, "workers_from": current, "workers_to": workers})
 
 
-def pool_report(handle: WorkerHandle, text: str, now: float) -> None:
-    """A worker's ``pool`` line: kept for the next status."""
-    try:
-        pools = json.loads(text)
-    except ValueError:
-        return
-    if isinstance(pools, dict):
-        handle.pool, handle.pool_at = pools, now
-
-
-def open_control(m: MasterView) -> None:
+def open_control(m: MasterView) -> ControlServer | None:
     """Serve the control socket, unless --control-socket none. A default path
     that cannot be made is a warning (the master runs without it); a path the
     user chose that cannot be used is an error."""
-    from supervisor import control_path
+    from supervisor.control import paths
+    from supervisor.control.server import ControlServer, bind
     from supervisor.errors import ConfigError
-    from supervisor.master.control import ControlServer, bind
 
     try:
-        path = control_path.socket_path(m.config)
+        path = paths.socket_path(m.config)
         if path is None:
-            return
+            return None
         sock = bind(path)
     except ConfigError as exc:
         if m.config.control_socket or m.config.pid:
@@ -125,7 +141,8 @@ def open_control(m: MasterView) -> None:
         log.warning(
             "no control socket: supervise status/reload/scale/stop will not reach this master", error=str(exc)
         )
-        return
-    m.control = ControlServer(sock, path, lambda request: dispatch(m, request), m.wakeup.selector)
-    m.control.alias = control_path.link_default(path)
+        return None
+    server = ControlServer(sock, path, lambda request: dispatch(m, request), m.wakeup.selector)
+    server.alias = paths.link_default(path)
     log.info("control socket", on=str(path))
+    return server

@@ -1,127 +1,174 @@
 """What a worker's exit means: a requested stop, a failed replacement, a
 failed boot, a finished ``main``, or a crash for the crash-loop policy
-(crashes.py) to judge. Also a spawn that could not happen at all."""
+(crashes.py) to judge. Also a spawn that could not happen at all.
+
+Judgement only: each function logs what it saw and returns a verdict, which
+the master applies (``Master.apply``); nothing here changes the master's state.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from supervisor.errors import CrashLoopError, ExitCode, HookError, TargetError, WorkerBootError
+from supervisor.errors import (
+    CrashLoopError,
+    ExitCode,
+    HookError,
+    SupervisorError,
+    TargetError,
+    WorkerBootError,
+)
 from supervisor.logging import get_logger
-from supervisor.master.handle import Replacement, StopMode
+from supervisor.master.handle import Replacement
 
 if TYPE_CHECKING:
+    from supervisor.master.crashes import CrashPolicy
     from supervisor.master.handle import Slot, WorkerHandle
-    from supervisor.master.rolling import Rollout
-    from supervisor.master.view import MasterView
 
 log = get_logger()
 
 
+@dataclass(frozen=True)
+class Done:
+    """Nothing to do: it was asked to stop, or a recycle's replacement failed
+    (its worker keeps serving)."""
+
+
+@dataclass(frozen=True)
+class ReplacementFailed:
+    """A reload's replacement could not start: the reload is aborted."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """``main`` returned: the slot is not refilled."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Refill the slot at ``at`` (``delay`` after now); ``streak``: crashes in a row."""
+
+    at: float
+    delay: float
+    streak: int
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The run ends with ``error`` (``streak``: the slot's crashes in a row, for status)."""
+
+    error: SupervisorError
+    streak: int | None = None
+
+
+Verdict = Done | ReplacementFailed | Finished | Restart | Fail
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the master knows beside the exit itself."""
+
+    slot: Slot | None  # the slot it served, None if scaled away
+    booted: bool  # every first worker was ready once
+    stopping: bool
+    policy: CrashPolicy
+    crash_limit: int
+
+
 def judge(
-    m: MasterView,
-    rollout: Rollout,
-    handle: WorkerHandle,
-    exit_code: int | None,
-    desc: str,
-    worked: bool,
-    now: float,
-) -> None:
+    handle: WorkerHandle, exit_code: int | None, desc: str, worked: bool, now: float, at: Situation
+) -> Verdict:
     """``handle`` exited (with ``exit_code``, None if a signal killed it; ``desc``
     says how, for the log) and is already out of its slot; ``worked``: it had
     reported work done."""
-    slot = m.slots.get(handle.slot)
-    if (handle.stop_reason is not None and handle.failure is None) or m.stopping:
+    if (handle.stop_reason is not None and handle.failure is None) or at.stopping:
         log.info(
             "worker exited", worker=handle.slot, worker_pid=handle.pid, reason=handle.stop_reason, status=desc
         )
-    elif handle.replacing is not None:
-        rollout.replacement_died(handle, handle.failure or (handle.error[1] if handle.error else desc))
-    elif handle.ready_at is None:
-        _boot_failed(m, handle, slot, desc, now)
-    elif exit_code == 0 and handle.failure is None:
+        return Done()
+    if handle.replacing is not None:
+        return _replacement_died(handle, handle.failure or (handle.error[1] if handle.error else desc))
+    if handle.ready_at is None:
+        return _boot_failed(handle, desc, now, at)
+    if exit_code == 0 and handle.failure is None:
         log.info("worker finished: main returned", worker=handle.slot, worker_pid=handle.pid)
-        if slot is not None:
-            slot.finished = True
-        if m.slots and all(s.finished for s in m.slots.values()):
-            log.info("every worker finished")
-            m.begin_stop(StopMode.GRACEFUL, "every worker finished")
-    else:
-        crashed(m, handle.slot, handle.pid, slot, handle.failure or desc, now - handle.ready_at, now, worked)
+        return Finished()
+    return crashed(handle.slot, handle.pid, handle.failure or desc, now - handle.ready_at, now, at, worked)
 
 
-def _boot_failed(m: MasterView, handle: WorkerHandle, slot: Slot | None, desc: str, now: float) -> None:
+def _replacement_died(handle: WorkerHandle, why: str) -> Verdict:
+    """A replacement exited before it was ready: its worker keeps serving."""
+    fields = {"worker": handle.slot, "worker_pid": handle.pid, "error": why}
+    if handle.replacement is Replacement.RECYCLE:
+        log.error("replacement failed to boot; the running worker is kept", **fields)
+        return Done()
+    log.error("reload aborted: new worker failed to boot; the running workers are kept", **fields)
+    return ReplacementFailed(why)
+
+
+def _boot_failed(handle: WorkerHandle, desc: str, now: float, at: Situation) -> Verdict:
     if handle.error is not None:
         code, message = handle.error
     else:
         code = ExitCode.BOOT_FAILED
         message = f"worker {handle.slot} {handle.failure or desc} before it was ready"
-    if not m.booted:
+    if not at.booted:
         log.error(
             "worker failed to boot", worker=handle.slot, worker_pid=handle.pid, status=desc, error=message
         )
-        m.fail(TargetError(message) if code == ExitCode.TARGET else WorkerBootError(message))
-        return
+        return Fail(TargetError(message) if code == ExitCode.TARGET else WorkerBootError(message))
     # never ready: it was never healthy, however long its boot took
-    crashed(m, handle.slot, handle.pid, slot, f"failed to boot: {message}", 0.0, now)
+    return crashed(handle.slot, handle.pid, f"failed to boot: {message}", 0.0, now, at)
 
 
 def crashed(
-    m: MasterView,
     worker: int,
     pid: int | None,
-    slot: Slot | None,
     why: str,
     lived: float,
     now: float,
+    at: Situation,
     worked: bool = False,
-) -> None:
+) -> Verdict:
     """Worker ``worker`` (process ``pid``, None if it was never forked) died
     without being asked to: refill its slot as the crash-loop policy says."""
-    if slot is None:
-        return
-    decision = m.policy.on_crash(slot.streak, lived, worked)
-    slot.streak = decision.streak
+    if at.slot is None:
+        return Done()
+    decision = at.policy.on_crash(at.slot.streak, lived, worked)
     fields: dict[str, Any] = {"worker": worker, "status": why, "crashes_in_a_row": decision.streak}
     if pid is not None:
         fields["worker_pid"] = pid
     if decision.give_up:
         log.error("worker crashed", **fields)
-        m.fail(
-            CrashLoopError(
-                f"worker {worker} crashed {decision.streak} times in a row (last: {why}); "
-                f"giving up (--crash-limit {m.config.crash_limit})"
-            )
+        error = CrashLoopError(
+            f"worker {worker} crashed {decision.streak} times in a row (last: {why}); "
+            f"giving up (--crash-limit {at.crash_limit})"
         )
-        return
-    slot.spawn_at = now + decision.delay
-    slot.waited = decision.delay
+        return Fail(error, decision.streak)
     log.warning("worker crashed", **fields, restart_in_s=decision.delay)
+    return Restart(now + decision.delay, decision.delay, decision.streak)
 
 
 def spawn_failed(
-    m: MasterView,
-    rollout: Rollout,
-    slot: Slot,
-    now: float,
-    replacing: WorkerHandle | None,
-    why: Replacement,
-    exc: Exception,
-) -> None:
+    slot_id: int, replacing: WorkerHandle | None, why: Replacement, exc: Exception, now: float, at: Situation
+) -> Verdict:
     """``before_fork`` failed, or ``fork()`` itself did (EAGAIN, ENOMEM)."""
     if isinstance(exc, HookError):
         log.error("hook failed", hook=exc.hook, exc_info=exc.original)
-        if not m.booted:
-            m.fail(WorkerBootError(str(exc)))
-            return
+        if not at.booted:
+            return Fail(WorkerBootError(str(exc)))
         reason = str(exc)
     else:
         # the machine, not the worker: try again after the slot's backoff
         errno = getattr(exc, "errno", None)
         reason = f"fork failed: {os.strerror(errno) if errno else exc}"
-        log.error("could not start a worker", worker=slot.id, error=reason)
+        log.error("could not start a worker", worker=slot_id, error=reason)
     if replacing is None:
-        crashed(m, slot.id, None, slot, reason, 0.0, now)
-    elif why is Replacement.RELOAD:
-        rollout.failed()
+        return crashed(slot_id, None, reason, 0.0, now, at)
+    if why is Replacement.RELOAD:
+        return ReplacementFailed(reason)
+    return Done()

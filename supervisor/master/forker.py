@@ -11,12 +11,13 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from supervisor import _channel, _signals, forksafety
+from supervisor.database import fork_guard
 from supervisor.master.processes import Spawned
+from supervisor.shared import channel, signals
 
 if TYPE_CHECKING:
-    from supervisor._reexec import Handover
-    from supervisor.worker.process import WorkerSpec
+    from supervisor.shared.reexec import Handover
+    from supervisor.worker.child import WorkerSpec
 
 
 class Forker:
@@ -26,12 +27,12 @@ class Forker:
         self._collected = False
 
     def spawn(self, spec: WorkerSpec) -> Spawned:
-        from supervisor.worker.process import run_worker
+        from supervisor.worker.child import run_worker
 
-        forksafety.before_fork()
+        fork_guard.before_fork()
         read_fd, write_fd = os.pipe()
         command_r, command_w = os.pipe()
-        heartbeat = _channel.Heartbeat()
+        heartbeat = channel.Heartbeat()
         spec = replace(
             spec,
             heartbeat=heartbeat,
@@ -52,7 +53,7 @@ class Forker:
         # Signals that reach the child before it installs its own handlers would
         # run the master's (writing into the master's wake-up pipe) or kill it:
         # hold them until the child is ready for them (run_worker unblocks).
-        spec.sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, _signals.MASTER)
+        spec.sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, signals.MASTER)
         try:
             pid = os.fork()
             if pid == 0:
@@ -78,7 +79,7 @@ class Forker:
         try:
             if command_fd < 0:
                 raise OSError("no command pipe")
-            os.write(command_fd, _channel.RETIRE.encode() + b"\n")
+            os.write(command_fd, channel.RETIRE.encode() + b"\n")
         except OSError:  # no pipe (gone, or full): a plain graceful stop
             self.signal(pid, signal.SIGTERM)
 
@@ -94,11 +95,11 @@ class Forker:
             out.append((pid, os.waitstatus_to_exitcode(status)))
 
     def check_new_code(self, timeout: float) -> str | None:
-        from supervisor import _reexec
+        from supervisor.shared import reexec
 
-        return _reexec.check_new_code(timeout=timeout)
+        return reexec.check_new_code(timeout=timeout)
 
     def reexec(self, handover: Handover) -> None:
-        from supervisor import _reexec
+        from supervisor.shared import reexec
 
-        _reexec.execute(handover)
+        reexec.execute(handover)

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from supervisor import _channel, _signals
 from supervisor.logging import get_logger
+from supervisor.shared import channel, signals
 
 if TYPE_CHECKING:
-    from supervisor.config import Config
     from supervisor.master.processes import Processes
+    from supervisor.settings.config import Config
 
 log = get_logger()
 
@@ -52,7 +53,7 @@ class Replacement(enum.StrEnum):
 class WorkerHandle:
     slot: int
     pid: int
-    heartbeat: _channel.Heartbeat
+    heartbeat: channel.Heartbeat
     report_fd: int  # worker -> master lines ("ready", "error ..."); -1 when closed or adopted
     spawned_at: float
     command_fd: int = -1  # master -> worker lines ("retire"); -1 when there is none
@@ -65,7 +66,7 @@ class WorkerHandle:
     replacing: WorkerHandle | None = None  # the worker it takes over from once ready
     replacement: Replacement = Replacement.RELOAD
     retire_reason: str = "reload"  # the stop reason of the worker it replaces, for the log
-    reader: _channel.LineReader = field(default_factory=_channel.LineReader)
+    reader: channel.LineReader = field(default_factory=channel.LineReader)
     pool: dict[str, object] | None = None  # its last pool report (supervise status)
     pool_at: float = 0.0
 
@@ -126,7 +127,7 @@ class WorkerHandle:
         )
         self.failure = why
         self.kill_at = now + ABORT_GRACE
-        procs.signal(self.pid, _signals.DUMP)
+        procs.signal(self.pid, signals.DUMP)
 
     def kill_if_due(self, procs: Processes, now: float) -> bool:
         if self.kill_at is None or now < self.kill_at:
@@ -136,6 +137,15 @@ class WorkerHandle:
         self.kill_at = None
         procs.signal(self.pid, signal.SIGKILL)
         return True
+
+    def note_pool(self, text: str, now: float) -> None:
+        """Its ``pool`` line (JSON): kept for the next ``supervise status``."""
+        try:
+            pools = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(pools, dict):
+            self.pool, self.pool_at = pools, now
 
     # -- pipes ------------------------------------------------------------------
 
@@ -160,6 +170,13 @@ class Slot:
     spawn_at: float = 0.0
     waited: float = 0.0  # the backoff its next spawn waited, for the log
     finished: bool = False  # its main returned: not refilled
+
+    def release(self, handle: WorkerHandle) -> None:
+        """``handle`` exited: it no longer holds this slot."""
+        if self.child is handle:
+            self.child = None
+        if self.pending is handle:
+            self.pending = None
 
     @property
     def empty(self) -> bool:

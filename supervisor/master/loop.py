@@ -17,18 +17,13 @@ Decisions are methods that take ``now`` and act on processes only through
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from supervisor import _channel, systemd
-from supervisor._setting import MAX_WORKERS
-from supervisor.config import Config
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
-from supervisor.crashes import CrashPolicy
 from supervisor.errors import (
     ConfigError,
     HookError,
@@ -36,22 +31,22 @@ from supervisor.errors import (
 )
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
-from supervisor.master import commands, exits, startup, status
+from supervisor.master import commands, exits, rolling, startup, systemd
+from supervisor.master.crashes import CrashPolicy
 from supervisor.master.forker import Forker
 from supervisor.master.handle import Replacement, Slot, State, StopMode, WorkerHandle
 from supervisor.master.processes import Processes
 from supervisor.master.rolling import Rollout
+from supervisor.master.started import Started
 from supervisor.master.wakeup import Wakeup
+from supervisor.settings.config import Config
+from supervisor.settings.declare import MAX_WORKERS
+from supervisor.shared import channel
 from supervisor.target import Target
-from supervisor.worker.process import WorkerSpec
+from supervisor.worker.child import WorkerSpec
 
 if TYPE_CHECKING:
-    from supervisor.database import Database
-    from supervisor.health import HealthServer
-    from supervisor.master.control import ControlServer
-    from supervisor.pidfile import PidFile
-    from supervisor.preflight import Budget
-    from supervisor.sockets import Listener
+    from supervisor.database.pools import Database
 
 log = get_logger()
 
@@ -74,13 +69,7 @@ class Master:
         self.reload_config = reload_config
         self.database = database
         self.procs: Processes = processes or Forker()
-        self.listeners: list[Listener] = []
-        self.health: HealthServer | None = None
-        self.control: ControlServer | None = None  # the control socket (startup.open_control)
-        self.pidfile: PidFile | None = None
-        self.metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
-        self.migrations = "none"  # for /readyz: none, skipped, up to date, applied N
-        self.budget: Budget | None = None
+        self.started = Started()  # what start-up opened: listeners, servers, budget
         self.slots: dict[int, Slot] = {}
         self.children: dict[int, WorkerHandle] = {}  # every live worker, by pid
         self.stopping: StopMode | None = None
@@ -107,7 +96,7 @@ class Master:
         try:
             try:
                 self.wakeup.open(startup.interrupt)
-                startup.start(self)
+                self.take(startup.start(self))
                 self.wakeup.arm()
             except startup.Interrupted as stop:
                 log.info("stopped before any worker started", signal=stop.signal_name)
@@ -143,10 +132,10 @@ class Master:
             if isinstance(data, WorkerHandle):
                 if data.pid in self.children and data.report_fd == fd:
                     self._read_reports(data)
-            elif self.control is not None and self.control.owns(data):
-                self.control.on_event(data)
-            elif self.health is not None:
-                self.health.on_event(data)
+            elif self.started.control is not None and self.started.control.owns(data):
+                self.started.control.on_event(data)
+            elif self.started.health is not None:
+                self.started.health.on_event(data)
 
     def _read_reports(self, handle: WorkerHandle, alive: bool = True) -> None:
         while True:
@@ -163,33 +152,7 @@ class Master:
     # -- what happened ------------------------------------------------------------
 
     def on_signal(self, signum: int, now: float) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            # Only a user's second stop escalates, not the first one after a
-            # stop the supervisor began itself (boot failure, all finished).
-            mode = StopMode.FAST if self._signalled_stop else StopMode.GRACEFUL
-            self._signalled_stop = True
-            self.begin_stop(mode, f"{signal.Signals(signum).name} received")
-        elif signum == signal.SIGQUIT:
-            self.begin_stop(StopMode.FAST, "SIGQUIT received")
-        elif signum == signal.SIGHUP:
-            self.rollout.request_reload(now)
-        elif signum == signal.SIGTTIN:
-            self.scale(self.config.workers + 1)
-        elif signum == signal.SIGTTOU:
-            if self.config.workers <= 1:
-                log.warning("TTOU ignored: already at one worker")
-            else:
-                self.scale(self.config.workers - 1)
-        elif signum == signal.SIGUSR2:
-            # gunicorn's binary upgrade; a gunicorn habit must not kill the service
-            log.warning(
-                "USR2 ignored: there is no binary upgrade here; HUP reloads workers with new code "
-                "(with --preload the master re-executes itself, keeping its pid and sockets)"
-            )
-        elif signum == signal.SIGUSR1:
-            status.log_workers(self, now)
-            for handle in self.children.values():  # each adds what only it knows (pool stats)
-                self.procs.signal(handle.pid, signal.SIGUSR1)
+        commands.on_signal(self, signum, now)
 
     def on_message(self, pid: int, line: str, now: float, alive: bool = True) -> None:
         """One line from a worker. ``alive=False``: its last words, read after it
@@ -198,17 +161,17 @@ class Master:
         if handle is None:
             return
         kind, _, text = line.partition(" ")
-        if kind == _channel.ERROR:
-            handle.error = _channel.parse_error(text)
-        elif kind == _channel.READY and handle.state is State.BOOTING:
+        if kind == channel.ERROR:
+            handle.error = channel.parse_error(text)
+        elif kind == channel.READY and handle.state is State.BOOTING:
             if not alive:
                 handle.ready_at = now  # it did boot (so its death is a crash), but it is gone
             else:
                 self._on_ready(handle, now)
-        elif kind == _channel.RECYCLE:
+        elif kind == channel.RECYCLE:
             self.rollout.recycle(handle, text or "asked by the worker", now)
-        elif kind == _channel.POOL:
-            commands.pool_report(handle, text, now)
+        elif kind == channel.POOL:
+            handle.note_pool(text, now)
 
     def _on_ready(self, handle: WorkerHandle, now: float) -> None:
         handle.ready_at = now
@@ -254,16 +217,80 @@ class Master:
         exit_code = code if code >= 0 else None
         desc = describe_exit(exit_code, sig)
         slot = self.slots.get(handle.slot)
-        if slot is not None and slot.child is handle:
-            slot.child = None
-        if slot is not None and slot.pending is handle:
-            slot.pending = None
+        if slot is not None:
+            slot.release(handle)
         self.hooks.run(
             "child_exit", WorkerInfo(handle.slot, pid, exit_code, sig, handle.stop_reason or handle.failure)
         )
-        exits.judge(self, self.rollout, handle, exit_code, desc, worked, now)
+        self.apply(exits.judge(handle, exit_code, desc, worked, now, self._situation(slot)), slot)
+
+    def _situation(self, slot: Slot | None) -> exits.Situation:
+        return exits.Situation(slot, self.booted, bool(self.stopping), self.policy, self.config.crash_limit)
+
+    def apply(self, verdict: exits.Verdict, slot: Slot | None) -> None:
+        """Act on what exits.py decided about a worker's exit or failed spawn."""
+        match verdict:
+            case exits.ReplacementFailed():
+                self.rollout.failed()
+            case exits.Finished() if slot is not None:
+                slot.finished = True
+                if all(s.finished for s in self.slots.values()):
+                    log.info("every worker finished")
+                    self.begin_stop(StopMode.GRACEFUL, "every worker finished")
+            case exits.Restart(at=at, delay=delay, streak=streak) if slot is not None:
+                slot.streak, slot.spawn_at, slot.waited = streak, at, delay
+            case exits.Fail(error=error, streak=streak):
+                if slot is not None and streak is not None:
+                    slot.streak = streak
+                self.fail(error)
 
     # -- what the master does -------------------------------------------------------
+
+    def take(self, started: Started) -> None:
+        """Start-up's record becomes the master's: its servers, its budget, the
+        previous image's workers (after a re-exec), and a slot per worker."""
+        self.started, self.target = started, started.target
+        self.children.update((handle.pid, handle) for handle in started.adopted)
+        self.old_lifelines = list(started.old_lifelines)
+        self.started_at = self.clock()
+        self.slots.update((slot_id, Slot(slot_id)) for slot_id in range(1, self.config.workers + 1))
+
+    def request_reload(self, now: float) -> None:
+        """HUP, ``supervise reload``, a --reload change: replace every ready
+        worker, one at a time, with the new code and settings (rolling.py);
+        with --preload, re-execute the master."""
+        if self.stopping or self.rollout.defer():
+            return
+        before, changed = self.config, dict[str, object]()
+        if self.reload_config is not None:
+            reread = rolling.reread(self.config, self.reload_config)
+            if reread is None:
+                return
+            self.config, changed = reread
+            self.policy = CrashPolicy(self.config.crash_limit, self.config.crash_reset)
+        if not self.run_hook("on_reload", self.info(), abort="reload aborted: hook failed"):
+            return
+        if self.config.preload:
+            self.rollout.reexec()  # returns only if the reload was aborted
+            return
+        self.config = rolling.within_budget(self.config, before, len(self.slots), self.check_budget)
+        self.rollout.begin(changed)
+
+    def replacing(self) -> bool:
+        """A replacement is booting beside its worker (a reload or recycle waits)."""
+        return self.rollout.busy()
+
+    def user_stop(self, reason: str, fast: bool = False) -> None:
+        """TERM or INT (or ``supervise stop``): graceful, unless ``fast`` or a
+        stop was already asked for by a user (the second Ctrl-C). A stop the
+        supervisor began itself (boot failure, all finished) does not count."""
+        mode = StopMode.FAST if fast or self._signalled_stop else StopMode.GRACEFUL
+        self._signalled_stop = True
+        self.begin_stop(mode, reason)
+
+    def signal_workers(self, signum: int) -> None:
+        for handle in self.children.values():
+            self.procs.signal(handle.pid, signum)
 
     def fail(self, error: SupervisorError) -> None:
         """Record the error that ends the run (the first one wins) and stop."""
@@ -277,7 +304,7 @@ class Master:
         log.info("stopping", mode=mode.value, reason=reason, workers=len(self.children))
         systemd.notify("STOPPING=1", f"STATUS=stopping: {reason}")
         self.stopping = mode
-        for listener in self.listeners:
+        for listener in self.started.listeners:
             listener.close()  # the workers close theirs at once too: new clients are refused
         self.rollout.abort()
         now = self.clock()
@@ -303,8 +330,8 @@ class Master:
 
     def check_budget(self, workers: int) -> None:
         """Raise ConfigError if ``workers`` workers could exceed the connection budget."""
-        if self.budget is not None:
-            self.budget.check(workers, self.config)
+        if self.started.budget is not None:
+            self.started.budget.check(workers, self.config)
 
     def run_hook(self, name: str, context: object, *, abort: str) -> bool:
         """Run a hook whose failure cancels one action (logged as ``abort``)."""
@@ -320,8 +347,8 @@ class Master:
         if self._watchdog is not None and now >= self._next_watchdog:
             systemd.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog
-        if self.budget is not None and self.budget.member is not None:
-            self.budget.member.refresh_if_due(now, self.config)  # a short-lived connection, closed
+        if self.started.member is not None:
+            self.started.member.refresh_if_due(now, self.config)  # a short-lived connection, closed
         for handle in list(self.children.values()):
             if handle.kill_if_due(self.procs, now):
                 continue
@@ -347,8 +374,7 @@ class Master:
             if self.stopping:
                 return  # a failed before_fork may have just begun a stop
             if slot.empty and now >= slot.spawn_at:
-                slot.child = self.spawn(slot, now)
-                failed += slot.child is None
+                failed += self.spawn(slot, now) is None
         if failed and not self.booted:
             log.warning("workers could not be started; retrying with backoff", failed=failed, workers=wanted)
 
@@ -358,14 +384,16 @@ class Master:
         now: float,
         replacing: WorkerHandle | None = None,
         why: Replacement = Replacement.RELOAD,
+        reason: str = "reload",
     ) -> WorkerHandle | None:
-        """Fork a worker for ``slot`` (beside ``replacing``, if given). None if
-        it could not be: the failure is handled here as the slot's situation asks."""
+        """Fork a worker for ``slot``: its worker, or its pending replacement
+        beside ``replacing`` (which stops, for ``reason``, once it is ready).
+        None if it could not be: the failure is handled as exits.py judges."""
         try:
             self.hooks.run("before_fork", WorkerInfo(slot.id, None))
             spawned = self.procs.spawn(self._spec(slot.id))
         except (HookError, OSError) as exc:
-            exits.spawn_failed(self, self.rollout, slot, now, replacing, why, exc)
+            self.apply(exits.spawn_failed(slot.id, replacing, why, exc, now, self._situation(slot)), slot)
             return None
         handle = WorkerHandle(
             slot.id,
@@ -376,8 +404,13 @@ class Master:
             spawned.command_fd,
             replacing=replacing,
             replacement=why,
+            retire_reason=reason,
         )
         self.children[handle.pid] = handle
+        if replacing is None:
+            slot.child = handle
+        else:
+            slot.pending = handle
         if handle.report_fd >= 0:
             self.wakeup.watch(handle.report_fd, handle)
         fields: dict[str, Any] = {"worker": slot.id, "worker_pid": handle.pid}
@@ -399,7 +432,7 @@ class Master:
             close_fds=self.master_fds(),
             close_heartbeats=[h.heartbeat for h in self.children.values()],
             database=self.database,
-            listeners=self.listeners,
+            listeners=self.started.listeners,
         )
 
     def next_wakeup(self, now: float) -> float | None:
@@ -409,8 +442,8 @@ class Master:
             deadlines += [s.spawn_at for s in self.slots.values() if s.empty]
         if self._watchdog is not None:
             deadlines.append(self._next_watchdog)
-        if self.budget is not None and self.budget.member is not None and self.budget.member.joined:
-            deadlines.append(self.budget.member.next_refresh)
+        if self.started.member is not None and self.started.member.joined:
+            deadlines.append(self.started.member.next_refresh)
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again
@@ -436,10 +469,10 @@ class Master:
 
     def _close(self) -> None:
         self.wakeup.restore_signals()
-        if self.budget is not None and self.budget.member is not None:
-            self.budget.member.leave()  # its workers are gone: give the room back at once
+        if self.started.member is not None:
+            self.started.member.leave()  # its workers are gone: give the room back at once
         self.hooks.run("on_exit", self.info(int(self.error.exit_code) if self.error else 0))
-        startup.close(self)
+        self.started.close()
         self.wakeup.close()
 
     def _unregister(self, handle: WorkerHandle) -> None:
@@ -450,11 +483,7 @@ class Master:
 
     def master_fds(self) -> list[int]:
         """Descriptors only the master may hold; a new worker closes them."""
-        fds = [*self.wakeup.fds(), *self.old_lifelines]
+        fds = [*self.wakeup.fds(), *self.old_lifelines, *self.started.fds()]
         for handle in self.children.values():
             fds += [handle.report_fd, handle.command_fd]
-        if self.health is not None:
-            fds += self.health.fds()
-        if self.control is not None:
-            fds += self.control.fds()
         return [fd for fd in fds if fd >= 0]

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from supervisor import _channel
+from supervisor.shared import channel
 
 if TYPE_CHECKING:
-    from supervisor._reexec import Handover
-    from supervisor.worker.process import WorkerSpec
+    from supervisor.shared.reexec import Handover
+    from supervisor.worker.child import WorkerSpec
 
 
 class Spawned(NamedTuple):
     pid: int
     report_fd: int  # read end of the worker's report pipe (-1: none)
     command_fd: int  # write end of its command pipe (-1: none)
-    heartbeat: _channel.Heartbeat
+    heartbeat: channel.Heartbeat
 
 
 class Processes(Protocol):

@@ -5,30 +5,33 @@ more than one worker.
 Two things start replacements: a reload (HUP: every ready slot, in order) and
 a recycle (one worker hit --max-requests or --max-worker-memory, or its pool
 lost the database). With ``--preload`` a reload re-executes the master
-instead (``_reexec.py``): its old code cannot fork new code.
+instead (``reexec.py``): its old code cannot fork new code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from supervisor import _reexec, systemd
-from supervisor.crashes import CrashPolicy
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.logging import get_logger
+from supervisor.master import systemd
 from supervisor.master.handle import Replacement, State, WorkerHandle
+from supervisor.shared import reexec
 
 if TYPE_CHECKING:
-    from supervisor.master.view import MasterView
+    from supervisor.master.view import RolloutView
+    from supervisor.settings.config import Config
 
 log = get_logger()
 
 
 class Rollout:
-    """The master's replacements in progress and waiting."""
+    """The master's replacements in progress and waiting. It reads the master
+    and asks it to spawn; the slots and the config stay the master's to change."""
 
-    def __init__(self, master: MasterView) -> None:
+    def __init__(self, master: RolloutView) -> None:
         self._m = master
         self.reload_queue: list[int] = []  # slot ids still to roll in this reload
         self.reloading = False  # from HUP until no slot is left to roll and none is pending
@@ -49,47 +52,19 @@ class Rollout:
                 self.recycle_queue.append((handle.pid, reason))
             return
         log.info("recycling worker", worker=handle.slot, worker_pid=handle.pid, reason=reason)
-        slot.pending = m.spawn(slot, now, replacing=handle, why=Replacement.RECYCLE)
-        if slot.pending is not None:
-            slot.pending.retire_reason = f"recycled: {reason}"
+        m.spawn(slot, now, replacing=handle, why=Replacement.RECYCLE, reason=f"recycled: {reason}")
 
-    def request_reload(self, now: float) -> None:
-        m = self._m
-        if m.stopping:
-            return
+    def defer(self) -> bool:
+        """True if a reload must wait for the replacement in progress (it follows it)."""
         if self.reloading or self.busy():
             log.info("a replacement is in progress; the reload will follow it")
             self.reload_again = True
-            return
-        changed: dict[str, object] = {}
-        before = m.config
-        if m.reload_config is not None:
-            try:
-                new = m.reload_config()
-            except SupervisorError as exc:
-                log.error(
-                    "reload aborted: invalid configuration; the running workers are kept", error=str(exc)
-                )
-                return
-            changed = {name: value for name, value, _ in new.describe() if getattr(m.config, name) != value}
-            m.config = replace(new, target=m.config.target)
-            m.policy = CrashPolicy(new.crash_limit, new.crash_reset)
-        if not m.run_hook("on_reload", m.info(), abort="reload aborted: hook failed"):
-            return
-        if m.config.preload:
-            self._reexec()  # returns only if the reload was aborted
-            return
-        try:
-            m.check_budget(m.config.workers)
-        except ConfigError as exc:
-            log.warning(
-                "reload keeps the current number of workers and pool size: the new ones would "
-                "exceed the connection budget",
-                workers=len(m.slots),
-                pool_max_size=before.pool_max_size,
-                error=str(exc),
-            )
-            m.config = replace(m.config, workers=len(m.slots), pool_max_size=before.pool_max_size)
+            return True
+        return False
+
+    def begin(self, changed: dict[str, object]) -> None:
+        """Roll every slot whose worker is ready, one at a time (advance)."""
+        m = self._m
         self.reload_queue = sorted(
             sid for sid, s in m.slots.items() if s.child is not None and s.child.ready_at is not None
         )
@@ -97,8 +72,8 @@ class Rollout:
         systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
         log.info("reloading", workers=len(self.reload_queue), changed=changed or None)
 
-    def _reexec(self) -> None:
-        """--preload: new code needs a new process image (see _reexec.py)."""
+    def reexec(self) -> None:
+        """--preload: new code needs a new process image (shared/reexec.py)."""
         m = self._m
         error = m.procs.check_new_code(m.config.boot_timeout or 60.0)
         if error is not None:
@@ -108,10 +83,10 @@ class Rollout:
             )
             return
         workers = [
-            _reexec.Adopted(h.pid, h.slot, h.command_fd) for h in m.children.values() if h.command_fd >= 0
+            reexec.Adopted(h.pid, h.slot, h.command_fd) for h in m.children.values() if h.command_fd >= 0
         ]
-        handover = _reexec.Handover(
-            [(lst.sock.fileno(), lst.address, lst.unix_path) for lst in m.listeners],
+        handover = reexec.Handover(
+            [(lst.sock.fileno(), lst.address, lst.unix_path) for lst in m.started.listeners],
             [m.wakeup.lifeline_w, *m.old_lifelines],
             workers,
         )
@@ -139,15 +114,6 @@ class Rollout:
             "READY=1", f"STATUS=reload failed; {self._m.ready_count()} workers serving the previous code"
         )
 
-    def replacement_died(self, handle: WorkerHandle, why: str) -> None:
-        """A replacement exited before it was ready: its worker keeps serving."""
-        fields = {"worker": handle.slot, "worker_pid": handle.pid, "error": why}
-        if handle.replacement is Replacement.RECYCLE:
-            log.error("replacement failed to boot; the running worker is kept", **fields)
-            return
-        log.error("reload aborted: new worker failed to boot; the running workers are kept", **fields)
-        self.failed()
-
     def advance(self, now: float) -> None:
         """Start the next replacement if none is booting; notice a reload's end."""
         m = self._m
@@ -155,8 +121,7 @@ class Rollout:
             rolling = m.slots.get(self.reload_queue.pop(0))
             if rolling is None or rolling.child is None or rolling.child.state is not State.READY:
                 continue  # scaled away, finished, crashed or stopping meanwhile: nothing to roll
-            rolling.pending = m.spawn(rolling, now, replacing=rolling.child)
-            if rolling.pending is None:
+            if m.spawn(rolling, now, replacing=rolling.child) is None:
                 return  # before_fork failed; spawn aborted the reload
         if self.busy():
             return
@@ -166,7 +131,7 @@ class Rollout:
             systemd.notify("READY=1", f"STATUS={len(m.slots)} workers ready (reloaded)")
         if self.reload_again and not m.stopping:
             self.reload_again = False
-            self.request_reload(now)
+            m.request_reload(now)
             if self.reload_queue:
                 self.advance(now)  # start now: the loop may not tick again soon
         while self.recycle_queue and not self.reloading and not self.busy():
@@ -184,3 +149,32 @@ class Rollout:
                 handle.retire(m.procs, "reload (previous image)", now, m.config.graceful_timeout)
         if adopted:
             log.info("retiring the previous image's workers", workers=len(adopted))
+
+
+def reread(current: Config, reload_config: Callable[[], Config]) -> tuple[Config, dict[str, object]] | None:
+    """The configuration a reload runs with, and what changed; None (logged) if
+    the file or environment no longer loads: the running workers are kept."""
+    try:
+        new = reload_config()
+    except SupervisorError as exc:
+        log.error("reload aborted: invalid configuration; the running workers are kept", error=str(exc))
+        return None
+    changed = {name: value for name, value, _ in new.describe() if getattr(current, name) != value}
+    return replace(new, target=current.target), changed
+
+
+def within_budget(new: Config, before: Config, workers: int, check: Callable[[int], None]) -> Config:
+    """``new``, or, when its workers and pools would exceed the connection
+    budget, ``new`` with today's ``workers`` and ``before``'s pool size."""
+    try:
+        check(new.workers)
+    except ConfigError as exc:
+        log.warning(
+            "reload keeps the current number of workers and pool size: the new ones would "
+            "exceed the connection budget",
+            workers=workers,
+            pool_max_size=before.pool_max_size,
+            error=str(exc),
+        )
+        return replace(new, workers=workers, pool_max_size=before.pool_max_size)
+    return new

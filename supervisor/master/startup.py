@@ -14,19 +14,22 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from supervisor import _proctitle, _reexec, _signals
 from supervisor.errors import SupervisorError, TargetError
 from supervisor.logging import get_logger
 from supervisor.master import status
-from supervisor.master.handle import Slot, WorkerHandle
+from supervisor.master.handle import WorkerHandle
+from supervisor.master.started import Started
+from supervisor.shared import channel, proctitle, reexec, signals
 from supervisor.target import Kind, check_importable, resolve
 from supervisor.worker import runners
 
 if TYPE_CHECKING:
-    from supervisor.config import Config
+    from supervisor.control.health import HealthServer
     from supervisor.master.view import MasterView
+    from supervisor.settings.config import Config
 
 log = get_logger()
 
@@ -45,103 +48,110 @@ class Interrupted(KeyboardInterrupt):
 def interrupt(signum: int, frame: object) -> None:
     """The stop signals' handler until the loop runs."""
     # One shot: a second Ctrl-C while start-up unwinds is only recorded.
-    for sig in _signals.STOP:
+    for sig in signals.STOP:
         signal.signal(sig, lambda *_: None)
     raise Interrupted(signum)
 
 
-def start(m: MasterView) -> None:
+def start(m: MasterView) -> Started:
     """Check, bind, migrate: all that must hold before the first fork. A failure
-    here forks nothing (a probe child aside) and leaves the database untouched
-    unless it is the database's own."""
+    here forks nothing (a probe child aside), closes what it had opened, and
+    leaves the database untouched unless it is the database's own."""
     cfg = m.config
-    _proctitle.set_title(f"master {cfg.target}")
+    proctitle.set_title(f"master {cfg.target}")
     log.info("starting", target=cfg.target, workers=cfg.workers, preload=cfg.preload, timeout_s=cfg.timeout)
-    if cfg.pid:
-        from supervisor.pidfile import PidFile
+    out = Started(target=m.target)
+    with contextlib.ExitStack() as undo:
+        if cfg.pid:
+            from supervisor.control.pidfile import PidFile
 
-        m.pidfile = PidFile(cfg.pid)
-        m.pidfile.acquire()
-    if m.target is None:
-        check_importable(cfg.target)  # cheap: a missing module fails before any import
-    from supervisor import sockets
+            pidfile = PidFile(cfg.pid)
+            pidfile.acquire()
+            undo.callback(pidfile.release)
+        if m.target is None:
+            check_importable(cfg.target)  # cheap: a missing module fails before any import
+        from supervisor.http import engines, sockets
 
-    sockets.validate(cfg)
-    from supervisor import http_options
+        sockets.validate(cfg)
+        engines.check(cfg)  # TLS files, proxy addresses: before any database step
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from supervisor.integrations import prometheus
 
-    http_options.check(cfg)  # TLS files, proxy addresses: before any database step
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from supervisor.integrations import prometheus
+            # before any hook or import: prometheus_client picks its storage on import
+            out.metrics = prometheus.enable(m.hooks, fresh=reexec.received() is None)
+        m.hooks.run("on_starting", m.info())
+        if cfg.preload and out.target is None:
+            out.target = resolve(cfg.target, cfg.interface, cfg.factory)
+            log.info("target preloaded", kind=out.target.kind.value)
+        kind = out.target.kind if out.target is not None else probe_kind(cfg)
+        _open_listeners(out, cfg, kind, m.clock())
+        if out.listeners:
+            undo.callback(sockets.close, out.listeners, unlink=True)
+        if cfg.health_bind:
+            out.health = _open_health(m, cfg.health_bind, out.metrics)
+            undo.callback(out.health.close)
+        from supervisor.master import commands
 
-        # before any hook or import: prometheus_client picks its storage on import
-        m.metrics = prometheus.enable(m.hooks, fresh=_reexec.received() is None)
-    m.hooks.run("on_starting", m.info())
-    if cfg.preload and m.target is None:
-        m.target = resolve(cfg.target, cfg.interface, cfg.factory)
-        log.info("target preloaded", kind=m.target.kind.value)
-    kind = m.target.kind if m.target is not None else probe_kind(cfg)
-    open_listeners(m, kind)
-    if cfg.health_bind:
-        open_health(m, cfg.health_bind)
-    from supervisor.master import commands
+        out.control = commands.open_control(m)  # before the database steps: status answers after them
+        if out.control is not None:
+            undo.callback(out.control.close)
+        if cfg.database_url:
+            from supervisor.database import preflight
 
-    commands.open_control(m)  # before the database steps: status answers during a long migration
-    if cfg.database_url:
-        from supervisor import preflight
+            out.budget, out.migrations = preflight.run(
+                cfg,
+                cfg.workers,
+                before_migrate=lambda: m.hooks.run("before_migrate", m.info()),
+                after_migrate=lambda: m.hooks.run("after_migrate", m.info()),
+            )
+            if out.budget.member is not None:
+                undo.callback(out.budget.member.leave)  # a failure after this gives the room back
+        from supervisor.master import reloader
 
-        m.budget, m.migrations = preflight.run(
-            cfg,
-            cfg.workers,
-            before_migrate=lambda: m.hooks.run("before_migrate", m.info()),
-            after_migrate=lambda: m.hooks.run("after_migrate", m.info()),
-        )
-    if cfg.reload:
-        from supervisor import reloader
-
-        log.info(
-            "watching for changes (--reload)", dirs=reloader.start(cfg), include=list(cfg.reload_include)
-        )
-    m.started_at = m.clock()
-    for slot_id in range(1, cfg.workers + 1):
-        m.slots[slot_id] = Slot(slot_id)
+        undo.callback(reloader.stop)
+        if cfg.reload:
+            log.info(
+                "watching for changes (--reload)", dirs=reloader.start(cfg), include=list(cfg.reload_include)
+            )
+        out.closing = undo.pop_all()
+    return out
 
 
-def open_listeners(m: MasterView, kind: Kind) -> None:
+def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float) -> None:
     """Take the sockets a previous image handed over, or bind the configured
     ones when the target serves HTTP (or --bind / --interface ask for it)."""
-    from supervisor import sockets
+    from supervisor.http import engines, sockets
 
-    cfg = m.config
-    handover = _reexec.received()
+    handover = reexec.received()
     if handover is not None:
-        adopt(m, handover)
+        _adopt(out, handover, now)
     elif cfg.bind or cfg.interface in ("asgi", "wsgi") or runners.listens(kind):
-        m.listeners = sockets.bind(cfg)
-    if m.listeners:
+        out.listeners = sockets.bind(cfg)
+    if out.listeners:
         scheme = "https://" if cfg.ssl_certfile else "http://"
-        log.info("listening", on=[sockets.describe(lsn).replace("http://", scheme, 1) for lsn in m.listeners])
+        log.info(
+            "listening", on=[sockets.describe(lsn).replace("http://", scheme, 1) for lsn in out.listeners]
+        )
         # Import the server once here: every fork then starts with it loaded
-        # (about 100 ms saved per worker boot and replacement; see asgi.warm).
-        runners.preload(cfg.http)
+        # (about 100 ms saved per worker boot and replacement; see uvicorn_engine.warm).
+        engines.warm(cfg.http)
 
 
-def adopt(m: MasterView, handover: _reexec.Handover) -> None:
+def _adopt(out: Started, handover: reexec.Handover, now: float) -> None:
     """After a re-exec: the previous image's sockets, and its workers as handles
     that serve until this image's workers are ready (rolling.retire_adopted)."""
     import socket as socketlib
 
-    from supervisor import _channel
-    from supervisor.sockets import Listener
+    from supervisor.http.sockets import Listener
 
-    m.listeners = [
+    out.listeners = [
         Listener(address, socketlib.socket(fileno=fd), path) for fd, address, path in handover.listeners
     ]
-    now = m.clock()
-    for old in handover.workers:
-        m.children[old.pid] = WorkerHandle(
+    out.adopted = [
+        WorkerHandle(
             old.slot,
             old.pid,
-            _channel.Heartbeat.none(),
+            channel.Heartbeat.none(),
             -1,
             now,
             old.command_fd,
@@ -149,8 +159,10 @@ def adopt(m: MasterView, handover: _reexec.Handover) -> None:
             ready_at=now,
             stop_reason="reload (previous image)",  # it is being replaced from the start
         )
-    m.old_lifelines = handover.lifelines
-    log.info("re-executed with new code", adopted_workers=len(handover.workers), listeners=len(m.listeners))
+        for old in handover.workers
+    ]
+    out.old_lifelines = handover.lifelines
+    log.info("re-executed with new code", adopted_workers=len(out.adopted), listeners=len(out.listeners))
 
 
 def probe_kind(cfg: Config) -> Kind:
@@ -165,7 +177,7 @@ def probe_kind(cfg: Config) -> Kind:
     if pid == 0:  # the probe: never returns into the master's code
         try:
             signal.set_wakeup_fd(-1)
-            for sig in _signals.MASTER:
+            for sig in signals.MASTER:
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 message = "ok " + resolve(cfg.target, cfg.interface, cfg.factory).kind.value
@@ -204,27 +216,13 @@ def probe_kind(cfg: Config) -> Kind:
     return Kind(text)
 
 
-def open_health(m: MasterView, address: str) -> None:
-    from supervisor import sockets
-    from supervisor.health import HealthServer
+def _open_health(
+    m: MasterView, address: str, metrics: Callable[[], tuple[bytes, str]] | None
+) -> HealthServer:
+    from supervisor.control.health import HealthServer
+    from supervisor.http import sockets
 
     listener = sockets.health(address)
-    m.health = HealthServer(listener.sock, lambda: status.health(m), m.wakeup.selector, m.metrics)
+    server = HealthServer(listener.sock, lambda: status.health(m), m.wakeup.selector, metrics)
     log.info("health endpoint", on=sockets.describe(listener) + "/readyz")
-
-
-def close(m: MasterView) -> None:
-    """Undo what start opened (the loop closes its own pipes)."""
-    if m.listeners:
-        from supervisor import sockets
-
-        sockets.close(m.listeners, unlink=True)
-    if m.health is not None:
-        m.health.close()
-    if m.control is not None:
-        m.control.close()
-    if m.pidfile is not None:
-        m.pidfile.release()
-    from supervisor import reloader
-
-    reloader.stop()  # if --reload started it
+    return server

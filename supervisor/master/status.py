@@ -15,14 +15,14 @@ log = get_logger()
 
 def health(m: MasterView) -> dict[str, object]:
     ready = m.ready_count()
-    member = m.budget.member if m.budget is not None else None
+    member = m.started.member
     body: dict[str, object] = {
         "ready": m.booted and not m.stopping and ready > 0,
         "workers_ready": ready,
         "workers": m.config.workers,
         "reloading": m.reloading,
         "stopping": bool(m.stopping),
-        "migrations": m.migrations,
+        "migrations": m.started.migrations,
     }
     if member is not None:  # this master's reservation in its fleet
         body["fleet"] = member.describe(m.clock())

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import _signals
+from supervisor.shared import signals
 
 Handler = Callable[[int, Any], None]
 
@@ -45,12 +45,12 @@ class Wakeup:
             os.set_blocking(fd, False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self._old_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in _signals.MASTER:
-            self._old_handlers[sig] = signal.signal(sig, on_stop if sig in _signals.STOP else record_only)
+        for sig in signals.MASTER:
+            self._old_handlers[sig] = signal.signal(sig, on_stop if sig in signals.STOP else record_only)
 
     def arm(self) -> None:
         """From here on the loop acts on every signal; handlers only record."""
-        for sig in _signals.STOP:
+        for sig in signals.STOP:
             signal.signal(sig, record_only)
 
     def restore_signals(self) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor.config import Config
 from supervisor.errors import ConfigError
+from supervisor.settings.config import Config
 
 if TYPE_CHECKING:
     from supervisor.migrate.sqldir import Row

@@ -15,10 +15,10 @@ from typing import Any
 
 import psycopg
 
-from supervisor.config import Config
 from supervisor.errors import ConfigError, MigrationError
 from supervisor.logging import get_logger
 from supervisor.migrate.lock import advisory_lock
+from supervisor.settings.config import Config
 
 log = get_logger()
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg
 
-from supervisor.config import Config
 from supervisor.errors import MigrationError, TargetError
 from supervisor.logging import get_logger
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
+from supervisor.settings.config import Config
 
 log = get_logger()
 

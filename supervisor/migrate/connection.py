@@ -7,10 +7,10 @@ from typing import Any
 
 import psycopg
 
-from supervisor import _appname
-from supervisor.config import Config
+from supervisor.database import appname
 from supervisor.errors import ConfigError, MigrationError
 from supervisor.redact import redact_secret, scrub
+from supervisor.settings.config import Config
 
 
 def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]:
@@ -20,7 +20,7 @@ def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]
         return psycopg.connect(
             config.database_url,
             autocommit=True,
-            application_name=_appname.application_name(config, purpose),
+            application_name=appname.application_name(config, purpose),
             connect_timeout=10,
         )
     except psycopg.Error as exc:

@@ -13,13 +13,13 @@ from typing import Any
 
 import psycopg
 
-from supervisor.config import Config
 from supervisor.errors import MigrationError
 from supervisor.logging import get_logger
 from supervisor.migrate import indexes
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
 from supervisor.migrate.sqlfiles import TABLE, Migration, load, split_statements
+from supervisor.settings.config import Config
 
 log = get_logger()
 

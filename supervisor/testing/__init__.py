@@ -5,7 +5,7 @@ Fixtures: ``postgres_server`` (session: a reachable PostgreSQL server),
 supervisor as a subprocess and watch its log). See docs/database.md#testing-your-app-the-pytest-plugin.
 """
 
+from supervisor.testing.launch import SupervisorProcess, wait_until
 from supervisor.testing.postgres import PostgresServer, local_cluster
-from supervisor.testing.process import SupervisorProcess, wait_until
 
 __all__ = ["PostgresServer", "SupervisorProcess", "local_cluster", "wait_until"]

@@ -99,10 +99,10 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture
 def supervise_process(tmp_path: Any) -> Iterator[Any]:
     """Start the supervisor as a subprocess: ``supervise_process("app:main", "-w", "2",
-    env={...})`` returns a :class:`~supervisor.testing.process.SupervisorProcess`.
+    env={...})`` returns a :class:`~supervisor.testing.launch.SupervisorProcess`.
     After the test every process it started is gone, and the test fails if any
     outlived its master."""
-    from supervisor.testing.process import SupervisorProcess
+    from supervisor.testing.launch import SupervisorProcess
 
     runs: list[SupervisorProcess] = []
 

@@ -1,11 +1,12 @@
 """Inside a worker: the process tree's lower half.
 
-``api`` is the public :class:`Worker`; ``process`` is the life after fork
-(reset, boot, run, exit); ``control`` the thread that handles signals, the
-master's commands and the worker's limits; ``runtime`` what a runner may use;
-``runners/`` one module per kind of target, listed in one table.
+``public`` is the public :class:`Worker`; ``child`` is the life after fork
+(reset, boot, run, exit); ``control_thread`` the thread that handles signals,
+the master's commands and the worker's limits; ``runtime`` what a runner may
+use; ``runners/`` the table of what runs each kind of target (the HTTP
+engines themselves are ``supervisor.http``).
 """
 
-from supervisor.worker.api import Worker
+from supervisor.worker.public import Worker
 
 __all__ = ["Worker"]

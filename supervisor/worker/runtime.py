@@ -13,13 +13,13 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from supervisor import _dbregistry
+from supervisor.database import registry
 from supervisor.logging import get_logger
-from supervisor.worker.api import Worker
+from supervisor.worker.public import Worker
 
 if TYPE_CHECKING:
-    from supervisor.config import Config
-    from supervisor.sockets import Listener
+    from supervisor.http.sockets import Listener
+    from supervisor.settings.config import Config
 
 log = get_logger()
 
@@ -76,11 +76,11 @@ class Runtime:
     async def open_pools(self) -> None:
         """This worker's async pools, opened in the running event loop (async
         targets only: a sync target's pools are open before the runner starts)."""
-        for db in _dbregistry.in_use():
+        for db in registry.in_use():
             await db._open_async(self.worker.id, self.config, self._on_unreachable)
 
     async def close_pools(self) -> None:
-        for db in _dbregistry.databases():
+        for db in registry.databases():
             try:
                 await db._close_async()
             except Exception:

@@ -1,4 +1,4 @@
-"""Runners: what a worker does once it is set up, one module per kind of target.
+"""Runners: what a worker does once it is set up, one row per kind of target.
 
 A runner is ``run(target, runtime) -> exit code``: it calls ``runtime.ready()``
 exactly once, when it can do work (``main``: just before calling it; a
@@ -6,7 +6,9 @@ server: once it listens), and returns when the target is done or the worker
 was asked to stop; an exception means the target crashed. ``runtime``
 (:class:`~supervisor.worker.runtime.Runtime`) is all it may use.
 
-A new kind of target is one module here and one row in :data:`RUNNERS`.
+A kind that listens is served by the ``--http`` engine (``supervisor.http.engines``);
+a new kind of target is one row in :data:`RUNNERS` (and, if it does not
+listen, one module here).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor.http import engines
 from supervisor.target import Kind, Target
 
 if TYPE_CHECKING:
@@ -26,20 +29,14 @@ Runner = Callable[[Target, "Runtime"], int]
 
 @dataclass(frozen=True)
 class RunnerInfo:
-    module: str  # defines run(target, runtime) -> int; imported only in workers that use it
+    module: str | None  # defines run(target, runtime) -> int; None: the --http engine serves it
     listens: bool  # the master binds --bind (default 127.0.0.1:8000) for it
 
 
 RUNNERS: dict[Kind, RunnerInfo] = {
     Kind.MAIN: RunnerInfo("supervisor.worker.runners.main", listens=False),
-    Kind.ASGI: RunnerInfo("supervisor.worker.runners.asgi", listens=True),
-    Kind.WSGI: RunnerInfo("supervisor.worker.runners.wsgi", listens=True),
-}
-
-
-# --http: the engines other than uvicorn, each one module serving every kind that listens
-ENGINES: dict[str, str] = {
-    "granian": "supervisor.worker.runners.granian_engine",
+    Kind.ASGI: RunnerInfo(None, listens=True),
+    Kind.WSGI: RunnerInfo(None, listens=True),
 }
 
 
@@ -47,21 +44,10 @@ def runner_for(kind: Kind, http: str = "uvicorn") -> Runner | None:
     info = RUNNERS.get(kind)
     if info is None:
         return None
-    module = ENGINES[http] if info.listens and http in ENGINES else info.module
-    run: Runner = importlib.import_module(module).run
+    if info.module is None:
+        return engines.runner(http)
+    run: Runner = importlib.import_module(info.module).run
     return run
-
-
-def preload(http: str) -> None:
-    """Import the HTTP engine in the master, once for every fork; an engine
-    that cannot run here raises ConfigError (one line) before any worker starts."""
-    if http in ENGINES:
-        importlib.import_module(ENGINES[http]).check()
-        return
-    for info in RUNNERS.values():
-        if info.listens:
-            importlib.import_module(info.module)
-    importlib.import_module("supervisor.worker.runners.asgi").warm()
 
 
 def listens(kind: Kind | None) -> bool:

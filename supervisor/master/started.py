@@ -1,0 +1,45 @@
+"""What start-up opened and learned (``startup.start`` returns it): the
+master takes it as its own state (``Master.take``), reads it while it runs,
+and closes it last when it exits."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.control.health import HealthServer
+    from supervisor.control.server import ControlServer
+    from supervisor.database.budget import Budget, Seat
+    from supervisor.http.sockets import Listener
+    from supervisor.master.handle import WorkerHandle
+    from supervisor.target import Target
+
+
+@dataclass
+class Started:
+    target: Target | None = None  # imported (--preload), else None: the workers import it
+    listeners: list[Listener] = field(default_factory=list)
+    adopted: list[WorkerHandle] = field(default_factory=list)  # the previous image's, after a re-exec
+    old_lifelines: list[int] = field(default_factory=list)  # what those adopted workers watch
+    health: HealthServer | None = None
+    control: ControlServer | None = None
+    metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
+    budget: Budget | None = None
+    migrations: str = "none"  # for /readyz: none, skipped, up to date, applied N
+    closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def member(self) -> Seat | None:
+        """This master's seat in its fleet, if it joined one."""
+        return self.budget.member if self.budget is not None else None
+
+    def fds(self) -> list[int]:
+        """The small servers' descriptors: a new worker closes them."""
+        return [*(self.health.fds() if self.health else []), *(self.control.fds() if self.control else [])]
+
+    def close(self) -> None:
+        """Undo what start opened, last first (the loop closes its own pipes)."""
+        self.closing.close()

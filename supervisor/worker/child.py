@@ -1,0 +1,222 @@
+"""A worker's life after ``fork()``: reset, boot, run, exit.
+
+    reset:  signals to their defaults, the master's descriptors closed,
+            inherited database objects dropped without I/O
+    boot:   after_fork -> target (imported here unless preloaded) -> pools
+            -> the runner calls ready (worker_ready, then "ready" to the master)
+    run:    the runner, until the target returns or the worker is stopped
+    exit:   worker_exit -> pools closed -> os._exit
+
+The child never returns into the master's code: :func:`run_worker` ends with
+``os._exit``, so the master's ``atexit`` handlers, buffered files and
+finalizers never run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
+
+from supervisor.database import fork_guard, registry
+from supervisor.errors import ConfigError, ExitCode, HookError, SupervisorError, TargetError, WorkerBootError
+from supervisor.hooks import Hooks
+from supervisor.logging import get_logger, set_process
+from supervisor.settings.config import Config
+from supervisor.shared import channel, proctitle, signals
+from supervisor.target import Target, resolve
+from supervisor.worker.control_thread import STOP, Control, report_pools
+from supervisor.worker.public import Worker
+from supervisor.worker.runners import runner_for
+from supervisor.worker.runtime import Runtime, StoppedBeforeReady
+
+if TYPE_CHECKING:
+    from supervisor.database.pools import Database
+    from supervisor.http.sockets import Listener
+
+log = get_logger()
+
+# HUP/TTIN/TTOU are the master's business: a worker that gets them (say, from
+# a process-group kill) ignores them.
+_IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+# systemd's variables speak to the master (its pid); the app must not answer them
+_SYSTEMD_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a child needs, prepared by the master before ``fork()``."""
+
+    id: int
+    config: Config
+    hooks: Hooks
+    target: Target | None  # already imported (preload), else imported in the child
+    heartbeat: channel.Heartbeat = field(default_factory=channel.Heartbeat.none)
+    report_fd: int = -1  # worker -> master lines
+    lifeline_fd: int = -1  # end-of-file: the master is gone
+    command_fd: int = -1  # master -> worker commands ("retire")
+    close_fds: list[int] = field(default_factory=list)
+    close_heartbeats: list[channel.Heartbeat] = field(default_factory=list)
+    database: Database | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    sigmask: set[int | signal.Signals] = field(default_factory=set)  # the master's, before fork
+
+
+class _WorkerProcess:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.worker = Worker(
+            spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd, spec.listeners
+        )
+        self._unreachable_reported = False
+        self._wake_r, self._wake_w = os.pipe()
+        self.control = Control(self.worker, self._wake_r, spec.lifeline_fd, spec.command_fd, self._exit_now)
+
+    def _reset_process(self) -> None:
+        for sig in signals.MASTER:
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in self.spec.close_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for hb in self.spec.close_heartbeats:
+            hb.close()
+        fork_guard.after_fork_in_child()
+        for name in _SYSTEMD_VARIABLES:
+            os.environ.pop(name, None)
+        set_process("worker", self.spec.id)
+        proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
+        os.set_blocking(self._wake_w, False)
+        # C level: the signal's number reaches the control thread whichever
+        # thread the kernel delivered it to (a Python handler runs only in the
+        # main thread, which an idle event loop may never hand back).
+        wake_w = self._wake_w
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+
+        def record(signum: int, frame: object) -> None:
+            # An event loop (uvloop) may have taken the wake-up fd for itself; its
+            # loop then runs this handler, and the byte must be written here.
+            current = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            if current != wake_w:
+                signal.set_wakeup_fd(current, warn_on_full_buffer=False)
+                with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
+                    os.write(wake_w, bytes([signum]))
+
+        for sig in (*STOP, signal.SIGQUIT, signal.SIGUSR1):
+            signal.signal(sig, record)
+        for sig in _IGNORED:
+            signal.signal(sig, signal.SIG_IGN)
+        # the master blocked these around fork; restoring its mask delivers what
+        # arrived meanwhile, to the handlers just installed
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.spec.sigmask)
+        # A worker that missed its heartbeat gets the dump signal, then SIGKILL:
+        # every thread's stack is written first, at C level, so it works even
+        # when the main thread is stuck.
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+        faulthandler.register(signals.DUMP, file=sys.stderr, all_threads=True, chain=False)
+
+    # -- pools: the built-in steps around the target ---------------------------
+
+    def _unreachable(self) -> None:  # called from a pool thread or task
+        if not self._unreachable_reported:
+            self._unreachable_reported = True
+            log.error("database unreachable past --pool-reconnect-timeout; asking to be replaced")
+            self.worker.request_recycle("database unreachable")
+
+    def _open_pools(self) -> None:
+        """Each Database known now gets this worker's own sync pool."""
+        for db in registry.in_use():
+            db._open(self.worker.id, self.config, self._unreachable)
+
+    def _exit_now(self, code: int) -> None:
+        fork_guard.worker_exiting()
+        os._exit(code)
+
+    def _fail_boot(self, code: int, message: str) -> int:
+        channel.send_error(self.spec.report_fd, code, message)
+        log.error("worker failed to boot", error=message)
+        fork_guard.worker_exiting()
+        return code
+
+    # -- the worker's life ----------------------------------------------------
+
+    def run(self) -> int:
+        self._reset_process()
+        self.control.start()
+        hooks = self.spec.hooks
+        try:
+            hooks.run("after_fork", self.worker)
+            target = self.spec.target or resolve(
+                self.config.target, self.config.interface, self.config.factory
+            )
+            # Pools open once the target is known: an async target gets its pools
+            # inside its event loop (the runner calls runtime.open_pools).
+            if not target.is_async:
+                self._open_pools()
+            runner = runner_for(target.kind, self.config.http)
+            if runner is None:
+                raise TargetError(
+                    f"target {target.spec!r} is a {target.kind.value} app, which this version cannot run"
+                )
+        except HookError as exc:
+            log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except TargetError as exc:
+            return self._fail_boot(ExitCode.TARGET, str(exc))
+        except (WorkerBootError, ConfigError) as exc:
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+
+        def ready() -> None:
+            hooks.run("worker_ready", self.worker)
+            channel.send(self.spec.report_fd, channel.READY)
+            report_pools(self.spec.report_fd)
+
+        try:
+            code = runner(target, Runtime(self.worker, ready, self._unreachable))
+        except StoppedBeforeReady:
+            fork_guard.worker_exiting()
+            return 0
+        except HookError as exc:
+            log.error("hook failed", hook=exc.hook, exc_info=exc.original)
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except (WorkerBootError, ConfigError) as exc:  # an async runner's pools
+            return self._fail_boot(ExitCode.BOOT_FAILED, str(exc))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not 0 <= code <= 255:
+                code = 1  # os._exit(256) would read as 0: a clean finish it was not
+        except Exception:
+            log.exception("main raised; worker exiting")
+            code = 1
+        hooks.run("worker_exit", self.worker)
+        fork_guard.worker_exiting()
+        return code
+
+
+def run_worker(spec: WorkerSpec) -> NoReturn:
+    """Entry point of a forked child. Never returns."""
+    code = ExitCode.INTERNAL.value
+    try:
+        code = _WorkerProcess(spec).run()
+    except SupervisorError as exc:
+        log.error(str(exc))
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            log.exception("worker crashed in bootstrap")
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
