@@ -43,7 +43,7 @@ def workers(m: MasterView, now: float) -> list[dict[str, Any]]:
             "worker_pid": handle.pid,
             "state": handle.state.value,
             "age_s": round(now - handle.spawned_at, 3),
-            "heartbeat_age_s": round(max(0.0, now - handle.heartbeat.last), 3),
+            "heartbeat_age_s": round(max(0.0, now - handle.last_sign()), 3),
             "work": handle.heartbeat.work,
             "crashes_in_a_row": owner.streak if owner else 0,
         }

@@ -16,10 +16,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import struct
 import time
-
-_LAYOUT = struct.Struct("dQ")  # last beat (monotonic s), units of work done
 
 READY = "ready"
 ERROR = "error"
@@ -29,37 +26,51 @@ RETIRE = "retire"  # master -> worker: you are being replaced; finish politely
 
 
 class Heartbeat:
-    """One worker's shared heartbeat slot."""
+    """One worker's shared heartbeat slot: its last beat (monotonic seconds)
+    and the units of work it has done, each an aligned 8-byte word.
+
+    Each field is written with one 8-byte store, never through
+    ``struct.pack_into``: that zeroes its destination before it writes, and a
+    master reading the page in between saw a beat of 0.0 (a healthy worker
+    judged silent since the machine booted)."""
 
     def __init__(self) -> None:
         self._mm: mmap.mmap | None = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED | MAP_ANONYMOUS
+        view = memoryview(self._mm)
+        self._last: memoryview[float] | None = view[0:8].cast("d")
+        self._work: memoryview[int] | None = view[8:16].cast("Q")
+        view.release()
         self.beat()
 
     @classmethod
     def none(cls) -> Heartbeat:
         """A heartbeat nobody writes (a worker adopted from the previous image)."""
         hb = cls.__new__(cls)
-        hb._mm = None
+        hb._mm = hb._last = hb._work = None
         return hb
 
     def beat(self, now: float | None = None) -> None:
-        if self._mm is not None:
-            _LAYOUT.pack_into(self._mm, 0, time.monotonic() if now is None else now, self.work)
+        if self._last is not None:
+            self._last[0] = time.monotonic() if now is None else now
 
     @property
     def last(self) -> float:
-        return _LAYOUT.unpack_from(self._mm, 0)[0] if self._mm is not None else 0.0
+        return float(self._last[0]) if self._last is not None else 0.0
 
     @property
     def work(self) -> int:
-        return int(_LAYOUT.unpack_from(self._mm, 0)[1]) if self._mm is not None else 0
+        return int(self._work[0]) if self._work is not None else 0
 
     def add_work(self, n: int = 1) -> None:
-        if self._mm is not None:
-            last, work = _LAYOUT.unpack_from(self._mm, 0)
-            _LAYOUT.pack_into(self._mm, 0, last, work + n)
+        # only the worker writes its page: a read-then-write of this word is safe
+        if self._work is not None:
+            self._work[0] += n
 
     def close(self) -> None:
+        for view in (self._last, self._work):
+            if view is not None:
+                view.release()
+        self._last = self._work = None
         if self._mm is not None:
             self._mm.close()
             self._mm = None
