@@ -29,6 +29,7 @@ RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
 class FakeHeartbeat(channel.Heartbeat):
     def __init__(self) -> None:
         self._mm = self._last = self._work = None
+        self.load = [0] * channel.Load.SIZE
         self.at = 0.0
         self.done = 0
 
@@ -557,7 +558,7 @@ def test_an_idle_ready_worker_killed_every_2_s_is_not_a_crash_loop():
     """Under keep-alive load a killed worker's replacement serves nothing: its
     clients all went to the other worker. Killed every 2 s, it used to count
     as a crash each time and the master gave up (exit 6) in about 14 s."""
-    master, procs, clock = make(workers=2, crash_limit=5, crash_reset=30, timeout=60)
+    master, _procs, clock = make(workers=2, crash_limit=5, crash_reset=30, timeout=60)
     boot(master, clock)
     for _ in range(10):  # 20 s, a kill every 2 s
         clock.t += 0.3  # boot time
@@ -575,7 +576,7 @@ def test_an_idle_ready_worker_killed_every_2_s_is_not_a_crash_loop():
 
 
 def test_a_worker_dying_right_after_ready_is_still_a_crash_loop():
-    master, procs, clock = make(workers=1, crash_limit=3, crash_reset=30)
+    master, _procs, clock = make(workers=1, crash_limit=3, crash_reset=30)
     for _ in range(10):
         master.tick(clock.t)
         child = master.slots[1].child

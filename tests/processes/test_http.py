@@ -378,6 +378,8 @@ def test_health_endpoint_readiness_follows_the_workers(supervise):
         "reloading": False,
         "stopping": False,
         "migrations": "none",
+        "overloaded": False,
+        "workers_overloaded": 0,
     }
     assert _health(port, "/nope")[0] == 404
     # a client that connects and says nothing does not block the master
