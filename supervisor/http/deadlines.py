@@ -111,7 +111,7 @@ class Deadlines:
             return
         loop = asyncio.get_running_loop()
         arrival = self.arrival(scope, ext)
-        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop)
+        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop, started=time.monotonic())
         ext[BUDGET] = budget
         if budget.remaining() <= 0:  # past its deadline before it reached us (a proxy's queue)
             budget.expired()

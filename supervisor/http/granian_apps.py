@@ -226,7 +226,7 @@ def budgeted(
                 gate.tally.bad_request_start()
             else:
                 arrival = now - age
-        budget = TimeBudget(arrival, arrival + timeout)
+        budget = TimeBudget(arrival, arrival + timeout, started=now)
         if budget.remaining() <= 0:
             gate.tally.expired()
             return refuse(start_response, "504 Gateway Timeout", b"request timed out\n", [])

@@ -293,7 +293,7 @@ class HTTPSettings:
         group="Overload",
         help="The queue is overloaded while the shortest wait over 10 targets stays above S; while "
         "it is, requests that waited 2 x S are refused and the newest are served first.",
-        default_doc="the median time a connection or thread is held, from 0.005 to 0.05",
+        default_doc="the median time a connection or thread is held, from 0.01 to 0.05",
     )
     queue_order: str = _setting(
         "adaptive",

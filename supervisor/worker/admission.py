@@ -3,10 +3,11 @@
 and the rule that keeps that wait short when the worker is past capacity.
 
 A request's queue time runs from its arrival (``time_budget.TimeBudget``) to
-the moment it gets a permit. A :class:`Gate` holds as many permits as the
-resource has (a pool's ``max_size``, the bridge's ``--threads``), so the
-resource's own queue (psycopg_pool's waiters, the executor's) never fills:
-every wait happens here, where it can be ordered, shed and counted.
+the moment it gets a permit, less what its app did before it asked. A
+:class:`Gate` holds as many permits as the resource has (a pool's
+``max_size``, the bridge's ``--threads``), so the resource's own queue
+(psycopg_pool's waiters, the executor's) never fills: every wait happens
+here, where it can be ordered, shed and counted.
 
 The rule, CoDel as Facebook's servers apply it to requests: the queue is
 *overloaded* while the shortest queue time seen over an interval stayed above
@@ -22,8 +23,10 @@ standing backlog). While overloaded:
 
 When the queue drains, the next interval clears the state and the queue is
 served in arrival order again. The target defaults to the median time a
-permit is held (between 5 and 50 ms): a queue of about one hold time is one
-request per permit waiting its turn, more is a backlog.
+permit is held (between 10 and 50 ms): a queue of about one hold time is one
+request per permit waiting its turn, more is a backlog. Queue time counts the
+waits before the app started and in the gate, not what the app did before it
+asked for its connection.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class Tally:
         self.words[Load.OVERLOADED] = int(flag)
 
 
-TARGET_MIN = 0.005
+TARGET_MIN = 0.010
 TARGET_MAX = 0.050
 TARGET_DEFAULT = 0.020  # before any hold time is known
 INTERVALS_PER_TARGET = 10  # the interval CoDel watches, in targets (folly: 5 ms / 100 ms)
@@ -183,14 +186,14 @@ class Gate:
             return None
         now = time.monotonic()
         if budget is not None:
-            # its queue time so far (the event loop's own backlog counts too)
-            waited = now - budget.arrival
+            # its queue time so far: before its app started (the event loop's own backlog too)
+            waited = budget.before_app()
             self._observe(waited, now)
             if self.codel.sloughs(waited):
                 self.tally.shed()
                 return False
         self.free -= 1
-        self._admit(budget, now)
+        self._admit(budget, 0.0)
         return True
 
     async def wait(self, budget: TimeBudget | None) -> bool:
@@ -211,7 +214,7 @@ class Gate:
                 self.release()  # a permit came with the cancellation: pass it on
             raise
         if admitted:
-            self._admit(budget, time.monotonic())
+            self._admit(budget, time.monotonic() - waiter.queued_at)
         return admitted
 
     def release(self) -> None:
@@ -255,7 +258,7 @@ class Gate:
             if waiter.future.done():
                 continue  # left by cancellation (already uncounted)
             self.queued -= 1
-            waited = now - self._queue_start(waiter)
+            waited = self._waited(waiter, now)
             self._observe(waited, now)
             if waiter.budget is not None and codel.sloughs(waited):
                 self.tally.shed()
@@ -275,7 +278,7 @@ class Gate:
             if oldest.future.done():
                 waiters.popleft()
                 continue
-            if oldest.budget is None or not self.codel.sloughs(now - self._queue_start(oldest)):
+            if oldest.budget is None or not self.codel.sloughs(self._waited(oldest, now)):
                 return
             waiters.popleft()
             self.queued -= 1
@@ -295,13 +298,14 @@ class Gate:
             self.tally.overloaded(self.codel.overloaded)
 
     @staticmethod
-    def _queue_start(waiter: _Waiter) -> float:
-        # a request's queue time starts at its arrival, which may be before this queue
-        return waiter.budget.arrival if waiter.budget is not None else waiter.queued_at
+    def _waited(waiter: _Waiter, now: float) -> float:
+        """Its queue time: here, and before its app started (not what its app did meanwhile)."""
+        before = waiter.budget.before_app() if waiter.budget is not None else 0.0
+        return before + now - waiter.queued_at
 
-    def _admit(self, budget: TimeBudget | None, now: float) -> None:
+    def _admit(self, budget: TimeBudget | None, gate_wait: float) -> None:
         if budget is not None and budget.queue_s is None:
-            budget.queue_s = max(0.0, now - budget.arrival)
+            budget.queue_s = budget.before_app() + gate_wait
             self.tally.admitted(budget.queue_s)
 
     def hold(self, key: int) -> None:

@@ -29,6 +29,7 @@ class TimeBudget:
     deadline: float
     lost: asyncio.Future[None] | None = None  # done when its client has gone
     loop: asyncio.AbstractEventLoop | None = None  # the loop its task runs in
+    started: float | None = None  # when its app started (None: at its arrival)
     queue_s: float | None = None  # arrival to permit, once admitted (admission.Gate)
     outcome: str | None = None  # why it ended early: SHED, EXPIRED, LEFT
     responding: bool = False  # its response has started: the deadline no longer applies
@@ -77,6 +78,11 @@ class TimeBudget:
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def before_app(self) -> float:
+        """How long it waited before its app started (in the kernel, the proxy,
+        the event loop): queue time, unlike what the app did before its checkout."""
+        return 0.0 if self.started is None else max(0.0, self.started - self.arrival)
 
     def set_deadline(self, deadline: float) -> None:
         """Move the deadline (from its task, or from a request thread)."""
@@ -145,7 +151,7 @@ class Deadline:
 
     def _begin(self) -> TimeBudget:
         now = time.monotonic()
-        budget = TimeBudget(now, now + self.seconds)
+        budget = TimeBudget(now, now + self.seconds, started=now)
         self._token = current.set(budget)
         return budget
 

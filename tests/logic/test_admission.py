@@ -18,8 +18,9 @@ from supervisor.worker.time_budget import LEFT, SHED, TimeBudget, current, set_r
 
 
 def budget(arrived_ago: float = 0.0, timeout: float = 30.0) -> TimeBudget:
+    """A request that waited ``arrived_ago`` before its app started (just now)."""
     now = time.monotonic()
-    return TimeBudget(now - arrived_ago, now - arrived_ago + timeout)
+    return TimeBudget(now - arrived_ago, now - arrived_ago + timeout, started=now)
 
 
 def counts(tally: Tally) -> dict[str, Any]:
@@ -48,14 +49,14 @@ def test_codel_target_follows_the_median_hold_time_within_bounds():
     codel = CoDel(QueuePolicy())
     assert codel.target == 0.020  # nothing held yet
     for _ in range(10):
-        codel.held(0.008)
-    assert codel.target == pytest.approx(0.008)
+        codel.held(0.018)
+    assert codel.target == pytest.approx(0.018)
     for _ in range(64):
         codel.held(2.0)  # slow reports: the target stops at 50 ms
     assert codel.target == 0.050
     for _ in range(64):
         codel.held(0.0001)
-    assert codel.target == 0.005
+    assert codel.target == 0.010  # queries of 0.1 ms: a 10 ms queue is still not a backlog
     assert CoDel(QueuePolicy(target=0.3)).target == 0.3
 
 
@@ -377,3 +378,12 @@ def test_a_request_that_arrived_past_its_deadline_is_answered_without_running():
     tally, send = Tally(), Recorder()
     asyncio.run(Deadlines(app, 1.0, tally, trusted=lambda host: True)(stale, nothing, send))
     assert send.status == 504 and not ran and counts(tally)["expired"] == 1
+
+
+def test_what_the_app_does_before_its_checkout_is_not_queue_time():
+    """An app that works 30 ms before it asks for a connection has not queued 30 ms."""
+    tally = Tally()
+    gate = Gate(1, QueuePolicy(target=0.01), tally)
+    now = time.monotonic()
+    b = TimeBudget(now - 0.032, now + 30, started=now - 0.030)  # 2 ms before its app, then 30 ms of app
+    assert gate.poll(b) is True and b.queue_s == pytest.approx(0.002, abs=1e-3)
