@@ -195,12 +195,13 @@ def render_status(data: dict[str, Any]) -> list[str]:
             f"overloaded: {m['workers_overloaded']} of {m['workers_ready']} workers refuse work past "
             "capacity (503); see docs/overload.md"
         )
-    header = ("worker", "pid", "state", "age", "heartbeat", "work", "crashes", "ended early", "pool")
+    header = ("worker", "pid", "state", "gen", "age", "heartbeat", "work", "crashes", "ended early", "pool")
     rows = [
         (
             str(r["worker"]),
             str(r["worker_pid"]),
             r["state"],
+            str(r.get("generation", 0)),
             age(r["age_s"]),
             age(r["heartbeat_age_s"]),
             str(r["work"]),

@@ -122,6 +122,12 @@ def _serve(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
             # lands in the backlog meanwhile would be reset instead of refused.
             for listening in server.servers:
                 listening.close()
+            if not runtime.worker.molding:
+                # and the listeners uvicorn was given duplicates of: once no process of
+                # ours holds one open, the kernel refuses new clients instead of queueing
+                # them (a mold keeps them for the workers it forks)
+                for listener in runtime.listeners:
+                    listener.sock.close()
             server.should_exit = True
 
         stopper = asyncio.create_task(stop_when_asked())
@@ -138,7 +144,9 @@ def _serve(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
                 await runtime.open_pools()
             if runtime.stopping():
                 return  # stopped before serving: no need to start the app at all
-            await server.serve(sockets=[listener.sock for listener in runtime.listeners])
+            # duplicates: uvicorn closes what it serves on, and a worker that becomes the
+            # mold must still hold the listeners for the workers it forks
+            await server.serve(sockets=[listener.sock.dup() for listener in runtime.listeners])
         finally:
             beats.cancel()
             stopper.cancel()

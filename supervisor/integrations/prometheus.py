@@ -26,7 +26,9 @@ scraped, so a scrape never waits on a worker.
   that ended early), ``supervise_request_start_ignored_total`` (a malformed
   ``X-Request-Start``), ``supervise_overloaded{worker}`` (1 while the worker's
   managed queue is overloaded) and ``supervise_queue_seconds`` (a histogram of
-  the time from a request's arrival to its connection or thread).
+  the time from a request's arrival to its connection or thread);
+  ``supervise_worker_generation{worker}`` and ``supervise_mold{generation}``
+  (reforking: which generation each worker is, and the mold they come from).
 
 Metrics the application itself records with prometheus_client in its workers
 land in the same directory and are served too.
@@ -159,6 +161,14 @@ class _LoadCollector:
         overloaded = GaugeMetricFamily(
             "supervise_overloaded", "1 while the worker's managed queue is overloaded.", labels=["worker"]
         )
+        generation = GaugeMetricFamily(
+            "supervise_worker_generation",
+            "0: forked by the master; N: by the mold of generation N (reforking).",
+            labels=["worker"],
+        )
+        mold = GaugeMetricFamily(
+            "supervise_mold", "1 while a mold of this generation forks the workers.", labels=["generation"]
+        )
         queue = HistogramMetricFamily(
             "supervise_queue_seconds",
             "From a request's arrival to its database connection or request thread.",
@@ -166,8 +176,11 @@ class _LoadCollector:
         )
         for row in self._workers():
             load, worker = row.get("load") or {}, str(row["worker"])
+            if row.get("state") == "mold":
+                mold.add_metric([str(row.get("generation", 0))], 1)
             if not load or row.get("state") != "ready":
                 continue
+            generation.add_metric([worker], row.get("generation", 0))
             for key, family in counters.items():
                 family.add_metric([worker], load[key])
             abandoned.add_metric([worker, "queued"], load["left_queued"])
@@ -178,7 +191,7 @@ class _LoadCollector:
                 total += n
                 buckets.append((bound, total))
             queue.add_metric([worker], buckets, sum_value=None)  # a sum is not kept
-        yield from [*counters.values(), abandoned, overloaded, queue]
+        yield from [*counters.values(), abandoned, overloaded, queue, generation, mold]
 
 
 def _multiprocess_ready() -> bool:

@@ -167,7 +167,8 @@ def spawn_failed(
     else:
         # the machine, not the worker: try again after the slot's backoff
         errno = getattr(exc, "errno", None)
-        reason = f"fork failed: {os.strerror(errno) if errno else exc}"
+        text = getattr(exc, "strerror", None) or (os.strerror(errno) if errno else str(exc))
+        reason = f"fork failed: {text}"
         log.error("could not start a worker", worker=slot_id, error=reason)
     if replacing is None:
         return crashed(slot_id, None, reason, 0.0, now, at)

@@ -1,12 +1,22 @@
 """The real process seam (:class:`~supervisor.master.processes.Processes`):
-fork, kill, waitpid, execv."""
+fork (or ask the mold to), kill, waitpid, execv.
+
+Each worker gets a report pipe (worker -> master lines), a command socket
+(master -> worker lines; a socket, so that a worker that becomes the mold can
+be handed descriptors on it) and a heartbeat page. A worker forked by the
+mold gets the same three, made here and handed to the mold with its "spawn"
+line; the mold answers with the new worker's pid, which the master adopts
+(it is the workers' subreaper).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
+import socket
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -17,7 +27,27 @@ from supervisor.shared import channel, signals
 
 if TYPE_CHECKING:
     from supervisor.shared.reexec import Handover
-    from supervisor.worker.child import WorkerSpec
+    from supervisor.worker.spec import WorkerSpec
+
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+MOLD_ANSWER_TIMEOUT = 2.0  # seconds the master waits for the mold's fork (a few ms, normally)
+
+
+def _command_socket() -> tuple[int, int]:
+    """The master's and the worker's ends of a worker's command socket."""
+    master, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return master.detach(), worker.detach()
+
+
+def _read_line(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
 
 
 class Forker:
@@ -27,11 +57,13 @@ class Forker:
         self._collected = False
 
     def spawn(self, spec: WorkerSpec) -> Spawned:
+        if spec.mold_fd >= 0:
+            return self._spawn_from_mold(spec)
         from supervisor.worker.child import run_worker
 
         fork_guard.before_fork()
         read_fd, write_fd = os.pipe()
-        command_r, command_w = os.pipe()
+        command_w, command_r = _command_socket()
         heartbeat = channel.Heartbeat()
         spec = replace(
             spec,
@@ -75,13 +107,58 @@ class Forker:
         with contextlib.suppress(ProcessLookupError):  # already dead; the reap will tell
             os.kill(pid, sig)
 
+    def _spawn_from_mold(self, spec: WorkerSpec) -> Spawned:
+        """Have the mold fork worker ``spec.id``: hand it the worker's ends of
+        the three channels and wait (briefly) for its pid."""
+        read_fd, write_fd = os.pipe()
+        command_w, command_r = _command_socket()
+        heartbeat, page_fd = channel.Heartbeat.shareable()
+        try:
+            with socket.socket(fileno=os.dup(spec.mold_fd)) as mold:
+                mold.settimeout(MOLD_ANSWER_TIMEOUT)
+                line = f"{channel.SPAWN} {spec.id} {spec.generation}\n".encode()
+                socket.send_fds(mold, [line], [write_fd, command_r, page_fd])
+                answer = _read_line(mold)
+            kind, _, text = answer.partition(" ")
+            if kind != channel.SPAWNED:
+                code, _, why = text.partition(" ")
+                raise OSError(int(code) if code.isdigit() else 0, why or answer or "the mold did not answer")
+            pid = int(text)
+        except (OSError, ValueError) as exc:
+            for fd in (read_fd, command_w):
+                os.close(fd)
+            heartbeat.close()
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise OSError(getattr(exc, "errno", None) or 0, f"the mold could not fork: {why}") from None
+        finally:
+            for fd in (write_fd, command_r, page_fd):
+                os.close(fd)
+        os.set_blocking(read_fd, False)
+        os.set_blocking(command_w, False)
+        return Spawned(pid, read_fd, command_w, heartbeat)
+
     def retire(self, pid: int, command_fd: int) -> None:
+        self._command(pid, command_fd, channel.RETIRE)
+
+    def promote(self, pid: int, command_fd: int) -> None:
+        self._command(pid, command_fd, channel.PROMOTE)
+
+    def _command(self, pid: int, command_fd: int, line: str) -> None:
         try:
             if command_fd < 0:
-                raise OSError("no command pipe")
-            os.write(command_fd, channel.RETIRE.encode() + b"\n")
-        except OSError:  # no pipe (gone, or full): a plain graceful stop
+                raise OSError("no command socket")
+            os.write(command_fd, line.encode() + b"\n")
+        except OSError:  # no socket (gone, or full): a plain graceful stop
             self.signal(pid, signal.SIGTERM)
+
+    def adopt_orphans(self) -> bool:
+        """Become the subreaper of every descendant (Linux): a worker the mold
+        forks through a middle process that exits becomes our child."""
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        except (OSError, AttributeError):
+            return False
 
     def reap(self) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []

@@ -21,7 +21,7 @@ from supervisor.logging import get_logger
 from supervisor.shared import channel, signals
 
 if TYPE_CHECKING:
-    from supervisor.master.processes import Processes
+    from supervisor.master.processes import Processes, Spawned
     from supervisor.settings.config import Config
 
 log = get_logger()
@@ -34,7 +34,8 @@ KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, the
 class State(enum.StrEnum):
     BOOTING = "booting"  # forked, not ready yet
     READY = "ready"  # serving
-    STOPPING = "stopping"  # asked to stop, or being killed for misbehaving
+    MOLD = "mold"  # serves nothing: new workers are forked from it (reforking)
+    STOPPING = "stopping"  # asked to stop, or being killed for misbehaving (or promoted, draining)
 
 
 class StopMode(enum.StrEnum):
@@ -70,11 +71,51 @@ class WorkerHandle:
     pool: dict[str, object] | None = None  # its last pool report (supervise status)
     pool_at: float = 0.0
     beat_seen: float = 0.0  # its last heartbeat reading that can be one (see last_sign)
+    generation: int = 0  # 0: forked by the master; N: by the mold of generation N
+    molded_at: float | None = None  # when it became the mold
+
+    @classmethod
+    def forked(
+        cls,
+        slot: int,
+        spawned: Spawned,
+        now: float,
+        replacing: WorkerHandle | None,
+        why: Replacement,
+        reason: str,
+        generation: int,
+    ) -> WorkerHandle:
+        """The handle of a worker just forked (by the master or the mold)."""
+        return cls(
+            slot,
+            spawned.pid,
+            spawned.heartbeat,
+            spawned.report_fd,
+            now,
+            spawned.command_fd,
+            replacing=replacing,
+            replacement=why,
+            retire_reason=reason,
+            generation=generation,
+        )
+
+    def spawn_fields(self, waited: float) -> dict[str, object]:
+        """What the "worker spawned" line says of it."""
+        fields: dict[str, object] = {"worker": self.slot, "worker_pid": self.pid}
+        if waited:
+            fields["after_backoff_s"] = waited
+        if self.replacing is not None:
+            fields["replacing_pid"] = self.replacing.pid
+        if self.generation:
+            fields["generation"] = self.generation
+        return fields
 
     @property
     def state(self) -> State:
         if self.stop_reason or self.failure:
             return State.STOPPING
+        if self.molded_at is not None:
+            return State.MOLD
         return State.READY if self.ready_at is not None else State.BOOTING
 
     # -- the one deadline rule (tick and next_wakeup both read it) ------------
@@ -98,13 +139,13 @@ class WorkerHandle:
             return None
         if self.ready_at is None:
             return self.spawned_at + cfg.boot_timeout if cfg.boot_timeout else None
-        return self.last_sign() + cfg.timeout if cfg.timeout else None
+        return self.last_sign() + cfg.timeout if cfg.timeout else None  # a mold beats too
 
     def overdue(self, cfg: Config, now: float) -> str | None:
         """Why this worker must be aborted now (it is stuck), or None."""
         if self.state is State.BOOTING and cfg.boot_timeout and now - self.spawned_at >= cfg.boot_timeout:
             return f"did not become ready within {cfg.boot_timeout:g} s"
-        if self.state is State.READY and cfg.timeout:
+        if self.state in (State.READY, State.MOLD) and cfg.timeout:
             silent = now - self.last_sign()  # one reading: the decision and its message agree
             if silent >= cfg.timeout:
                 return f"heartbeat timeout (none for {silent:.1f} s)"
@@ -129,6 +170,17 @@ class WorkerHandle:
         self.stop_reason = reason
         self._kill_by(now + graceful_timeout + KILL_MARGIN)
         procs.retire(self.pid, self.command_fd)
+
+    def promote(self, procs: Processes, now: float, graceful_timeout: float) -> None:
+        """Ask it to finish its work politely, then become the mold; killed if it
+        is still draining when the grace ends (as a retired worker would be)."""
+        self.stop_reason = "promoted: becoming the mold"
+        self._kill_by(now + graceful_timeout + KILL_MARGIN)
+        procs.promote(self.pid, self.command_fd)
+
+    def became_mold(self, now: float, generation: int) -> None:
+        self.stop_reason, self.kill_at, self.pool = None, None, None  # it holds no pool any more
+        self.molded_at, self.generation = now, generation
 
     def abort(self, procs: Processes, why: str, now: float) -> None:
         """It is stuck: have it dump its stacks, then kill it."""

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
 from supervisor.errors import (
@@ -36,14 +36,16 @@ from supervisor.master.crashes import CrashPolicy
 from supervisor.master.forker import Forker
 from supervisor.master.handle import Replacement, Slot, State, StopMode, WorkerHandle
 from supervisor.master.processes import Processes
+from supervisor.master.refork import Reforker
 from supervisor.master.rolling import Rollout
 from supervisor.master.started import Started
 from supervisor.master.wakeup import Wakeup
 from supervisor.settings.config import Config
 from supervisor.settings.declare import MAX_WORKERS
+from supervisor.settings.workers import refork_schedule
 from supervisor.shared import channel
 from supervisor.target import Target
-from supervisor.worker.child import WorkerSpec
+from supervisor.worker.spec import WorkerSpec
 
 if TYPE_CHECKING:
     from supervisor.database.pools import Database
@@ -77,6 +79,7 @@ class Master:
         self.booted = False
         self.policy = CrashPolicy(config.crash_limit, config.crash_reset)
         self.rollout = Rollout(self)
+        self.refork = Reforker(self, refork_schedule(config, config.http))
         self.old_lifelines: list[int] = []  # after a re-exec: what the adopted workers watch
         self.clock = clock
         self.started_at = clock()
@@ -97,6 +100,9 @@ class Master:
             try:
                 self.wakeup.open(startup.interrupt)
                 self.take(startup.start(self))
+                if self.refork.enabled and not self.procs.adopt_orphans():
+                    log.warning("reforking off: this system cannot adopt the mold's workers (no subreaper)")
+                    self.refork.schedule = ()
                 self.wakeup.arm()
             except startup.Interrupted as stop:
                 log.info("stopped before any worker started", signal=stop.signal_name)
@@ -172,6 +178,10 @@ class Master:
             self.rollout.recycle(handle, text or "asked by the worker", now)
         elif kind == channel.POOL:
             handle.note_pool(text, now)
+        elif kind == channel.MOLD:
+            self.refork.molded(handle, text, now)
+        elif kind == channel.DUE:
+            self.refork.tick(now)
 
     def _on_ready(self, handle: WorkerHandle, now: float) -> None:
         handle.ready_at = now
@@ -222,6 +232,8 @@ class Master:
         self.hooks.run(
             "child_exit", WorkerInfo(handle.slot, pid, exit_code, sig, handle.stop_reason or handle.failure)
         )
+        if self.refork.exited(handle, desc, now):
+            return  # the mold: no slot of its own to judge
         self.apply(exits.judge(handle, exit_code, desc, worked, now, self._situation(slot)), slot)
 
     def _situation(self, slot: Slot | None) -> exits.Situation:
@@ -261,6 +273,7 @@ class Master:
         with --preload, re-execute the master."""
         if self.stopping or self.rollout.defer():
             return
+        self.refork.reset("reload: new code", now)
         before, changed = self.config, dict[str, object]()
         if self.reload_config is not None:
             reread = rolling.reread(self.config, self.reload_config)
@@ -279,6 +292,9 @@ class Master:
     def replacing(self) -> bool:
         """A replacement is booting beside its worker (a reload or recycle waits)."""
         return self.rollout.busy()
+
+    def recycle(self, handle: WorkerHandle, reason: str, now: float) -> None:
+        self.rollout.recycle(handle, reason, now)
 
     def user_stop(self, reason: str, fast: bool = False) -> None:
         """TERM or INT (or ``supervise stop``): graceful, unless ``fast`` or a
@@ -357,6 +373,7 @@ class Master:
                 handle.abort(self.procs, why, now)
         if not self.stopping:
             self._reconcile(now)
+            self.refork.tick(now)
 
     def _reconcile(self, now: float) -> None:
         wanted = self.config.workers
@@ -389,23 +406,16 @@ class Master:
         """Fork a worker for ``slot``: its worker, or its pending replacement
         beside ``replacing`` (which stops, for ``reason``, once it is ready).
         None if it could not be: the failure is handled as exits.py judges."""
+        spec = self._spec(slot.id)
         try:
             self.hooks.run("before_fork", WorkerInfo(slot.id, None))
-            spawned = self.procs.spawn(self._spec(slot.id))
+            spawned = self.procs.spawn(spec)
         except (HookError, OSError) as exc:
+            if spec.mold_fd >= 0 and isinstance(exc, OSError):
+                self.refork.fork_failed(now)
             self.apply(exits.spawn_failed(slot.id, replacing, why, exc, now, self._situation(slot)), slot)
             return None
-        handle = WorkerHandle(
-            slot.id,
-            spawned.pid,
-            spawned.heartbeat,
-            spawned.report_fd,
-            now,
-            spawned.command_fd,
-            replacing=replacing,
-            replacement=why,
-            retire_reason=reason,
-        )
+        handle = WorkerHandle.forked(slot.id, spawned, now, replacing, why, reason, spec.generation)
         self.children[handle.pid] = handle
         if replacing is None:
             slot.child = handle
@@ -413,13 +423,8 @@ class Master:
             slot.pending = handle
         if handle.report_fd >= 0:
             self.wakeup.watch(handle.report_fd, handle)
-        fields: dict[str, Any] = {"worker": slot.id, "worker_pid": handle.pid}
-        if slot.waited:
-            fields["after_backoff_s"] = slot.waited
-            slot.waited = 0.0
-        if replacing is not None:
-            fields["replacing_pid"] = replacing.pid
-        log.info("worker spawned", **fields)
+        log.info("worker spawned", **handle.spawn_fields(slot.waited))
+        slot.waited = 0.0
         return handle
 
     def _spec(self, slot_id: int) -> WorkerSpec:
@@ -433,6 +438,9 @@ class Master:
             close_heartbeats=[h.heartbeat for h in self.children.values()],
             database=self.database,
             listeners=self.started.listeners,
+            mold_fd=(mold_fd := self.refork.mold_fd()),
+            generation=(generation := self.refork.generation if mold_fd >= 0 else 0),
+            refork_at=self.refork.threshold(generation),
         )
 
     def next_wakeup(self, now: float) -> float | None:
@@ -444,6 +452,8 @@ class Master:
             deadlines.append(self._next_watchdog)
         if self.started.member is not None and self.started.member.joined:
             deadlines.append(self.started.member.next_refresh)
+        if self.refork.waiting():
+            deadlines.append(self.refork.retry_at)
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again

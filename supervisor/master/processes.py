@@ -10,7 +10,7 @@ from supervisor.shared import channel
 
 if TYPE_CHECKING:
     from supervisor.shared.reexec import Handover
-    from supervisor.worker.child import WorkerSpec
+    from supervisor.worker.spec import WorkerSpec
 
 
 class Spawned(NamedTuple):
@@ -22,12 +22,18 @@ class Spawned(NamedTuple):
 
 class Processes(Protocol):
     def spawn(self, spec: WorkerSpec) -> Spawned:
-        """Fork the worker ``spec`` describes."""
+        """Fork the worker ``spec`` describes (through the mold when ``spec.mold_fd`` is set)."""
 
     def signal(self, pid: int, sig: int) -> None: ...
 
     def retire(self, pid: int, command_fd: int) -> None:
         """Ask a worker to finish politely and exit (it is being replaced)."""
+
+    def promote(self, pid: int, command_fd: int) -> None:
+        """Ask a worker to finish politely, then become the mold (reforking)."""
+
+    def adopt_orphans(self) -> bool:
+        """Become the subreaper of our descendants; False where that is not possible."""
 
     def reap(self) -> list[tuple[int, int]]:
         """Exited children: (pid, exit code or -signal number)."""

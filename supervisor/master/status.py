@@ -63,6 +63,7 @@ def workers(m: MasterView, now: float) -> list[dict[str, Any]]:
             "heartbeat_age_s": round(max(0.0, now - handle.last_sign()), 3),
             "work": handle.heartbeat.work,
             "crashes_in_a_row": owner.streak if owner else 0,
+            "generation": handle.generation,
             "load": Load.read(handle.heartbeat.load),
         }
         for handle, owner in listed

@@ -102,3 +102,17 @@ class RolloutView(Reads, Protocol):
         why: Replacement = ...,
         reason: str = ...,
     ) -> WorkerHandle | None: ...
+
+
+class ReforkView(Reads, Protocol):
+    """What reforking (``refork.Reforker``) sees."""
+
+    @property
+    def procs(self) -> Processes: ...
+
+    @property
+    def reloading(self) -> bool: ...
+
+    def replacing(self) -> bool: ...
+
+    def recycle(self, handle: WorkerHandle, reason: str, now: float) -> None: ...

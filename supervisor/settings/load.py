@@ -231,6 +231,9 @@ def _validate(config: Config) -> None:
             f"root_path: expected a URL path such as /app, got {config.root_path!r} "
             f"(from {config.sources['root_path']})"
         )
+    from supervisor.settings.workers import refork_schedule
+
+    refork_schedule(config, config.http)  # a schedule that is not one is exit 2 here
     if config.migrations and config.migrate and not config.database_url:
         raise ConfigError(
             "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"

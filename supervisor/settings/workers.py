@@ -6,8 +6,10 @@ Declared once here; config.py gathers every group into :class:`~supervisor.setti
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
+from supervisor.errors import ConfigError
 from supervisor.settings.declare import (
     MAX_COUNT,
     MAX_MEMORY_MB,
@@ -140,3 +142,46 @@ class WorkerSettings:
         group="Workers",
         help="Replace a worker whose resident memory exceeds MB megabytes (0: never).",
     )
+    refork_after: str = _setting(
+        "auto",
+        flags=("--refork-after",),
+        kind="str",
+        metavar="N[,N...]|off",
+        group="Workers",
+        help="Reforking: the first worker to serve N requests stops taking new ones and becomes the "
+        "mold; new workers are forked from it and replace the others one at a time, sharing what it "
+        "warmed. Each number is for the next generation; after the last, no more (off: never). "
+        "Linux, --http uvicorn.",
+        default_doc="1000 with --preload on Linux and --http uvicorn, else off",
+    )
+
+
+REFORK_DEFAULT = (1000,)  # bench/memory.py: the first refork takes the gain; a second adds little
+
+
+def refork_schedule(config: WorkerSettings, http: str, platform: str = sys.platform) -> tuple[int, ...]:
+    """The request counts after which each generation's first worker becomes
+    the mold: () when reforking is off. Raises ConfigError for a schedule that
+    is not one, or that this platform or engine cannot follow."""
+    raw = config.refork_after.strip().lower()
+    if raw == "auto":
+        return REFORK_DEFAULT if config.preload and http == "uvicorn" and platform == "linux" else ()
+    if raw in ("off", "none", "false", "0"):
+        return ()
+    try:
+        counts = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or any(n < 1 or n > MAX_COUNT for n in counts):
+        raise ConfigError(
+            f"refork_after: expected request counts such as 1000 or 1000,10000 (each from 1 to "
+            f"{MAX_COUNT}), or off; got {config.refork_after!r}"
+        )
+    if platform != "linux":
+        raise ConfigError("refork_after: reforking needs Linux (a child subreaper); use --refork-after off")
+    if http != "uvicorn":
+        raise ConfigError(
+            f"refork_after: --http {http} runs threads a fork would not carry; use --http uvicorn "
+            "or --refork-after off"
+        )
+    return counts

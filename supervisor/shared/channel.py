@@ -52,6 +52,12 @@ ERROR = "error"
 RECYCLE = "recycle"  # "replace me": unhealthy, or a recycling limit was reached
 POOL = "pool"  # the worker's pool sizes, as JSON, for `supervise status`
 RETIRE = "retire"  # master -> worker: you are being replaced; finish politely
+PROMOTE = "promote"  # master -> worker: finish politely, then become the mold (reforking)
+MOLD = "mold"  # worker -> master: I am the mold now, ready to fork workers
+DUE = "due"  # worker -> master: I served my --refork-after count (promote me, or another)
+SPAWN = "spawn"  # master -> mold (with fds): fork a worker for this slot
+SPAWNED = "spawned"  # mold -> master: its pid; or FAILED with an errno
+FAILED = "failed"
 
 
 class Heartbeat:
@@ -63,14 +69,27 @@ class Heartbeat:
     master reading the page in between saw a beat of 0.0 (a healthy worker
     judged silent since the machine booted)."""
 
-    def __init__(self) -> None:
-        self._mm: mmap.mmap | None = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED | MAP_ANONYMOUS
+    def __init__(self, fd: int = -1) -> None:
+        """A new page (shared with the children forked after it), or the page of
+        ``fd``, a memfd another process made and handed over (a reforked
+        worker's: the master made it, the mold passed it on)."""
+        # MAP_SHARED; anonymous unless it comes from an fd
+        self._mm: mmap.mmap | None = mmap.mmap(fd, mmap.PAGESIZE)
         view = memoryview(self._mm)
         self._last: memoryview[float] | None = view[0:8].cast("d")
         self._work: memoryview[int] | None = view[8:16].cast("Q")
         self.load: Sequence[int] = view[16 : 16 + 8 * Load.SIZE].cast("Q")  # see Load
         view.release()
-        self.beat()
+        if fd < 0:
+            self.beat()
+
+    @classmethod
+    def shareable(cls) -> tuple[Heartbeat, int]:
+        """A new page that can be handed to an unrelated process, and its fd
+        (the caller closes it once handed over)."""
+        fd = os.memfd_create("supervise-heartbeat", os.MFD_CLOEXEC)
+        os.ftruncate(fd, mmap.PAGESIZE)
+        return cls(fd), fd
 
     @classmethod
     def none(cls) -> Heartbeat:

@@ -5,7 +5,8 @@
     boot:   after_fork -> target (imported here unless preloaded) -> pools
             -> the runner calls ready (worker_ready, then "ready" to the master)
     run:    the runner, until the target returns or the worker is stopped
-    exit:   worker_exit -> pools closed -> os._exit
+    exit:   worker_exit -> pools closed -> os._exit; or, when the master
+            promoted it, become the mold (``mold.py``) and fork new workers
 
 The child never returns into the master's code: :func:`run_worker` ends with
 ``os._exit``, so the master's ``atexit`` handlers, buffered files and
@@ -19,24 +20,21 @@ import faulthandler
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from supervisor.database import fork_guard, registry
 from supervisor.errors import ConfigError, ExitCode, HookError, SupervisorError, TargetError, WorkerBootError
-from supervisor.hooks import Hooks
 from supervisor.logging import get_logger, set_process
-from supervisor.settings.config import Config
 from supervisor.shared import channel, proctitle, signals
 from supervisor.target import Target, resolve
 from supervisor.worker.control_thread import STOP, Control, report_pools
 from supervisor.worker.public import Worker
 from supervisor.worker.runners import runner_for
 from supervisor.worker.runtime import Runtime, StoppedBeforeReady
+from supervisor.worker.spec import WorkerSpec
 
 if TYPE_CHECKING:
-    from supervisor.database.pools import Database
-    from supervisor.http.sockets import Listener
+    pass
 
 log = get_logger()
 
@@ -54,25 +52,6 @@ _SYSTEMD_VARIABLES = (
 )
 
 
-@dataclass
-class WorkerSpec:
-    """Everything a child needs, prepared by the master before ``fork()``."""
-
-    id: int
-    config: Config
-    hooks: Hooks
-    target: Target | None  # already imported (preload), else imported in the child
-    heartbeat: channel.Heartbeat = field(default_factory=channel.Heartbeat.none)
-    report_fd: int = -1  # worker -> master lines
-    lifeline_fd: int = -1  # end-of-file: the master is gone
-    command_fd: int = -1  # master -> worker commands ("retire")
-    close_fds: list[int] = field(default_factory=list)
-    close_heartbeats: list[channel.Heartbeat] = field(default_factory=list)
-    database: Database | None = None
-    listeners: list[Listener] = field(default_factory=list)
-    sigmask: set[int | signal.Signals] = field(default_factory=set)  # the master's, before fork
-
-
 class _WorkerProcess:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
@@ -80,9 +59,12 @@ class _WorkerProcess:
         self.worker = Worker(
             spec.id, spec.config, spec.heartbeat, spec.database, spec.report_fd, spec.listeners
         )
+        self.worker.refork_at = spec.refork_at
         self._unreachable_reported = False
         self._wake_r, self._wake_w = os.pipe()
-        self.control = Control(self.worker, self._wake_r, spec.lifeline_fd, spec.command_fd, self._exit_now)
+        self.control = Control(
+            self.worker, self._wake_r, self._wake_w, spec.lifeline_fd, spec.command_fd, self._exit_now
+        )
 
     def _reset_process(self) -> None:
         for sig in signals.MASTER:
@@ -96,7 +78,8 @@ class _WorkerProcess:
         for name in _SYSTEMD_VARIABLES:
             os.environ.pop(name, None)
         set_process("worker", self.spec.id)
-        proctitle.set_title(f"worker {self.spec.id} {self.config.target}")
+        generation = f" gen {self.spec.generation}" if self.spec.generation else ""
+        proctitle.set_title(f"worker {self.spec.id}{generation} {self.config.target}")
         os.set_blocking(self._wake_w, False)
         # C level: the signal's number reaches the control thread whichever
         # thread the kernel delivered it to (a Python handler runs only in the
@@ -202,7 +185,23 @@ class _WorkerProcess:
             code = 1
         hooks.run("worker_exit", self.worker)
         fork_guard.worker_exiting()
+        if self.worker.molding and code == 0:
+            return self._become_mold(target)
         return code
+
+    def _become_mold(self, target: Target) -> int:
+        """Promoted: its requests are done and its pools closed; fork from now on."""
+        from supervisor.worker.mold import Mold, MoldRefused, quiesce
+
+        self.control.finish()
+        try:
+            quiesce(self.spec)
+        except MoldRefused as exc:
+            log.error("cannot become the mold; exiting instead", reason=str(exc))
+            return 0
+        spec = self.spec
+        own = [spec.report_fd, spec.command_fd, self._wake_r, self._wake_w]
+        return Mold(spec, target, spec.generation + 1, own, run_worker).serve()
 
 
 def run_worker(spec: WorkerSpec) -> NoReturn:

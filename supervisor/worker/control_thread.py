@@ -11,6 +11,7 @@ SIGKILLed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -64,6 +65,7 @@ class Control:
         self,
         worker: Worker,
         wake_r: int,
+        wake_w: int,
         lifeline_fd: int,
         command_fd: int,
         exit_now: Callable[[int], None],
@@ -71,6 +73,7 @@ class Control:
         self.worker = worker
         self.config = worker.config
         self._wake_r = wake_r
+        self._wake_w = wake_w
         self._lifeline: int | None = lifeline_fd
         self._command: int | None = command_fd if command_fd >= 0 else None
         self._exit_now = exit_now  # close pools, then os._exit(code)
@@ -78,9 +81,20 @@ class Control:
         self._deadline_reason = ""
         self._next_memory_check = 0.0
         self._next_stats = time.monotonic() + self.config.pool_stats_interval
+        self._thread: threading.Thread | None = None
+        self._finished = False
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="supervise-control", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="supervise-control", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        """End the thread (the worker becomes the mold: one thread must be left)."""
+        self._finished = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+        if self._thread is not None:
+            self._thread.join(5.0)
 
     def stop(self, grace: float, reason: str) -> None:
         """Ask the target to finish; exit anyway after ``grace`` seconds."""
@@ -109,13 +123,21 @@ class Control:
         while True:
             watch = [self._wake_r] + [fd for fd in (self._lifeline, self._command) if fd is not None]
             readable, _, _ = select.select(watch, [], [], self._timeout())
+            if self._finished:
+                return
             if self._wake_r in readable:
                 for signum in os.read(self._wake_r, 64):
-                    self._on_signal(signum)
+                    if signum:  # 0: finish() woke us
+                        self._on_signal(signum)
             if self._command is not None and self._command in readable:
                 data = os.read(self._command, 256)
                 if not data:
-                    self._command = None  # the master is gone; the lifeline says so too
+                    # the master closed our socket: it is gone, or it gave up on this worker
+                    # (a spawn through the mold that answered too late): either way, stop
+                    self._command = None
+                    if not worker.stopping.is_set():
+                        log.warning("the master closed this worker's command socket; stopping")
+                        self.stop(min(cfg.graceful_timeout, ORPHAN_GRACE), "master is gone")
                 for line in commands.feed(data):
                     if line == channel.RETIRE and not worker.stopping.is_set():
                         log.info(
@@ -123,6 +145,10 @@ class Control:
                             graceful_timeout_s=cfg.graceful_timeout,
                         )
                         worker.retiring = True
+                        self.stop(cfg.graceful_timeout, "graceful timeout")
+                    elif line == channel.PROMOTE and not worker.stopping.is_set():
+                        log.info("promoted: finishing current work, then becoming the mold")
+                        worker.retiring = worker.molding = True
                         self.stop(cfg.graceful_timeout, "graceful timeout")
             if self._lifeline is not None and self._lifeline in readable and not os.read(self._lifeline, 64):
                 self._lifeline = None

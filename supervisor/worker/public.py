@@ -58,6 +58,8 @@ class Worker:
         # ready (reload, recycle, scale-down), as opposed to a full shutdown:
         # servers then let idle keep-alive clients finish politely.
         self.retiring = False
+        self.molding = False  # promoted: once its work is done it becomes the mold (reforking)
+        self.refork_at = 0  # requests after which it tells the master it is due for promotion
         # this worker's recycling threshold, jittered so workers do not all go at once
         self.max_requests = (
             config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.database import registry
 from supervisor.logging import get_logger
+from supervisor.shared import channel
 from supervisor.worker.admission import Admission, QueuePolicy, Tally
 from supervisor.worker.public import Worker
 
@@ -117,6 +118,10 @@ class Runtime:
 
 
 def check_limits(worker: Worker, done: int) -> None:
-    """Recycle once ``done`` units of work reach this worker's --max-requests."""
+    """Recycle once ``done`` units of work reach this worker's --max-requests;
+    tell the master once they reach its refork count (--refork-after)."""
     if worker.max_requests and done >= worker.max_requests:
         worker.request_recycle(f"max requests ({worker.max_requests})")
+    if worker.refork_at and done >= worker.refork_at:
+        worker.refork_at = 0
+        channel.send(worker._report_fd, channel.DUE, str(done))

@@ -21,7 +21,7 @@ from supervisor.master.processes import Spawned
 from supervisor.settings.config import Config
 from supervisor.shared import channel
 from supervisor.shared.signals import DUMP as DUMP_SIGNAL
-from supervisor.worker.child import WorkerSpec
+from supervisor.worker.spec import WorkerSpec
 
 RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
 

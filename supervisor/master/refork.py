@@ -1,0 +1,171 @@
+"""Reforking (``--refork-after``): workers forked from a warmed worker share
+what it warmed, instead of each warming its own copy.
+
+The first worker of the current generation to serve the schedule's count of
+requests is promoted: it finishes its work as if retired, closes its pools,
+ends its threads, freezes its heap and becomes the mold (``worker/mold.py``).
+From then on every worker is forked from the mold (the master hands it the
+new worker's channels; it double-forks, and the master adopts the worker as
+its subreaper), starting with the slot the mold left; the workers of the
+older generation are replaced one at a time through the rolling path, so
+capacity never drops by more than one worker and no request fails.
+
+A mold that dies is replaced by promoting a worker of the current generation
+again (after a pause), keeping the generation: its workers are already the
+mold's kind. A mold that cannot fork (EAGAIN) leaves the current workers in
+place; the replacement is tried again later. A reload drops the mold: new code
+is forked by the master, and the schedule starts again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supervisor.logging import get_logger
+from supervisor.master.handle import State
+
+if TYPE_CHECKING:
+    from supervisor.master.handle import WorkerHandle
+    from supervisor.master.view import ReforkView
+
+log = get_logger()
+
+RETRY_AFTER = 10.0  # seconds before another promotion, after a failed one or a dead mold
+
+
+class Reforker:
+    """The master's refork state: the mold, the generation, what is in progress."""
+
+    def __init__(self, master: ReforkView, schedule: tuple[int, ...]) -> None:
+        self._m = master
+        self.schedule = schedule
+        self.generation = 0  # of the workers forked now: 0 by the master, N by the mold of generation N
+        self.mold: WorkerHandle | None = None
+        self.promoting: WorkerHandle | None = None
+        self.retry_at = 0.0
+        self.regrow = False  # the mold died: promote again, keeping the generation
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.schedule)
+
+    def threshold(self, generation: int) -> int:
+        """The request count after which a worker of ``generation`` is due (0: never)."""
+        return self.schedule[generation] if generation < len(self.schedule) else 0
+
+    def waiting(self) -> bool:
+        """A promotion waits for ``retry_at`` (after a failure, or a dead mold)."""
+        return self.enabled and self.retry_at > 0 and (self.regrow or self.mold is None)
+
+    def mold_fd(self) -> int:
+        """The mold's command socket, for a spawn through it; -1: the master forks."""
+        mold = self.mold
+        return mold.command_fd if mold is not None and mold.state is State.MOLD else -1
+
+    def tick(self, now: float) -> None:
+        """Promote when a worker is due; replace the old generation one at a time."""
+        m = self._m
+        if not self.enabled or m.stopping or self.promoting is not None or m.reloading or now < self.retry_at:
+            return
+        self.retry_at = 0.0
+        if self.mold is not None and self._roll(now):
+            return  # the old generation first
+        due = self._due()
+        if due is not None:
+            self._promote(due, now)
+
+    def _due(self) -> WorkerHandle | None:
+        """The worker to promote now, if one is due."""
+        serving = [
+            s.child
+            for s in self._m.slots.values()
+            if s.child is not None and s.child.state is State.READY and s.pending is None
+        ]
+        if self.regrow:  # any worker will do: the warmest of the newest generation
+            return max(serving, key=lambda h: (h.generation, h.heartbeat.work), default=None)
+        if self.generation >= len(self.schedule):
+            return None  # the schedule is done
+        threshold = self.schedule[self.generation]
+        due = [h for h in serving if h.generation == self.generation and h.heartbeat.work >= threshold]
+        return max(due, key=lambda h: h.heartbeat.work, default=None)
+
+    def _promote(self, handle: WorkerHandle, now: float) -> None:
+        m = self._m
+        if len(m.slots) < 2 and not self.regrow:
+            # its slot is empty until the mold forks its replacement: with one worker, a gap
+            log.info("promoting the only worker: its slot serves nothing until the mold forks")
+        log.info(
+            "promoting a worker to mold",
+            worker=handle.slot,
+            worker_pid=handle.pid,
+            work=handle.heartbeat.work,
+            generation=self.generation + (0 if self.regrow else 1),
+        )
+        self.promoting = handle
+        handle.promote(m.procs, now, m.config.graceful_timeout)
+
+    def molded(self, handle: WorkerHandle, text: str, now: float) -> None:
+        """``handle`` says it is the mold now (``mold GENERATION``)."""
+        if handle is not self.promoting:
+            return
+        self.promoting = None
+        generation = int(text) if text.isdigit() else self.generation + 1
+        if self.regrow:
+            generation, self.regrow = self.generation, False
+        handle.became_mold(now, generation)
+        old, self.mold, self.generation = self.mold, handle, generation
+        if old is not None and old.state is State.MOLD:
+            old.retire(
+                self._m.procs,
+                f"mold of generation {generation} is ready",
+                now,
+                self._m.config.graceful_timeout,
+            )
+        slot = self._m.slots.get(handle.slot)
+        if slot is not None:
+            slot.release(handle)  # refilled at once, through the mold
+        log.info("mold ready; forking workers from it", mold_pid=handle.pid, generation=generation)
+
+    def _roll(self, now: float) -> bool:
+        """Replace one worker of an older generation (the rolling path keeps it
+        to one replacement at a time); False when none is left."""
+        m = self._m
+        for slot in sorted(m.slots.values(), key=lambda s: s.id):
+            child = slot.child
+            if child is not None and child.generation < self.generation and child.state is not State.STOPPING:
+                if not m.replacing() and child.state is State.READY:
+                    m.recycle(child, f"refork: generation {self.generation} is ready", now)
+                return True
+        return False
+
+    def exited(self, handle: WorkerHandle, desc: str, now: float) -> bool:
+        """A child exited: True if it was the mold (the caller judges nothing more)."""
+        if handle is self.promoting:
+            self.promoting = None
+            self.retry_at = now + RETRY_AFTER
+            log.warning("the promoted worker exited instead of becoming the mold", status=desc)
+            return False  # it was a worker being stopped: the usual judgement applies
+        if handle is not self.mold:
+            return False
+        self.mold = None
+        if not self._m.stopping and handle.stop_reason is None:
+            log.warning(
+                "mold exited; the master forks workers until another is promoted",
+                status=desc,
+                retry_in_s=RETRY_AFTER,
+            )
+            self.regrow = self.generation > 0
+            self.retry_at = now + RETRY_AFTER
+        return True
+
+    def fork_failed(self, now: float) -> None:
+        """The mold could not fork (EAGAIN): the current workers stay; try later."""
+        self.retry_at = now + RETRY_AFTER
+
+    def reset(self, why: str, now: float) -> None:
+        """New code (a reload): the mold's is old. Forked by the master again."""
+        mold, self.mold = self.mold, None
+        self.generation, self.regrow, self.promoting = 0, False, None
+        if mold is not None and mold.state is State.MOLD:
+            log.info("retiring the mold", reason=why)
+            mold.retire(self._m.procs, why, now, self._m.config.graceful_timeout)
