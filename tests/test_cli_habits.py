@@ -40,7 +40,7 @@ def test_env_file_precedence(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert _row(out.stdout, "workers") == ["workers", "3", "supervise.toml"]
     # the file beats the config file; the real environment beats the file; options beat both
-    assert _row(out.stdout, "timeout") == ["timeout", "11.0", "env SUPERVISE_TIMEOUT"]
+    assert _row(out.stdout, "timeout") == ["timeout", "11.0", "env file .env: SUPERVISE_TIMEOUT"]
     assert _row(out.stdout, "graceful_timeout") == [
         "graceful_timeout",
         "13.0",
@@ -53,6 +53,24 @@ def test_env_file_precedence(tmp_path: Path):
     out = cli("check", "mains:wait", cwd=tmp_path, env={"SUPERVISE_ENV_FILE": "missing.env"})
     assert out.returncode == 2
     assert out.stderr.startswith("supervise: error: env_file: file not found: ")
+
+
+def test_env_file_named_in_a_config_file_is_relative_to_that_file(tmp_path: Path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "supervise.toml").write_text('env_file = "app.env"\n')
+    (conf / "app.env").write_text("SUPERVISE_WORKERS=5\nDATABASE_URL=postgresql://app@db/app\n")
+    (tmp_path / "app.env").write_text("SUPERVISE_WORKERS=9\n")  # the working directory's: not read
+    out = cli("check", "mains:wait", "-c", "conf/supervise.toml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _row(out.stdout, "workers") == ["workers", "5", "env file app.env: SUPERVISE_WORKERS"]
+    assert _row(out.stdout, "database_url")[2] == "env file app.env: DATABASE_URL"
+    # on the command line, a path is the working directory's
+    out = cli("check", "mains:wait", "--env-file", "app.env", cwd=tmp_path)
+    assert _row(out.stdout, "workers") == ["workers", "9", "env file app.env: SUPERVISE_WORKERS"]
+    # a variable set outside the file is the environment's, and says so
+    out = cli("check", "mains:wait", "--env-file", "app.env", cwd=tmp_path, env={"SUPERVISE_WORKERS": "3"})
+    assert _row(out.stdout, "workers") == ["workers", "3", "env SUPERVISE_WORKERS"]
 
 
 def test_env_file_reaches_the_workers(supervise, tmp_path: Path):

@@ -63,7 +63,8 @@ class ProcessSettings:
         metavar="PATH",
         group="General",
         help="Load KEY=VALUE lines (dotenv) into the environment before settings are read; "
-        "variables already set win. Re-read on HUP.",
+        "variables already set win. Re-read on HUP. Named in a config file, a relative PATH is "
+        "relative to that file.",
     )
     pid: str | None = _setting(
         None,
