@@ -139,7 +139,9 @@ def open_control(m: MasterView) -> ControlServer | None:
         if m.config.control_socket or m.config.pid:
             raise
         log.warning(
-            "no control socket: supervise status/reload/scale/stop will not reach this master", error=str(exc)
+            "no control socket: supervise status/reload/scale/stop will not reach this master",
+            error=str(exc),
+            fix="give each master started in one directory its own --pid FILE or --control-socket PATH",
         )
         return None
     server = ControlServer(sock, path, lambda request: dispatch(m, request), m.wakeup.selector)
