@@ -33,14 +33,16 @@ EXIT_MEANING = {
     ExitCode.INTERNAL: "unexpected internal error, or an `on_starting` hook failed",
     ExitCode.USAGE: "usage or configuration error: a bad option or config file, the name clash, the "
     "connection budget exceeded, an address already in use, a login the database refused, a database "
-    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode)",
+    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode), a control "
+    "command that finds several masters and none started in its directory (it lists them)",
     ExitCode.BOOT_FAILED: "a worker failed to boot during start-up (raised, exited or timed out "
     "before it was ready)",
     ExitCode.TARGET: "the target could not be imported or is not a supported kind",
     ExitCode.MIGRATION: "migrations failed or the migration lock timed out",
     ExitCode.CRASH_LOOP: "gave up: a worker slot kept crashing after boot (`--crash-limit`)",
     ExitCode.NOT_RUNNING: "`status`, `reload`, `scale`, `stop`: no master is running there (no pid "
-    "file, a pid that has exited, nothing listening on the control socket)",
+    "file, a pid that has exited, nothing listening on the control socket), nor, when told no "
+    "`--pid` or `--control-socket`, anywhere else for this user",
 }
 
 SIGNALS = [

@@ -167,3 +167,19 @@ def app_dir(tmp_path: Path) -> Path:
     dest = tmp_path / "app"
     shutil.copytree(APPS, dest)
     return dest
+
+
+@pytest.fixture
+def own_socket_dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private, short directory for this test's control sockets, in both places
+    masters put them ($XDG_RUNTIME_DIR/supervise and $TMPDIR/supervise-UID), so
+    ``supervise status`` from an unrelated directory, which looks there for the
+    one master of this user, sees this test's masters and no one else's. Every
+    process the test starts inherits it."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sv", dir="/tmp"))  # short: a unix socket path has 108 bytes
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    monkeypatch.setenv("TMPDIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
