@@ -158,7 +158,8 @@ def check_command(target: str, **options: Any) -> None:
 
     It finds what a start would find before touching the database: a bad
     setting, a target that does not import or is not runnable, a hooks module
-    that does not load, a socket that cannot be bound (in use, no permission).
+    that does not load or misnames a hook, a socket that cannot be bound (in
+    use, no permission).
     It does not connect to PostgreSQL.
     """
     _app_dir()

@@ -19,7 +19,8 @@ class ProcessSettings:
         kind="str",
         metavar="MODULE",
         group="Hooks",
-        help="Module whose functions named after hooks (on_starting, after_fork, ...) are registered.",
+        help="Module whose functions named after hooks (on_starting, after_fork, ...) are registered; "
+        "one named almost like a hook, or like a gunicorn hook, is refused (exit 4).",
     )
     log_level: str = _setting(
         "info",
