@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from supervisor import _clash
-from supervisor.cli_habits import accept_habits
+from supervisor.cli_habits import VALUE_HABITS, HabitChoice, accept_habits
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.settings.config import Config, env_name, option_name, settings
@@ -68,7 +68,7 @@ def _add_setting_options(fn: Callable[..., Any], groups: tuple[str, ...] | None)
             "help": meta.help + f" [env: {env_name(f.name)}]",
         }
         if meta.kind == "choice":
-            kwargs["type"] = click.Choice(meta.choices)
+            kwargs["type"] = HabitChoice(meta.choices, VALUE_HABITS.get(f.name, {}))
         elif meta.kind == "bool":
             kwargs["is_flag"] = True
         elif meta.kind == "list":
