@@ -122,6 +122,10 @@ def commands() -> list[str]:
         "",
         "```sh",
         f'eval "$({COMPLETE_VAR}=bash_source {PROG})"    # in ~/.bashrc',
+        "```",
+        "",
+        "<!-- not run: start-up lines for zsh and fish; the docs' test runs snippets in bash -->",
+        "```sh",
         f'eval "$({COMPLETE_VAR}=zsh_source {PROG})"     # in ~/.zshrc',
         f"{COMPLETE_VAR}=fish_source {PROG} > ~/.config/fish/completions/{PROG}.fish",
         "```",
@@ -131,8 +135,8 @@ def commands() -> list[str]:
         out += [f"`{PROG} completion bash` (or `zsh`, `fish`) prints the same script.", ""]
     out += [
         "Commands, options and the values of choice options (`--log-level`, `--interface`...) "
-        f"complete. Options complete after an explicit command (`{PROG} run --wor<TAB>`), "
-        f"not after the short form `{PROG} TARGET`.",
+        f"complete, after the short form `{PROG} TARGET --wor<TAB>` as after "
+        f"`{PROG} run TARGET --wor<TAB>`.",
         "",
     ]
     return out
