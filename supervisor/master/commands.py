@@ -87,7 +87,9 @@ def snapshot(m: MasterView) -> dict[str, Any]:
             "version": _clash.own_version(),
             "target": m.config.target,
             "uptime_s": round(now - m.started_at, 3),
-            "listening": [sockets.describe(listener) for listener in m.started.listeners],
+            "listening": [
+                sockets.describe(listener, bool(m.config.ssl_certfile)) for listener in m.started.listeners
+            ],
             **status.health(m),
         },
         "workers": rows,
