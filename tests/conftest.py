@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import stamina
 
 from supervisor.testing.launch import (
     SupervisorProcess,
@@ -167,6 +168,14 @@ def app_dir(tmp_path: Path) -> Path:
     dest = tmp_path / "app"
     shutil.copytree(APPS, dest)
     return dest
+
+
+@pytest.fixture
+def instant_retries() -> Iterator[None]:
+    """stamina's retries without their waits, for the tests of ``retry_transient``."""
+    stamina.set_testing(True, attempts=5)
+    yield
+    stamina.set_testing(False)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """An AsyncEngine made at import, tracked, used from an async main in each worker
-(tests/test_integrations_sqlalchemy.py)."""
+(tests/processes/test_integrations_sqlalchemy.py)."""
 
 import logging
 import os

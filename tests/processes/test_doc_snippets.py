@@ -1,5 +1,6 @@
 """Every shell and Python snippet of the docs runs, as written, against a real
-PostgreSQL, or says why it cannot (tests/snippets.py has the convention)."""
+PostgreSQL, or says why it cannot (tests/processes/snippets.py runs them;
+docs/architecture.md, "Code blocks in the docs", has the convention)."""
 
 from __future__ import annotations
 

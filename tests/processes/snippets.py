@@ -1,5 +1,5 @@
 """Run the code blocks of the docs as a reader would, one page at a time
-(``tests/test_doc_snippets.py``). The convention a page follows, what runs,
+(``tests/processes/test_doc_snippets.py``). The convention a page follows, what runs,
 how, and the markers that change it, is written for contributors in
 docs/architecture.md, "Code blocks in the docs"; this module is its one
 implementation: ``parse`` finds the blocks and their markers, ``Page`` runs
@@ -30,8 +30,8 @@ from supervisor.testing.launch import session_pids
 
 from conftest import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = Path(__file__).resolve().parent / "docs_project"
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "tests" / "docs_project"
 LANGUAGES = {
     "sh": "shell",
     "bash": "shell",

@@ -100,7 +100,7 @@ def _peer_options() -> dict[str, set[str]]:
     by table (gunicorn, uvicorn)."""
     import re
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "coming-from.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "coming-from.md").read_text()
     out: dict[str, set[str]] = {}
     peer = ""
     for line in text.splitlines():
