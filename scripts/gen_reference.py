@@ -33,14 +33,16 @@ EXIT_MEANING = {
     ExitCode.INTERNAL: "unexpected internal error, or an `on_starting` hook failed",
     ExitCode.USAGE: "usage or configuration error: a bad option or config file, the name clash, the "
     "connection budget exceeded, an address already in use, a login the database refused, a database "
-    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode)",
+    "URL that can never work (malformed, an unknown parameter, a bad port or sslmode), a control "
+    "command that finds several masters and none started in its directory (it lists them)",
     ExitCode.BOOT_FAILED: "a worker failed to boot during start-up (raised, exited or timed out "
     "before it was ready)",
     ExitCode.TARGET: "the target could not be imported or is not a supported kind",
     ExitCode.MIGRATION: "migrations failed or the migration lock timed out",
     ExitCode.CRASH_LOOP: "gave up: a worker slot kept crashing after boot (`--crash-limit`)",
     ExitCode.NOT_RUNNING: "`status`, `reload`, `scale`, `stop`: no master is running there (no pid "
-    "file, a pid that has exited, nothing listening on the control socket)",
+    "file, a pid that has exited, nothing listening on the control socket), nor, when told no "
+    "`--pid` or `--control-socket`, anywhere else for this user",
 }
 
 SIGNALS = [
@@ -120,6 +122,10 @@ def commands() -> list[str]:
         "",
         "```sh",
         f'eval "$({COMPLETE_VAR}=bash_source {PROG})"    # in ~/.bashrc',
+        "```",
+        "",
+        "<!-- not run: start-up lines for zsh and fish; the docs' test runs snippets in bash -->",
+        "```sh",
         f'eval "$({COMPLETE_VAR}=zsh_source {PROG})"     # in ~/.zshrc',
         f"{COMPLETE_VAR}=fish_source {PROG} > ~/.config/fish/completions/{PROG}.fish",
         "```",
@@ -129,8 +135,8 @@ def commands() -> list[str]:
         out += [f"`{PROG} completion bash` (or `zsh`, `fish`) prints the same script.", ""]
     out += [
         "Commands, options and the values of choice options (`--log-level`, `--interface`...) "
-        f"complete. Options complete after an explicit command (`{PROG} run --wor<TAB>`), "
-        f"not after the short form `{PROG} TARGET`.",
+        f"complete, after the short form `{PROG} TARGET --wor<TAB>` as after "
+        f"`{PROG} run TARGET --wor<TAB>`.",
         "",
     ]
     return out

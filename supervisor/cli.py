@@ -12,16 +12,17 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from supervisor import _clash
-from supervisor.cli_habits import accept_habits
+from supervisor.cli_habits import VALUE_HABITS, HabitChoice, accept_habits
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.settings.config import Config, env_name, option_name, settings
-from supervisor.settings.load import from_text, load
+from supervisor.settings.load import from_text, load, locating
 from supervisor.target import Kind, resolve
 
 
@@ -67,7 +68,7 @@ def _add_setting_options(fn: Callable[..., Any], groups: tuple[str, ...] | None)
             "help": meta.help + f" [env: {env_name(f.name)}]",
         }
         if meta.kind == "choice":
-            kwargs["type"] = click.Choice(meta.choices)
+            kwargs["type"] = HabitChoice(meta.choices, VALUE_HABITS.get(f.name, {}))
         elif meta.kind == "bool":
             kwargs["is_flag"] = True
         elif meta.kind == "list":
@@ -157,7 +158,8 @@ def check_command(target: str, **options: Any) -> None:
 
     It finds what a start would find before touching the database: a bad
     setting, a target that does not import or is not runnable, a hooks module
-    that does not load, a socket that cannot be bound (in use, no permission).
+    that does not load or misnames a hook, a socket that cannot be bound (in
+    use, no permission).
     It does not connect to PostgreSQL.
     """
     _app_dir()
@@ -246,8 +248,22 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
 
 def _control_config(options: dict[str, Any]) -> Config:
     """The settings that locate a running master, resolved as the master
-    resolves them (file, SUPERVISE_*, --env-file, options)."""
-    return load("", _explicit(options), cross_checks=False)
+    resolves them (file, SUPERVISE_*, --env-file, options), and nothing else:
+    a config file that broke while the master runs is a warning here, not the
+    end of the way to ``supervise stop``."""
+    return locating(_explicit(options), warn=_warn)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"supervise: warning: {message}", err=True)
+
+
+def _locate(options: dict[str, Any]) -> Path:
+    from supervisor.control import client
+
+    return client.locate(
+        _control_config(options), note=lambda message: click.echo(f"supervise: {message}", err=True)
+    )
 
 
 def _control(fn: Callable[..., None]) -> Callable[..., None]:
@@ -289,7 +305,7 @@ def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **op
             return
         from supervisor.control import client
 
-        data = client.call(client.locate(_control_config(options)), {"command": "status"})
+        data = client.call(_locate(options), {"command": "status"})
         data.pop("ok", None)
         click.echo(json.dumps(data) if as_json else "\n".join(client.render_status(data)))
     except SupervisorError as exc:
@@ -302,7 +318,7 @@ def reload_command(**options: Any) -> None:
     """Reload the running master's workers with new code and config, one at a time (as HUP does)."""
     from supervisor.control import client
 
-    reply = client.call(client.locate(_control_config(options)), {"command": "reload"})
+    reply = client.call(_locate(options), {"command": "reload"})
     if reply.get("queued"):
         click.echo("reload queued: it starts when the replacement in progress is ready")
     else:
@@ -319,7 +335,7 @@ def scale_command(workers: str, **options: Any) -> None:
     if not workers.lstrip("+-").isdigit():
         raise ConfigError(f"scale: N must be a whole number (or +N / -N), got {workers!r}")
     value: int | str = workers if workers[0] in "+-" else int(workers)
-    reply = client.call(client.locate(_control_config(options)), {"command": "scale", "workers": value})
+    reply = client.call(_locate(options), {"command": "scale", "workers": value})
     click.echo(f"scaling from {reply['workers_from']} to {reply['workers_to']} workers")
 
 
@@ -339,7 +355,7 @@ def stop_command(fast: bool, wait: float, **options: Any) -> None:
     """Stop the running master: workers finish their work (as TERM does), or at once with --fast."""
     from supervisor.control import client
 
-    reply = client.stop(client.locate(_control_config(options)), fast, wait or None)
+    reply = client.stop(_locate(options), fast, wait or None)
     done = "stopped" if wait else "stopping"
     click.echo(f"{done}: master {reply.get('pid')} ({reply.get('workers', 0)} workers)")
 

@@ -89,7 +89,81 @@ HABITS: list[tuple[tuple[str, ...], bool, str]] = [
     (("--name", "-n"), True, "no --name: the process title is 'supervise: master TARGET' / 'worker N'"),
     (("--check-config",), False, "to check the configuration: supervise check TARGET"),
     (("--print-config",), False, "to show the effective configuration: supervise check TARGET"),
+    (
+        ("-e", "--env"),
+        True,
+        "gunicorn's --env KEY=VALUE: set the variable in supervise's environment (the workers "
+        "inherit it), or put KEY=VALUE lines in a file and pass --env-file FILE",
+    ),
+    (
+        ("--loop",),
+        True,
+        "no --loop: each worker's event loop is uvloop when it is installed (uvicorn[standard] "
+        "brings it), else asyncio, as uvicorn's --loop auto",
+    ),
+    (
+        ("--lifespan",),
+        True,
+        "no --lifespan: lifespan runs in each worker when the app supports it (uvicorn's auto); "
+        "a failed startup is a boot failure (exit 3)",
+    ),
+    (("--ws",), True, "no --ws: WebSockets use uvicorn's default implementation (websockets)"),
+    (("--ws-max-queue",), True, "no --ws-max-queue: uvicorn's default applies (32 messages)"),
+    (
+        ("--ws-per-message-deflate",),
+        True,
+        "no --ws-per-message-deflate: uvicorn's default applies (on)",
+    ),
+    (
+        ("--reload-extra-file",),
+        True,
+        "gunicorn's --reload-extra-file is --reload-include GLOB (with --reload-dir DIR for "
+        "files outside the working directory)",
+    ),
+    (
+        ("--do-handshake-on-connect", "--suppress-ragged-eofs"),
+        False,
+        "no such TLS switch here: TLS 1.2 or newer, as OpenSSL negotiates",
+    ),
 ]
+
+# Values people bring to an option that exists here with other values:
+# setting -> value -> the answer.
+VALUE_HABITS: dict[str, dict[str, str]] = {
+    "http": dict.fromkeys(
+        ("h11", "httptools", "auto"),
+        "--http chooses the HTTP engine here (uvicorn or granian); uvicorn's --http h11|httptools "
+        "has no counterpart: the uvicorn engine always parses with httptools",
+    ),
+    "interface": dict.fromkeys(
+        ("asgi3", "asgi2"), "ASGI 2 and 3 are told apart by signature: --interface asgi"
+    ),
+    "ssl_cert_reqs": {
+        "0": "uvicorn's --ssl-cert-reqs 0 is --ssl-cert-reqs none here",
+        "1": "uvicorn's --ssl-cert-reqs 1 is --ssl-cert-reqs optional here",
+        "2": "uvicorn's --ssl-cert-reqs 2 is --ssl-cert-reqs required here",
+    },
+    "log_level": dict.fromkeys(
+        ("trace", "critical"), "uvicorn's log levels trace and critical are debug and error here"
+    ),
+}
+
+
+class HabitChoice(click.Choice[str]):
+    """A choice option that answers a peer's value for it (``VALUE_HABITS``)
+    as the options above are answered: one line, exit 2."""
+
+    def __init__(self, choices: tuple[str, ...], habits: dict[str, str]) -> None:
+        super().__init__(choices)
+        self.habits = habits
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value not in self.choices and value in self.habits:
+            click.echo(f"supervise: error: {self.habits[value]}", err=True)
+            if ctx is not None:
+                ctx.exit(2)
+            raise SystemExit(2)
+        return super().convert(value, param, ctx)
 
 
 def _taken() -> set[str]:

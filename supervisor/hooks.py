@@ -10,7 +10,9 @@ down, so a user's ``after_fork`` can already use what a built-in opened.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,6 +110,34 @@ NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 BY_NAME = {s.name: s for s in SPECS}
 
 
+# gunicorn's server hooks, for a hooks module carried over from a gunicorn.conf.py
+GUNICORN = {
+    "pre_fork": "before_fork",
+    "post_fork": "after_fork",
+    "post_worker_init": "worker_ready",
+    "worker_int": None,
+    "worker_abort": None,
+    "pre_exec": None,
+    "pre_request": None,
+    "post_request": None,
+    "nworkers_changed": None,
+}
+
+
+def _not_a_hook(name: str) -> str:
+    """What to say about a function of a hooks module named like a hook but
+    not one ('' for a helper function: one not close to any hook's name)."""
+    if name in GUNICORN:
+        ours = GUNICORN[name]
+        if ours is None:
+            return f": gunicorn's {name} has no counterpart here (hooks are: {', '.join(NAMES)})"
+        return f": gunicorn's {name} is {ours} here (it takes one argument)"
+    if name.startswith("_"):
+        return ""
+    close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}? (a helper's name may start with _)" if close else ""
+
+
 def describe(fn: HookFn) -> str:
     module = getattr(fn, "__module__", None) or "?"
     name = getattr(fn, "__qualname__", None) or repr(fn)
@@ -130,7 +160,10 @@ class Hooks:
         return fn
 
     def load_module(self, module_name: str) -> None:
-        """Register every function of ``module_name`` named after a hook."""
+        """Register every function of ``module_name`` named after a hook. A
+        function of the module named almost like one (``on_startin``), or after
+        a gunicorn hook, would never run: :class:`TargetError`, as a misspelt
+        target is."""
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
@@ -141,6 +174,11 @@ class Hooks:
             fn = getattr(module, name, None)
             if fn is not None:
                 self.register(name, fn)
+        for name, fn in vars(module).items():
+            if name not in BY_NAME and inspect.isfunction(fn) and fn.__module__ == module.__name__:
+                hint = _not_a_hook(name)
+                if hint:
+                    raise TargetError(f"hooks module {module_name!r}: {name} is not a hook{hint}")
 
     def functions(self, name: str) -> list[HookFn]:
         builtin, user = self._builtin[name], self._user[name]

@@ -150,6 +150,11 @@ def classify(spec: str, obj: Any, interface: str = "auto") -> Target:
             kind = Kind.WSGI
         elif n == 1 and not inspect.isclass(obj):
             kind = Kind.MAIN
+        elif n == 0 and not inspect.isclass(obj):
+            raise TargetError(
+                f"target {spec!r} takes no arguments: if it builds the app (an app factory), "
+                "pass --factory to call it; a main target is 'def main(worker)'"
+            )
         else:
             raise TargetError(
                 f"cannot tell what kind of target {spec!r} is; a main target is "

@@ -176,3 +176,19 @@ def instant_retries() -> Iterator[None]:
     stamina.set_testing(True, attempts=5)
     yield
     stamina.set_testing(False)
+
+
+@pytest.fixture
+def own_socket_dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private, short directory for this test's control sockets, in both places
+    masters put them ($XDG_RUNTIME_DIR/supervise and $TMPDIR/supervise-UID), so
+    ``supervise status`` from an unrelated directory, which looks there for the
+    one master of this user, sees this test's masters and no one else's. Every
+    process the test starts inherits it."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sv", dir="/tmp"))  # short: a unix socket path has 108 bytes
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    monkeypatch.setenv("TMPDIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

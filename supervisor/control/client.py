@@ -1,6 +1,10 @@
 """The client side of the control socket: ``supervise status``, ``reload``,
 ``scale`` and ``stop`` find the running master (by ``--pid FILE`` or the
 control socket, resolved from the same settings as the master's) and ask it.
+Told nothing (no --pid, no --control-socket) and with no master started in
+the working directory, they look where this user's masters put their sockets
+(``paths.socket_dirs``): the one master running there is used, and several
+are listed for the user to choose, never guessed.
 
 Every failure is one line and an exit code: no master running is
 :class:`NotRunningError` (exit 7); a refusal by the master (a scale over the
@@ -11,8 +15,11 @@ the same request at start would be.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +29,29 @@ from supervisor.errors import ConfigError, ExitCode, SupervisorError
 from supervisor.settings.config import Config
 
 REPLY_TIMEOUT = 10.0  # the master answers from its loop at once; a hung one is reported
+PROBE_TIMEOUT = 2.0  # looking for masters: one that does not answer in time is passed over
+MAX_SCAN = 64  # socket directory entries looked at, so a search stays bounded
 
 
 class NotRunningError(SupervisorError):
     exit_code = ExitCode.NOT_RUNNING
 
 
-def locate(config: Config) -> Path:
+@dataclass(frozen=True)
+class Found:
+    """A master found in this user's socket directories."""
+
+    socket: Path  # the socket itself (a master with --pid or --control-socket links to it)
+    pid: int
+    target: str
+    cwd: str
+
+
+def locate(config: Config, note: Callable[[str], None] = lambda message: None) -> Path:
     """The control socket of the master these settings describe, after
-    checking what the pid file (if any) says about it."""
+    checking what the pid file (if any) says about it. Without --pid or
+    --control-socket and no master started in the working directory, the one
+    master of this user that runs elsewhere (``note`` says which)."""
     path = paths.socket_path(config)
     if config.pid:
         pidfile = Path(config.pid)
@@ -45,12 +66,60 @@ def locate(config: Config) -> Path:
         raise ConfigError(
             "the control socket is off (--control-socket none); signals still work: kill -HUP <master pid>"
         )
-    return path
+    if config.pid or config.control_socket or _answers(path):
+        return path  # told where, or a master started here: no search
+    masters = find_masters()
+    if len(masters) == 1:
+        only = masters[0]
+        where = f"pid {only.pid} ({only.target}) in {only.cwd}"
+        note(f"no master was started in this directory; using the one running: {where}")
+        return only.socket
+    if not masters:
+        looked = ", ".join(str(d) for d in paths.socket_dirs())
+        raise NotRunningError(
+            f"no master is running: nothing listens on {path}, and no master of this user runs "
+            f"elsewhere (looked in {looked}); started with --pid FILE or --control-socket PATH? pass the same"
+        )
+    listing = "".join(
+        f"\n  --control-socket {m.socket}   # pid {m.pid} {m.target} in {m.cwd}" for m in masters
+    )
+    raise ConfigError(
+        f"{len(masters)} masters of this user are running and none was started in this directory: "
+        f"run from its directory, or pass one of{listing}"
+    )
+
+
+def _answers(path: Path) -> bool:
+    try:
+        connect(path, timeout=PROBE_TIMEOUT).close()
+    except NotRunningError:
+        return False
+    return True
+
+
+def find_masters() -> list[Found]:
+    """The live masters whose sockets (or links to them) are in this user's
+    socket directories, one entry per master, at most ``MAX_SCAN`` looked at."""
+    found: dict[int, Found] = {}
+    entries = sorted(p for d in paths.socket_dirs() for p in d.glob("*.sock"))[:MAX_SCAN]
+    for entry in entries:
+        try:
+            socket_path = entry.resolve()
+            status = call(socket_path, {"command": "status"}, timeout=PROBE_TIMEOUT)
+            pid = int(status["master"]["pid"])
+        except (SupervisorError, OSError, KeyError, TypeError, ValueError):
+            continue  # a stale socket, another program's, or a master that does not answer
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = "?"
+        found.setdefault(pid, Found(socket_path, pid, str(status["master"].get("target") or "-"), cwd))
+    return sorted(found.values(), key=lambda m: m.pid)
 
 
 def call(path: Path, request: dict[str, Any], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
     """Send one request, return the master's reply; raise on a refusal."""
-    sock = connect(path)
+    sock = connect(path, timeout)
     try:
         sock.settimeout(timeout)
         sock.sendall(json.dumps(request).encode() + b"\n")
@@ -60,9 +129,9 @@ def call(path: Path, request: dict[str, Any], timeout: float = REPLY_TIMEOUT) ->
     return reply
 
 
-def connect(path: Path) -> socket.socket:
+def connect(path: Path, timeout: float = REPLY_TIMEOUT) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(REPLY_TIMEOUT)
+    sock.settimeout(timeout)
     try:
         sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):

@@ -8,6 +8,9 @@ variables, finds it without being told.
 * else a per-user directory only its owner can enter (``$XDG_RUNTIME_DIR/supervise``,
   or ``/tmp/supervise-UID``), and a name made of the working directory's name
   and a hash of its full path, so two projects on one host do not collide.
+
+A command told neither, run where no master was started, looks through
+``socket_dirs()`` for this user's masters (``control/client.py``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,22 @@ def runtime_dir() -> Path:
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "supervise"
     return Path(tempfile.gettempdir()) / f"supervise-{os.getuid()}"
+
+
+def socket_dirs() -> list[Path]:
+    """Where this user's masters put their default sockets (and the links to
+    the others): ``runtime_dir()``, and ``/tmp/supervise-UID`` too, which a master
+    started without $XDG_RUNTIME_DIR (a systemd service, sudo) uses. Only
+    directories that exist and are this user's private ones."""
+    out = []
+    for path in dict.fromkeys([runtime_dir(), Path(tempfile.gettempdir()) / f"supervise-{os.getuid()}"]):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            out.append(path)
+    return out
 
 
 def make_private_dir(path: Path) -> None:

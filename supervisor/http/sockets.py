@@ -230,9 +230,11 @@ def close(listeners: list[Listener], unlink: bool = False) -> None:
                 os.unlink(listener.unix_path)
 
 
-def describe(listener: Listener) -> str:
+def describe(listener: Listener, tls: bool = False) -> str:
+    """The listener as a URL (``https://`` when it speaks TLS), or ``unix:PATH``."""
     name = listener.sock.getsockname()
     if isinstance(name, tuple):
         host, port = name[0], name[1]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return f"unix:{name}" if name else listener.address

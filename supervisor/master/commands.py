@@ -87,7 +87,9 @@ def snapshot(m: MasterView) -> dict[str, Any]:
             "version": _clash.own_version(),
             "target": m.config.target,
             "uptime_s": round(now - m.started_at, 3),
-            "listening": [sockets.describe(listener) for listener in m.started.listeners],
+            "listening": [
+                sockets.describe(listener, bool(m.config.ssl_certfile)) for listener in m.started.listeners
+            ],
             **status.health(m),
         },
         "workers": rows,
@@ -139,7 +141,9 @@ def open_control(m: MasterView) -> ControlServer | None:
         if m.config.control_socket or m.config.pid:
             raise
         log.warning(
-            "no control socket: supervise status/reload/scale/stop will not reach this master", error=str(exc)
+            "no control socket: supervise status/reload/scale/stop will not reach this master",
+            error=str(exc),
+            fix="give each master started in one directory its own --pid FILE or --control-socket PATH",
         )
         return None
     server = ControlServer(sock, path, lambda request: dispatch(m, request), m.wakeup.selector)

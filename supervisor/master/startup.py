@@ -130,10 +130,7 @@ def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float) -> None:
     elif cfg.bind or cfg.interface in ("asgi", "wsgi") or runners.listens(kind):
         out.listeners = sockets.bind(cfg)
     if out.listeners:
-        scheme = "https://" if cfg.ssl_certfile else "http://"
-        log.info(
-            "listening", on=[sockets.describe(lsn).replace("http://", scheme, 1) for lsn in out.listeners]
-        )
+        log.info("listening", on=[sockets.describe(lsn, bool(cfg.ssl_certfile)) for lsn in out.listeners])
         # Import the server once here: every fork then starts with it loaded
         # (about 100 ms saved per worker boot and replacement; see uvicorn_engine.warm).
         engines.warm(cfg.http)

@@ -18,7 +18,9 @@ from supervisor.errors import ConfigError
 _taken: dict[str, str] = {}  # variables this process set from an env file, with the value set
 
 
-def apply(path: Path, environ: MutableMapping[str, str], origin: str) -> None:
+def apply(path: Path, environ: MutableMapping[str, str], origin: str) -> set[str]:
+    """Load ``path`` into ``environ``; returns the variables whose value is now
+    the file's (``supervise check`` names the file as their source)."""
     from dotenv import dotenv_values
 
     if not path.is_file():
@@ -27,6 +29,7 @@ def apply(path: Path, environ: MutableMapping[str, str], origin: str) -> None:
         values = dotenv_values(path, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"env_file: cannot read {path}: {exc} (from {origin})") from None
+    applied = set()
     for key, value in values.items():
         if value is None or key == "SUPERVISE_ENV_FILE":
             continue
@@ -34,3 +37,5 @@ def apply(path: Path, environ: MutableMapping[str, str], origin: str) -> None:
             continue  # set outside the file
         environ[key] = value
         _taken[key] = value
+        applied.add(key)
+    return applied

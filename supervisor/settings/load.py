@@ -8,7 +8,7 @@ import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,49 @@ def read_config_file(path: Path, table: str) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
+# The settings that find a running master: all a control command needs.
+LOCATING = ("pid", "control_socket")
+
+
+def _file_settings(
+    explicit: Mapping[str, tuple[Any, str]], environ: Mapping[str, str], cwd: Path
+) -> tuple[tuple[Path, str] | None, dict[str, Any], str]:
+    """The config file (if any), its values and its label ('supervise.toml')."""
+    config_path = explicit.get("config", (None, ""))[0] or environ.get(env_name("config")) or None
+    found = find_config_file(config_path, cwd)
+    if not found:
+        return None, {}, ""
+    path, table = found
+    return found, read_config_file(path, table), path.name + (f" [{table}]" if table else "")
+
+
+def _env_file(
+    explicit: Mapping[str, tuple[Any, str]],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    found: tuple[Path, str] | None,
+    cwd: Path,
+) -> tuple[Mapping[str, str], set[str], str]:
+    """Apply the env file, if one is named; returns the environment to read, the
+    variables whose value came from the file, and the file as the user named it."""
+    env_file, env_origin = explicit.get("env_file", (None, "--env-file"))
+    base = cwd
+    if not env_file and environ.get(env_name("env_file"), "").strip():
+        env_file, env_origin = environ[env_name("env_file")].strip(), f"env {env_name('env_file')}"
+    if not env_file and found and isinstance(file_values.get("env_file"), str):
+        # named in a config file: relative to that file, as a reader of the file expects
+        env_file, env_origin, base = file_values["env_file"], found[0].name, found[0].parent
+    if not env_file:
+        return environ, set(), ""
+    from supervisor.settings import envfile
+
+    if environ is not os.environ:
+        environ = dict(environ)  # a caller's mapping is not ours to change
+    assert isinstance(environ, MutableMapping)
+    taken = envfile.apply(base / str(env_file), environ, env_origin)
+    return environ, taken, str(env_file)
+
+
 def load(
     target: str,
     explicit: Mapping[str, tuple[Any, str]] | None = None,
@@ -141,11 +184,11 @@ def load(
 
     ``explicit`` holds values given on the command line or as keywords, each
     with its origin (``--workers`` or ``Supervisor(workers=)``); they win over
-    ``SUPERVISE_*`` variables, which win over the config file, which wins over
-    defaults. Raises :class:`ConfigError` naming the setting and its origin.
-    ``cross_checks=False`` skips the rules between settings: a control command
-    only needs to find the master, not to run one (``supervise status`` from a
-    shell without the master's DATABASE_URL).
+    ``SUPERVISE_*`` variables (the real environment's, then an env file's),
+    which win over the config file, which wins over defaults. Raises
+    :class:`ConfigError` naming the setting and its origin.
+    ``cross_checks=False`` skips the rules between settings (``supervise status
+    --fleet`` from a shell without the master's other settings).
     """
     explicit = dict(explicit or {})
     environ = os.environ if environ is None else environ
@@ -156,32 +199,14 @@ def load(
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}" + _suggest(name, list(known)))
 
-    config_path = explicit.get("config", (None, ""))[0] or environ.get(env_name("config")) or None
-    found = find_config_file(config_path, cwd)
-    file_values: dict[str, Any] = {}
-    file_label = ""
-    if found:
-        path, table = found
-        file_label = path.name + (f" [{table}]" if table else "")
-        file_values = read_config_file(path, table)
-        for key in file_values:
-            if key not in known or not known[key].in_file:
-                raise ConfigError(
-                    f"{file_label}: unknown setting {key!r}"
-                    + _suggest(key, [n for n, m in known.items() if m.in_file])
-                )
-
-    env_file, env_origin = explicit.get("env_file", (None, "--env-file"))
-    if not env_file and environ.get(env_name("env_file"), "").strip():
-        env_file, env_origin = environ[env_name("env_file")].strip(), f"env {env_name('env_file')}"
-    if not env_file and isinstance(file_values.get("env_file"), str):
-        env_file, env_origin = file_values["env_file"], file_label
-    if env_file:
-        from supervisor.settings import envfile
-
-        if environ is not os.environ:
-            environ = dict(environ)  # a caller's mapping is not ours to change
-        envfile.apply(cwd / str(env_file), environ, env_origin)
+    found, file_values, file_label = _file_settings(explicit, environ, cwd)
+    for key in file_values:
+        if key not in known or not known[key].in_file:
+            raise ConfigError(
+                f"{file_label}: unknown setting {key!r}"
+                + _suggest(key, [n for n, m in known.items() if m.in_file])
+            )
+    environ, from_env_file, env_file = _env_file(explicit, environ, file_values, found, cwd)
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -196,7 +221,7 @@ def load(
             values[name] = _check(name, meta, value, origin)
             sources[name] = origin
         elif env_value.strip():
-            origin = f"env {env_var}"
+            origin = f"env file {env_file}: {env_var}" if env_var in from_env_file else f"env {env_var}"
             values[name] = _from_text(name, meta, env_value, origin)
             sources[name] = origin
         elif name in file_values:
@@ -211,6 +236,66 @@ def load(
     if cross_checks:
         _validate(config)
     return config
+
+
+def locating(
+    explicit: Mapping[str, tuple[Any, str]] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Config:
+    """Only the settings that find a running master (``LOCATING``), read the way
+    the master read them. The rest of the config file and environment is not
+    looked at: a file that broke while the master runs must not keep
+    ``supervise status`` or ``stop`` from reaching it. A file (or env file) that
+    cannot be read is passed to ``warn`` and left out; the command line is
+    checked as always."""
+    explicit = dict(explicit or {})
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    known = dict((f.name, meta) for f, meta in settings())
+    # a -c FILE or SUPERVISE_CONFIG that names nothing is the user's mistake, reported now
+    found = find_config_file(explicit.get("config", (None, ""))[0] or environ.get(env_name("config")), cwd)
+    file_values: dict[str, Any] = {}
+    file_label = ""
+    if found:
+        try:
+            file_values = read_config_file(*found)
+            file_label = found[0].name + (f" [{found[1]}]" if found[1] else "")
+        except ConfigError as exc:
+            warn(f"{exc}; looking for the master without it")
+            found = None
+    try:
+        environ, from_env_file, env_file = _env_file(explicit, environ, file_values, found, cwd)
+    except ConfigError as exc:
+        if "env_file" in explicit:
+            raise
+        warn(f"{exc}; looking for the master without it")
+        from_env_file, env_file = set(), ""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in ("config", "env_file", *LOCATING):
+        meta = known[name]
+        env_var = env_name(name)
+        if name in explicit:
+            value, origin = explicit[name]
+            values[name] = _check(name, meta, value, origin)
+            sources[name] = origin
+        elif environ.get(env_var, "").strip():
+            origin = f"env file {env_file}: {env_var}" if env_var in from_env_file else f"env {env_var}"
+            values[name] = _from_text(name, meta, environ[env_var], origin)
+            sources[name] = origin
+        elif name in file_values:
+            try:
+                values[name] = _check(name, meta, file_values[name], file_label)
+            except ConfigError as exc:
+                warn(f"{exc}; looking for the master without it")
+                continue
+            sources[name] = file_label
+    if found:
+        values["config"] = str(found[0])
+    return Config(sources=sources, **values)
 
 
 def _validate(config: Config) -> None:

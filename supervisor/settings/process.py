@@ -19,7 +19,8 @@ class ProcessSettings:
         kind="str",
         metavar="MODULE",
         group="Hooks",
-        help="Module whose functions named after hooks (on_starting, after_fork, ...) are registered.",
+        help="Module whose functions named after hooks (on_starting, after_fork, ...) are registered; "
+        "one named almost like a hook, or like a gunicorn hook, is refused (exit 4).",
     )
     log_level: str = _setting(
         "info",
@@ -63,7 +64,8 @@ class ProcessSettings:
         metavar="PATH",
         group="General",
         help="Load KEY=VALUE lines (dotenv) into the environment before settings are read; "
-        "variables already set win. Re-read on HUP.",
+        "variables already set win. Re-read on HUP. Named in a config file, a relative PATH is "
+        "relative to that file.",
     )
     pid: str | None = _setting(
         None,

@@ -110,15 +110,28 @@ class SupervisorProcess:
     def wait_event(
         self, event: str, count: int = 1, timeout: float = 10.0, **match: Any
     ) -> list[dict[str, Any]]:
-        try:
-            found: list[dict[str, Any]] = wait_until(
-                lambda: (lambda f: f if len(f) >= count else None)(self.find(event, **match)),
-                timeout,
-                f"{count}x {event!r} {match or ''}",
-            )
-        except AssertionError as exc:  # the output as it is now, not as it was before the wait
-            raise AssertionError(f"{exc}\n--- output ---\n{self.output()}") from None
-        return found
+        """The first ``count`` log events named ``event`` (with fields ``match``).
+        Raises AssertionError after ``timeout`` seconds, or at once when the
+        process has exited and its output is read to the end without them,
+        with its last lines either way."""
+        what = f"{count}x {event!r} {match or ''}".rstrip()
+        deadline = time.monotonic() + timeout
+        while True:
+            # read before looking: once the reader is done, every line is in
+            ended = self.proc.poll() is not None and not self._reader.is_alive()
+            found = self.find(event, **match)
+            if len(found) >= count:
+                return found
+            if ended:
+                raise AssertionError(
+                    f"supervise exited with code {self.proc.returncode} before {what}\n"
+                    f"--- its last lines ---\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}\n--- output ---\n{self.output()}"
+                )
+            time.sleep(0.01)
 
     def final(self, exit_code: int) -> str:
         """The message of the line that reported ``exit_code`` (the run's one-line error)."""
@@ -133,6 +146,8 @@ class SupervisorProcess:
         return {e["worker"]: e["worker_pid"] for e in self.find("worker ready")}
 
     def wait_ready(self, n: int, timeout: float = 15.0) -> dict[int, int]:
+        """Wait until ``n`` workers have reported ready; worker id -> pid. Fails
+        at once, with the master's last lines, if it exits first."""
         self.wait_event("worker ready", count=n, timeout=timeout)
         return self.ready_pids()
 

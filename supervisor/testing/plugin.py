@@ -97,11 +97,13 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def supervise_process(tmp_path: Any) -> Iterator[Any]:
+def supervise_process(request: pytest.FixtureRequest) -> Iterator[Any]:
     """Start the supervisor as a subprocess: ``supervise_process("app:main", "-w", "2",
     env={...})`` returns a :class:`~supervisor.testing.launch.SupervisorProcess`.
-    After the test every process it started is gone, and the test fails if any
-    outlived its master."""
+    It starts in the project's root (pytest's rootdir: where its configuration or
+    ``pyproject.toml`` is), as ``supervise`` run there would, so ``app:main`` and
+    ``migrations/`` are found there; ``cwd=`` starts it elsewhere. After the test
+    every process it started is gone, and the test fails if any outlived its master."""
     from supervisor.testing.launch import SupervisorProcess
 
     runs: list[SupervisorProcess] = []
@@ -109,7 +111,7 @@ def supervise_process(tmp_path: Any) -> Iterator[Any]:
     def start(
         *args: str, env: dict[str, str] | None = None, cwd: Any = None, cmd: list[str] | None = None
     ) -> SupervisorProcess:
-        run = SupervisorProcess(list(args), cwd or tmp_path, env, cmd)
+        run = SupervisorProcess(list(args), cwd or request.config.rootpath, env, cmd)
         runs.append(run)
         return run
 

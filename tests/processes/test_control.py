@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_cli import cli
 
 from conftest import alive, wait_until
+
+# a command told nothing looks for this user's masters: only this test's may be there
+pytestmark = pytest.mark.usefixtures("own_socket_dirs")
 
 
 def ctl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -76,3 +77,38 @@ def test_programmatic_callable_target_and_boot_failure(supervise):
     assert ok.wait() == 0
     bad = supervise("fail", cmd=[sys.executable, str(APPS / "prog_callable.py")])
     assert bad.wait() == 3
+
+
+def test_a_misspelt_or_gunicorn_hook_is_reported_with_the_right_name(tmp_path: Path):
+    from test_cli import cli
+
+    env = {"PYTHONPATH": f"{APPS}:{tmp_path}"}
+    (tmp_path / "myhooks.py").write_text(
+        "def on_startin(master):\n    pass\n\n"
+        "def _on_start_helper():\n    pass\n\n"
+        "def warm_cache():\n    pass\n"
+    )
+    message = (
+        "hooks module 'myhooks': on_startin is not a hook; did you mean 'on_starting'? "
+        "(a helper's name may start with _)"
+    )
+    out = cli("check", "mains:wait", "--hooks", "myhooks", cwd=tmp_path, env=env)
+    assert (out.returncode, out.stderr) == (4, f"supervise: error: {message}\n")
+    # a start refuses it the same way, before anything runs
+    out = cli("mains:wait", "--hooks", "myhooks", cwd=tmp_path, env=env)
+    assert out.returncode == 4
+    assert [json.loads(line)["event"] for line in out.stderr.splitlines()] == [message]
+
+    (tmp_path / "gunihooks.py").write_text("def post_fork(server, worker):\n    pass\n")
+    out = cli("check", "mains:wait", "--hooks", "gunihooks", cwd=tmp_path, env=env)
+    assert (out.returncode, out.stderr) == (
+        4,
+        "supervise: error: hooks module 'gunihooks': post_fork is not a hook: gunicorn's post_fork "
+        "is after_fork here (it takes one argument)\n",
+    )
+    # helpers (not named like a hook, or private) are left alone
+    (tmp_path / "fine.py").write_text(
+        "def on_starting(master):\n    pass\n\ndef _on_startin():\n    pass\n\ndef warm_cache():\n    pass\n"
+    )
+    out = cli("check", "mains:wait", "--hooks", "fine", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr

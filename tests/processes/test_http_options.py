@@ -77,6 +77,11 @@ def test_https_with_a_real_handshake(supervise, certs: Path, target: str):
     )  # fmt: skip
     run.wait_ready(1)
     assert run.find("listening")[0]["on"] == [f"https://127.0.0.1:{port}"]
+    # supervise status says so too (it said http://)
+    from supervisor.control import client
+
+    shown = client.call(Path(run.find("control socket")[0]["on"]), {"command": "status"})
+    assert shown["master"]["listening"] == [f"https://127.0.0.1:{port}"]
     status, _, seen = request(port, "/", tls=certs)
     assert status == 201
     assert seen["scheme"] == "https"  # the app (and a WSGI app's wsgi.url_scheme) knows

@@ -107,3 +107,15 @@ def test_engine_under_gunicorn(supervise, tmp_path, postgres_url):
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     assert backends(postgres_url) == []
+
+
+def test_async_engine_with_the_extra(supervise, postgres_url):
+    # the [sqlalchemy] extra brings greenlet, without which an AsyncEngine cannot connect
+    run = supervise("async_engine:main", "-w", "2", env={"DATABASE_URL": postgres_url})
+    run.wait_ready(2)
+    answers = run.wait_event("async engine answered", count=2)
+    assert len({a["backend"] for a in answers}) == 2  # a connection of its own in each worker
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert "greenlet" not in full_output(run)
+    assert backends(postgres_url) == []

@@ -62,3 +62,44 @@ def test_without_a_server_db_tests_skip_unless_required(tmp_path: Path):
 def test_env_url_is_used_as_is(tmp_path: Path, postgres_server):
     used = _pytest(tmp_path, {"SUPERVISE_TEST_DATABASE_URL": postgres_server.url})
     assert used.returncode == 0 and "1 passed" in used.stdout
+
+
+def test_supervise_process_starts_in_the_project_root_and_fails_fast(tmp_path: Path, postgres_server):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'proj'\nversion = '0'\n")
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "worker.py").write_text("def main(worker):\n    worker.stopping.wait()\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_app.py").write_text(
+        "import signal, time\n"
+        "\n"
+        "def test_starts_in_the_root(supervise_process):\n"
+        "    run = supervise_process('myapp.worker:main', '-w', '1')\n"
+        "    run.wait_ready(1)\n"
+        "    run.signal(signal.SIGTERM)\n"
+        "    assert run.wait() == 0\n"
+        "\n"
+        "def test_fails_fast(supervise_process):\n"
+        "    run = supervise_process('myapp.nothing:main', '-w', '1')\n"
+        "    started = time.monotonic()\n"
+        "    try:\n"
+        "        run.wait_ready(1, timeout=60)\n"
+        "    finally:\n"
+        "        print(f'waited {time.monotonic() - started:.1f} s')\n"
+    )
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISE_")}
+    full["SUPERVISE_TEST_DATABASE_URL"] = postgres_server.url
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", "tests/"],
+        cwd=tmp_path,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "1 failed, 1 passed" in out.stdout, out.stdout
+    # the failure came when the master exited, not after the 60 s, with its last lines
+    waited = float(out.stdout.split("waited ")[1].split(" s")[0])
+    assert waited < 10, out.stdout
+    assert "supervise exited with code 4 before 1x 'worker ready'" in out.stdout
+    assert "could not import module 'myapp.nothing'" in out.stdout

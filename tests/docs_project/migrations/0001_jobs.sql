@@ -1,0 +1,1 @@
+create table jobs (id bigserial primary key, done boolean not null default false);

@@ -1,0 +1,1 @@
+alter table jobs add column if not exists priority int not null default 0;
