@@ -334,8 +334,10 @@ def test_server_not_up_at_start(supervise):
     assert run.wait() == 5
     assert len(run.find("waiting for PostgreSQL")) >= 2
     final = run.final(5)
-    assert final.startswith(
-        f"PostgreSQL at postgresql://app:***@127.0.0.1:{port}/x did not accept connections within 1.5 s"
+    # the cause, not libpq's hint ("Is the server running on that host...?")
+    assert final == (
+        f"PostgreSQL at postgresql://app:***@127.0.0.1:{port}/x did not accept connections within 1.5 s "
+        f'(--db-wait-timeout): connection to server at "127.0.0.1", port {port} failed: Connection refused'
     )
     assert "s3cret" not in run.output()
 

@@ -34,8 +34,7 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=app)
         except psycopg.Error as exc:
-            text = scrub(str(exc).strip(), url)
-            reason = text.splitlines()[-1] if text else type(exc).__name__
+            reason = url_check.cause(scrub(str(exc), url)) or type(exc).__name__
             if not isinstance(exc, psycopg.OperationalError):  # a malformed URL, say
                 raise ConfigError(f"database URL {redact_secret(url)} is not usable: {reason}") from None
             # Waiting cures a server that is down, starting or full, not a wrong
