@@ -221,14 +221,17 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         _clash.check()
         config = load("", _explicit(options))
         if not config.migrations:
-            raise ConfigError("no migrations: pass --migrations DIR or module:callable")
+            raise ConfigError(
+                "no migrations: pass --migrations DIR, module:callable or alembic:PATH/alembic.ini"
+            )
+        if not config.database_url:
+            raise ConfigError("no database: pass --database-url or set DATABASE_URL")
         slog.configure(config.log_level, config.log_format)
-        if config.database_url:
-            from supervisor.database.preflight import wait_for_server
+        from supervisor.database.preflight import wait_for_server
 
-            # as at start: a Job launched beside its database waits for it, and a
-            # wrong role or password is a config error (exit 2), not a migration one
-            wait_for_server(config).close()
+        # as at start: a Job launched beside its database waits for it, and a
+        # wrong role or password is a config error (exit 2), not a migration one
+        wait_for_server(config).close()
         if show_status:
             rows = migrate.status(config)
             for row in rows:

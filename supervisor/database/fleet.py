@@ -126,7 +126,7 @@ def ensure_table(conn: psycopg.Connection[Any]) -> None:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise NoTableError(
                 f"the fleet's table {TABLE} does not exist and this role may not create it "
-                f"({str(exc).strip()}); create it once as the schema's owner (see "
+                f"({first_line(str(exc))}); create it once as the schema's owner (see "
                 "docs/deploy/capacity.md), or pass --no-fleet"
             ) from None
 

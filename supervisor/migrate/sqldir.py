@@ -44,6 +44,9 @@ def _ensure_table(conn: psycopg.Connection[Any]) -> None:
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, str]]:
+    """What the table records; nothing when there is no table yet (read-only)."""
+    if conn.execute("select to_regclass(%s)", (TABLE,)).fetchone() == (None,):
+        return {}
     rows = conn.execute(f"select version, name, checksum, applied_at::text from {TABLE}").fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -95,7 +98,8 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
     what was (or would be) applied."""
     migrations = load(spec)
     with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
-        _ensure_table(conn)
+        if not dry_run:  # a dry run changes nothing: a read-only role may run it
+            _ensure_table(conn)
         applied = _applied(conn)  # re-read under the lock: another master may have applied some
         _check_edits(migrations, applied)
         for version in sorted(set(applied) - {m.version for m in migrations}):
@@ -178,9 +182,7 @@ def status(config: Config) -> list[Row]:
     assert config.migrations
     migrations = load(config.migrations)
     with connect(config) as conn:
-        # read-only: a missing table means nothing is applied yet
-        exists = conn.execute("select to_regclass(%s)", (TABLE,)).fetchone()
-        applied = _applied(conn) if exists and exists[0] else {}
+        applied = _applied(conn)
     rows = []
     for m in migrations:
         if m.version not in applied:

@@ -231,7 +231,8 @@ def _validate(config: Config) -> None:
             f"root_path: expected a URL path such as /app, got {config.root_path!r} "
             f"(from {config.sources['root_path']})"
         )
-    if config.migrations and config.migrate and not config.database_url:
+    # A start's rule: `supervise migrate` (no target) says it itself, and --check needs no database.
+    if config.target and config.migrations and config.migrate and not config.database_url:
         raise ConfigError(
             "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"
         )
