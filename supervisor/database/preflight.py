@@ -118,7 +118,11 @@ def run(
     after_migrate: Callable[[], None] | None = None,
 ) -> tuple[Budget, str]:
     """All of it, in order: a failure raises before anything is forked (and
-    gives back the fleet reservation it took)."""
+    gives back the fleet reservation it took). What can fail without the
+    database (the migrations' directory) fails before the first write."""
+    from supervisor import migrate as migrations
+
+    migrations.check(config)
     limit = server_budget(config)
     if appname.fleet(config) is not None:
         limit = _join(limit, config, workers)

@@ -10,6 +10,7 @@ runs while the lock is held, so each revision is still applied once.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,25 @@ from supervisor.settings.config import Config
 log = get_logger()
 
 
+def check(spec: str) -> None:
+    """Alembic is installed and ``spec`` names a file."""
+    ini = spec.removeprefix("alembic:")
+    if importlib.util.find_spec("alembic") is None or importlib.util.find_spec("sqlalchemy") is None:
+        raise ConfigError("migrations: Alembic is not installed; pip install 'pg-supervise[alembic]'")
+    if not Path(ini).is_file():
+        raise ConfigError(f"migrations: {ini} is not a file (expected alembic:PATH/alembic.ini)")
+
+
 def run(config: Config, spec: str, dry_run: bool) -> list[str]:
     """``spec`` is ``alembic:PATH/alembic.ini``."""
-    ini = spec.removeprefix("alembic:")
-    try:
-        import sqlalchemy
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-    except ImportError:
-        raise ConfigError(
-            "migrations: Alembic is not installed; pip install 'pg-supervise[alembic]'"
-        ) from None
-    path = Path(ini)
-    if not path.is_file():
-        raise ConfigError(f"migrations: {ini} is not a file (expected alembic:PATH/alembic.ini)")
+    check(spec)
+    import sqlalchemy
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    path = Path(spec.removeprefix("alembic:"))
     assert config.database_url
     url = config.database_url
     app = config.target.partition(":")[0] or "supervise"

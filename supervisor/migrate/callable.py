@@ -12,8 +12,17 @@ from supervisor.logging import get_logger
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
 from supervisor.settings.config import Config
+from supervisor.target import check_importable
 
 log = get_logger()
+
+
+def check(spec: str) -> None:
+    """Its module can be found (not imported: that runs the user's code)."""
+    try:
+        check_importable(spec)
+    except TargetError as exc:
+        raise TargetError(f"migrations {spec!r}: {exc}") from None
 
 
 def run(config: Config, spec: str, dry_run: bool) -> list[str]:

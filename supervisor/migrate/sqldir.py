@@ -93,6 +93,11 @@ def _check_order(
     )
 
 
+def check(spec: str) -> tuple[int, ...]:
+    """The directory can be read and its files are well named: their versions."""
+    return tuple(m.version for m in load(spec))
+
+
 def run(config: Config, spec: str, dry_run: bool) -> list[str]:
     """Apply the pending files of directory ``spec`` under the lock; return
     what was (or would be) applied."""
