@@ -208,7 +208,7 @@ def test_a_failing_migration_leaves_nothing_and_forks_nothing(supervise, postgre
     run = supervise("mains:wait", "--migrations", str(mig), env={"DATABASE_URL": postgres_url})
     assert run.wait() == 5
     final = run.final(5)
-    assert final.startswith('migration 0002_bad.sql failed: relation "nope" does not exist')
+    assert final.startswith('migration 0002_bad.sql failed at line 2: relation "nope" does not exist')
     assert "rolled back" in final
     assert not run.find("worker spawned")
     with psycopg.connect(postgres_url) as conn:

@@ -18,6 +18,7 @@ import psycopg
 
 from supervisor.errors import ConfigError, MigrationError
 from supervisor.logging import get_logger
+from supervisor.migrate import lockqueue
 from supervisor.migrate.lock import advisory_lock
 from supervisor.settings.config import Config
 
@@ -63,6 +64,8 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
             # transaction would hold up CREATE INDEX CONCURRENTLY in the holder.
             raw.autocommit = True
             with advisory_lock(raw, config.migration_lock_timeout):
+                policy = lockqueue.Policy.of(config)
+                lockqueue.limit(raw, policy)  # env.py's statements run on this session
                 raw.autocommit = False
                 current = set(MigrationContext.configure(conn).get_current_heads())
                 pending = _pending(script, current)
@@ -76,9 +79,15 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
                     return pending
                 log.info("applying alembic migrations", current=sorted(current), head=script.get_heads())
                 cfg.attributes["connection"] = conn
-                try:
+
+                def upgrade() -> None:
                     command.upgrade(cfg, "head")
                     conn.commit()
+
+                try:
+                    lockqueue.retry_whole(raw, policy, "alembic upgrade", upgrade, conn.rollback)
+                except MigrationError:
+                    raise
                 except Exception as exc:
                     conn.rollback()
                     raise MigrationError(

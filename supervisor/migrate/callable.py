@@ -9,6 +9,7 @@ import psycopg
 
 from supervisor.errors import MigrationError, TargetError
 from supervisor.logging import get_logger
+from supervisor.migrate import lockqueue
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
 from supervisor.settings.config import Config
@@ -36,10 +37,19 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
     if dry_run:
         log.info("migrations: a callable cannot be dry-run; it would be called", callable=spec)
         return [spec]
+    policy = lockqueue.Policy.of(config)
     with connect(config) as conn, advisory_lock(conn, config.migration_lock_timeout):
         log.info("running migration callable", callable=spec)
+        lockqueue.limit(conn, policy)
+
+        def undo() -> None:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+
         try:
-            fn(conn)
+            lockqueue.retry_whole(conn, policy, f"migration callable {spec}", lambda: fn(conn), undo)
+        except MigrationError:
+            raise
         except psycopg.Error as exc:
             raise MigrationError(f"migration callable {spec} failed: {str(exc).strip()}") from exc
         except Exception as exc:

@@ -9,16 +9,17 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
 
 from supervisor.errors import MigrationError
 from supervisor.logging import get_logger
-from supervisor.migrate import indexes
+from supervisor.migrate import indexes, lockqueue
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
-from supervisor.migrate.sqlfiles import TABLE, Migration, load, split_statements
+from supervisor.migrate.sqlfiles import TABLE, Migration, Statement, load, statements
 from supervisor.settings.config import Config
 
 log = get_logger()
@@ -118,48 +119,68 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
                 applied=len(applied),
             )
             return [m.file for m in pending]
+        policy = lockqueue.Policy.of(config)
         for m in pending:
-            _apply(conn, m)
+            _apply(conn, m, policy)
         return [m.file for m in pending]
 
 
-def _apply(conn: psycopg.Connection[Any], m: Migration) -> None:
+def _apply(conn: psycopg.Connection[Any], m: Migration, policy: lockqueue.Policy) -> None:
+    """Apply one file under the lock rule (lockqueue.py), recording it in the
+    same transaction, or after its last statement for a no-transaction file."""
     started = time.monotonic()
-    applied_by = f"{socket.gethostname()}:{os.getpid()}"
-    record = (
-        f"insert into {TABLE} (version, name, checksum, duration_ms, applied_by) values (%s, %s, %s, %s, %s)"
-    )
     log.info("applying migration", file=m.file, transaction=m.transactional)
-    statement = m.sql
     before = indexes.invalid(conn)
+    running: list[Statement] = []  # the statement in progress, for the error message
+
+    def run(statement: Statement, timeout_ms: int) -> None:
+        running[:] = [statement]
+        lockqueue.execute(conn, statement, timeout_ms, local=m.transactional)
+
+    def attempt() -> None:
+        with conn.transaction():
+            budget = lockqueue.Attempt(policy)
+            for statement in statements(m.sql):
+                run(statement, budget.left_ms())
+            _refuse_invalid_indexes(conn, m, before)
+            _record(conn, m, started)
+
+    label = f"migration {m.file}"
+    kept = "statements before it stay applied (no-transaction); make them idempotent"
     try:
         if m.transactional:
-            with conn.transaction():
-                conn.execute(m.sql.encode())
-                _refuse_invalid_indexes(conn, m, before)
-                conn.execute(
-                    record,
-                    (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by),
-                )
+            lockqueue.retry(conn, policy, label, attempt, "rolled back; nothing of it was applied")
         else:
-            for statement in split_statements(m.sql):
-                conn.execute(statement.encode())
+            for statement in statements(m.sql):
+                lockqueue.retry(conn, policy, label, partial(run, statement, policy.timeout_ms), kept)
+            lockqueue.reset(conn)
             _refuse_invalid_indexes(conn, m, before)
-            conn.execute(
-                record, (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000), applied_by)
-            )
+            _record(conn, m, started)
     except psycopg.Error as exc:
-        where = "" if m.transactional else f" in statement {statement[:80]!r}"
+        where = ""
+        if running and m.transactional:
+            where = f" at line {running[0].line}"
+        elif running:
+            where = f" in statement {running[0].sql[:80]!r}"
         detail = exc.diag.message_primary or str(exc).strip()
         state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
-        undone = (
-            "rolled back; nothing of it was applied"
-            if m.transactional
-            else "statements before it stay applied (no-transaction); make them idempotent"
-        )
+        undone = "rolled back; nothing of it was applied" if m.transactional else kept
         left = "" if m.transactional else _left_behind(conn, m, before)
         raise MigrationError(f"migration {m.file} failed{where}: {detail}{state}; {undone}{left}") from exc
     log.info("migration applied", file=m.file, duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _record(conn: psycopg.Connection[Any], m: Migration, started: float) -> None:
+    conn.execute(
+        f"insert into {TABLE} (version, name, checksum, duration_ms, applied_by) values (%s, %s, %s, %s, %s)",
+        (
+            m.version,
+            m.name,
+            m.checksum,
+            int((time.monotonic() - started) * 1000),
+            f"{socket.gethostname()}:{os.getpid()}",
+        ),
+    )
 
 
 def _refuse_invalid_indexes(
