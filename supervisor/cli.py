@@ -205,13 +205,23 @@ def _check_sockets(config: Config, kind: Kind) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Take the lock and say what would be applied.")
 @click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Parse the pending SQL files and list each operation that would lock or rewrite a live table "
+    "or break the code still running (exit 5 if any); apply nothing. Needs pglast "
+    "(pip install 'pg-supervise[check]'). Without a database every file counts as pending.",
+)
+@click.option(
     "--accept-edit",
     type=int,
     metavar="VERSION",
     help="Record the current checksum of an applied migration that was edited on purpose.",
 )
 @_setting_options("General", "Database", "Migrations", "Logging")
-def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, **options: Any) -> None:
+def migrate_command(
+    show_status: bool, dry_run: bool, check_only: bool, accept_edit: int | None, **options: Any
+) -> None:
     """Apply pending migrations once, then exit (deploy step, Kubernetes Job)."""
     from supervisor import logging as slog
     from supervisor import migrate
@@ -224,9 +234,12 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
             raise ConfigError(
                 "no migrations: pass --migrations DIR, module:callable or alembic:PATH/alembic.ini"
             )
-        if not config.database_url:
+        if not config.database_url and not check_only:
             raise ConfigError("no database: pass --database-url or set DATABASE_URL")
         slog.configure(config.log_level, config.log_format)
+        if check_only:
+            _check_migrations(config)
+            return
         from supervisor.database.preflight import wait_for_server
 
         # as at start: a Job launched beside its database waits for it, and a
@@ -245,6 +258,25 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         migrate.run(config, dry_run=dry_run)
     except SupervisorError as exc:
         _fail(exc, _debug(options))
+
+
+def _check_migrations(config: Config) -> None:
+    """``supervise migrate --check``: one line per finding on stdout, then the verdict."""
+    from supervisor import migrate
+    from supervisor.errors import MigrationError
+    from supervisor.migrate import unsafe
+
+    unsafe.require()  # before waiting for a server the check could not use
+    if config.database_url:
+        from supervisor.database.preflight import wait_for_server
+
+        wait_for_server(config).close()
+    findings, files = migrate.unsafe_findings(config)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        raise MigrationError(unsafe.summary(findings, applying=False))
+    click.echo(f"no unsafe operations in {files} pending migration{'s' if files != 1 else ''}")
 
 
 def _control_config(options: dict[str, Any]) -> Config:

@@ -25,6 +25,7 @@ from supervisor.logging import get_logger
 from supervisor.settings.config import Config
 
 if TYPE_CHECKING:
+    from supervisor.migrate import unsafe
     from supervisor.migrate.sqldir import Row
 
 log = get_logger()
@@ -102,6 +103,15 @@ def status(config: Config) -> list[Row]:
     from supervisor.migrate import sqldir
 
     return sqldir.status(config)
+
+
+def unsafe_findings(config: Config) -> tuple[list[unsafe.Finding], int]:
+    """The unsafe operations in the pending files (a SQL directory only), and
+    how many files were checked; ConfigError without pglast."""
+    spec = _sqldir(config, "--check")
+    from supervisor.migrate import sqldir
+
+    return sqldir.check_pending(config, spec)
 
 
 def accept_edit(config: Config, version: int) -> None:

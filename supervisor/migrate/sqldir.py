@@ -16,7 +16,7 @@ import psycopg
 
 from supervisor.errors import MigrationError
 from supervisor.logging import get_logger
-from supervisor.migrate import indexes, lockqueue
+from supervisor.migrate import indexes, lockqueue, unsafe
 from supervisor.migrate.connection import connect
 from supervisor.migrate.lock import advisory_lock
 from supervisor.migrate.sqlfiles import TABLE, Migration, Statement, load, statements
@@ -112,6 +112,7 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
             log.warning("an applied migration has no file", version=version, name=applied[version][0])
         pending = [m for m in migrations if m.version not in applied]
         _check_order(pending, applied, migrations, config.migrations_out_of_order)
+        _refuse_unsafe(conn, pending)
         if dry_run or not pending:
             log.info(
                 "migrations up to date" if not pending else "migrations pending",
@@ -123,6 +124,36 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
         for m in pending:
             _apply(conn, m, policy)
         return [m.file for m in pending]
+
+
+def _refuse_unsafe(conn: psycopg.Connection[Any], pending: list[Migration]) -> None:
+    """Raise, before anything is applied, if a pending file holds an unsafe
+    operation (unsafe.py); without pglast, say once that it was not checked."""
+    if not any(not m.contract for m in pending):
+        return
+    try:
+        findings = unsafe.check(pending, unsafe.ServerFacts(conn))
+    except unsafe.Unavailable as exc:
+        log.warning("the unsafe-operation check was skipped", reason=str(exc))
+        return
+    for finding in findings:
+        log.error("unsafe migration statement", finding=str(finding))
+    if findings:
+        raise MigrationError(unsafe.summary(findings, applying=True))
+
+
+def check_pending(config: Config, spec: str) -> tuple[list[unsafe.Finding], int]:
+    """``supervise migrate --check``: the findings in the pending files and how
+    many files were checked. Reads the applied set when there is a database
+    (nothing is written); without one, every file counts as pending."""
+    migrations = load(spec)
+    if not config.database_url:
+        log.info("no database: every file counts as pending, and every table it does not create as live")
+        return unsafe.check(migrations), len(migrations)
+    with connect(config) as conn:
+        applied = _applied(conn)
+        pending = [m for m in migrations if m.version not in applied]
+        return unsafe.check(pending, unsafe.ServerFacts(conn)), len(pending)
 
 
 def _apply(conn: psycopg.Connection[Any], m: Migration, policy: lockqueue.Policy) -> None:

@@ -20,6 +20,7 @@ from supervisor.errors import ConfigError, MigrationError
 
 FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
 NO_TRANSACTION = re.compile(r"^\s*--\s*no-transaction\s*$", re.IGNORECASE)
+CONTRACT = re.compile(r"^\s*--\s*contract\b", re.IGNORECASE)
 TABLE = "supervise_migrations"
 
 
@@ -31,6 +32,7 @@ class Migration:
     sql: str
     checksum: str
     transactional: bool
+    contract: bool = False  # '-- contract' on its first line: applied once no old code runs (contract.py)
 
 
 def normalise(text: str) -> str:
@@ -71,7 +73,13 @@ def load(directory: str | Path) -> list[Migration]:
             )
         text = normalise(_read(file))
         found[version] = Migration(
-            version, match.group(2), file.name, text, checksum(text), _transactional(text)
+            version,
+            match.group(2),
+            file.name,
+            text,
+            checksum(text),
+            _transactional(text),
+            bool(CONTRACT.match(text.partition("\n")[0])),
         )
     return [found[v] for v in sorted(found)]
 
