@@ -248,7 +248,10 @@ def migrate_command(
         if show_status:
             rows = migrate.status(config)
             for row in rows:
-                click.echo(f"{row.version:>6}  {row.state:<8}  {row.file}  {row.applied_at}")
+                line = f"{row.version:>6}  {row.state:<8}  {row.file}  {row.applied_at}"
+                if row.contract and row.state == "pending":
+                    line += f"contract: waits for {row.waits_for}" if row.waits_for else "contract: due now"
+                click.echo(line.rstrip())
             if not rows:
                 click.echo("no migrations")
             return
@@ -309,10 +312,11 @@ def _control(fn: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option("--fleet-name", metavar="NAME", help="With --fleet: only this fleet (default: every fleet).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-@_setting_options("General", "Control", "Database")
+@_setting_options("General", "Control", "Database", "Migrations")
 def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **options: Any) -> None:
     """Show the running master's workers: pid, state, age, heartbeat, work done, pool
-    sizes; with --fleet, every master that shares the database, read from PostgreSQL."""
+    sizes; with --fleet, every master that shares the database, read from PostgreSQL,
+    and (with --migrations) the contract migrations still pending and whom they wait for."""
     try:
         if fleet_view:
             config = load("", _explicit(options))

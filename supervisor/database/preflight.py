@@ -93,12 +93,13 @@ def migrate(
     return f"applied {len(applied)}" if applied else "up to date"
 
 
-def _join(limit: Budget, config: Config, workers: int) -> Budget:
-    """Reserve this master's place in its fleet. A role that may not create the
-    fleet's table only loses the fleet (with a warning), unless --fleet asked for it."""
+def _join(limit: Budget, config: Config, workers: int, migrations: tuple[int, ...] | None) -> Budget:
+    """Reserve this master's place in its fleet, recording the migrations its
+    code has. A role that may not create the fleet's table only loses the
+    fleet (with a warning), unless --fleet asked for it."""
     from supervisor.database.fleet import Member, NoTableError
 
-    joined = replace(limit, member=Member(config))
+    joined = replace(limit, member=Member(config, migrations))
     try:
         joined.check(workers, config)
     except NoTableError as exc:
@@ -122,10 +123,10 @@ def run(
     database (the migrations' directory) fails before the first write."""
     from supervisor import migrate as migrations
 
-    migrations.check(config)
+    versions = migrations.check(config)
     limit = server_budget(config)
     if appname.fleet(config) is not None:
-        limit = _join(limit, config, workers)
+        limit = _join(limit, config, workers, versions)
     else:
         limit.check(workers, config)
     try:

@@ -349,6 +349,8 @@ class Master:
             self._next_watchdog = now + self._watchdog
         if self.started.member is not None:
             self.started.member.refresh_if_due(now, self.config)  # a short-lived connection, closed
+        if self.started.contracts is not None:
+            self.started.contracts.tick(now, self.config)  # the same, once the old code is gone
         for handle in list(self.children.values()):
             if handle.kill_if_due(self.procs, now):
                 continue
@@ -444,6 +446,8 @@ class Master:
             deadlines.append(self._next_watchdog)
         if self.started.member is not None and self.started.member.joined:
             deadlines.append(self.started.member.next_refresh)
+        if self.started.contracts is not None and self.started.contracts.pending:
+            deadlines.append(self.started.contracts.next_check)
         if not deadlines:
             return None
         # a hair late, so the deadline has passed when we look again

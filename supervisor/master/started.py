@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from supervisor.database.budget import Budget, Seat
     from supervisor.http.sockets import Listener
     from supervisor.master.handle import WorkerHandle
+    from supervisor.migrate.contract import Contracts
     from supervisor.target import Target
 
 
@@ -29,6 +30,7 @@ class Started:
     metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
     budget: Budget | None = None
     migrations: str = "none"  # for /readyz: none, skipped, up to date, applied N
+    contracts: Contracts | None = None  # contract migrations the loop applies once old code is gone
     closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property

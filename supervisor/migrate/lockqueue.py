@@ -101,6 +101,14 @@ class LockTimeout(Exception):
         self.timeout_ms = timeout_ms
 
 
+class LockBudgetError(MigrationError):
+    """Every attempt timed out on a lock; ``held_by`` says who held it last."""
+
+    def __init__(self, message: str, held_by: str) -> None:
+        super().__init__(message)
+        self.held_by = held_by
+
+
 @dataclass
 class Attempt:
     """One try at a file's transaction: its statements share one wait budget."""
@@ -220,10 +228,11 @@ def retry(
                 which = f"the statement at line {exc.statement.line}" if exc.statement else "a statement"
                 each = f"{policy.timeout_ms} ms" if policy.timeout_ms else "the session's lock_timeout"
                 end = f"select pg_terminate_backend({pid})" if pid else "pg_terminate_backend(pid)"
-                raise MigrationError(
+                raise LockBudgetError(
                     f"{label}: {which} could not take its lock in {number} attempts of {each} "
                     f"(--table-lock-timeout, --table-lock-attempts); held by {held}; {undone}; run it again "
-                    f"when that session is done, or end it with {end}"
+                    f"when that session is done, or end it with {end}",
+                    held,
                 ) from None
             delay = policy.backoff(number)
             log.warning(

@@ -14,11 +14,12 @@ from typing import Any
 
 import psycopg
 
+from supervisor.database import fleet
 from supervisor.errors import MigrationError
 from supervisor.logging import get_logger
 from supervisor.migrate import indexes, lockqueue, unsafe
 from supervisor.migrate.connection import connect
-from supervisor.migrate.lock import advisory_lock
+from supervisor.migrate.lock import advisory_lock, held_if_free
 from supervisor.migrate.sqlfiles import TABLE, Migration, Statement, load, statements
 from supervisor.settings.config import Config
 
@@ -33,6 +34,8 @@ class Row:
     file: str
     state: str  # applied, pending, edited, missing (applied but no file)
     applied_at: str = ""
+    contract: bool = False
+    waits_for: str = ""  # a pending contract migration: the live masters whose code lacks it
 
 
 def _ensure_table(conn: psycopg.Connection[Any]) -> None:
@@ -75,7 +78,7 @@ def _check_order(
     if not applied:
         return
     newest = max(applied)
-    late = [m for m in pending if m.version < newest]
+    late = [m for m in pending if m.version < newest and not m.contract]  # a contract waits on purpose
     if not late:
         return
     files = {m.version: m.file for m in migrations}
@@ -114,16 +117,59 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
         _check_order(pending, applied, migrations, config.migrations_out_of_order)
         _refuse_unsafe(conn, pending)
         if dry_run or not pending:
+            now = [m for m in pending if not _waiting(conn, m)]
             log.info(
-                "migrations up to date" if not pending else "migrations pending",
-                pending=[m.file for m in pending],
+                "migrations up to date" if not now else "migrations pending",
+                pending=[m.file for m in now],
                 applied=len(applied),
             )
-            return [m.file for m in pending]
+            return [m.file for m in now]
         policy = lockqueue.Policy.of(config)
+        done = []
         for m in pending:
-            _apply(conn, m, policy)
-        return [m.file for m in pending]
+            # a contract whose old code still runs waits; the files after it do not
+            if not _waiting(conn, m):
+                _apply(conn, m, policy)
+                done.append(m.file)
+        return done
+
+
+def _waiting(conn: psycopg.Connection[Any], m: Migration) -> list[fleet.Reservation]:
+    """For a contract migration, the live masters whose code lacks it (said in
+    the log); [] when it may run, and for every other file."""
+    if not m.contract:
+        return []
+    waiting = fleet.lacking(conn, m.version)
+    if waiting:
+        log.info("contract migration pending", file=m.file, waits_for=fleet.who(waiting))
+    return waiting
+
+
+def apply_due(
+    config: Config, contracts: list[Migration], policy: lockqueue.Policy
+) -> list[fleet.Reservation]:
+    """From the master's loop: apply the ``contracts`` (pending contract
+    files, in order) whose old code is gone, on a short-lived connection under
+    the run-once lock, taken only if it is free (another master migrating: the
+    next time). Removes what is applied (here or elsewhere) from ``contracts``;
+    returns the masters the first one still waits for."""
+    with connect(config, connect_timeout=fleet.CONNECT_TIMEOUT_S) as conn:
+        applied = _applied(conn)
+        contracts[:] = [m for m in contracts if m.version not in applied]
+        if not contracts or (waiting := fleet.lacking(conn, contracts[0].version)):
+            return waiting if contracts else []
+        with held_if_free(conn) as held:
+            if not held:
+                return []
+            applied = _applied(conn)  # under the lock: another master may have applied it
+            while contracts:
+                m = contracts[0]
+                if m.version not in applied:
+                    if waiting := fleet.lacking(conn, m.version):
+                        return waiting
+                    _apply(conn, m, policy)
+                contracts.pop(0)
+    return []
 
 
 def _refuse_unsafe(conn: psycopg.Connection[Any], pending: list[Migration]) -> None:
@@ -240,10 +286,14 @@ def status(config: Config) -> list[Row]:
     migrations = load(config.migrations)
     with connect(config) as conn:
         applied = _applied(conn)
+        waits = {m.version: fleet.lacking(conn, m.version) for m in migrations if m.contract}
     rows = []
     for m in migrations:
         if m.version not in applied:
-            rows.append(Row(m.version, m.file, "pending"))
+            waiting = waits.get(m.version)
+            rows.append(
+                Row(m.version, m.file, "pending", "", m.contract, fleet.who(waiting) if waiting else "")
+            )
         else:
             state = "applied" if applied[m.version][1] == m.checksum else "edited"
             rows.append(Row(m.version, m.file, state, applied[m.version][2]))
