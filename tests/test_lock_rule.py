@@ -226,3 +226,21 @@ def test_a_callable_runs_under_the_lock_timeout_and_is_retried(
     with psycopg.connect(tables) as conn:
         seen = {r[0] for r in conn.execute("select lock_timeout from seen")}
     assert seen == {"250ms"} and _columns(tables, "t") == ["id", "x"]
+
+
+def test_a_statement_after_a_long_one_is_told_why_its_budget_was_short(
+    supervise, tables: str, holder: psycopg.Connection, tmp_path: Path
+):
+    """The budget is the attempt's: a long statement before the one that waits
+    leaves it little, and the error says to give the long one its own file."""
+    mig = _dir(tmp_path, {"0001_x.sql": "select pg_sleep(0.3);\nalter table t add column x int;\n"})
+    run = supervise(
+        "migrate", "--migrations", str(mig), "--table-lock-attempts", "2", env={"DATABASE_URL": tables}
+    )
+    assert run.wait(60) == 5
+    assert run.find("migration gave up waiting for a lock; retrying")[0]["lock_timeout_ms"] == 1
+    (error,) = [line for line in run.lines if line.startswith("supervise: error: ")]
+    assert (
+        "could not take its lock in 2 attempts of 250 ms (it had 1 ms left: the statements before it in "
+        "the file used the rest; give a long statement a file of its own)"
+    ) in error

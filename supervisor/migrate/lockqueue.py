@@ -227,6 +227,11 @@ def retry(
             if number == policy.attempts:
                 which = f"the statement at line {exc.statement.line}" if exc.statement else "a statement"
                 each = f"{policy.timeout_ms} ms" if policy.timeout_ms else "the session's lock_timeout"
+                if 0 < exc.timeout_ms < policy.timeout_ms / 2:  # the statements before it ran long
+                    each += (
+                        f" (it had {exc.timeout_ms} ms left: the statements before it in the file used the "
+                        "rest; give a long statement a file of its own)"
+                    )
                 end = f"select pg_terminate_backend({pid})" if pid else "pg_terminate_backend(pid)"
                 raise LockBudgetError(
                     f"{label}: {which} could not take its lock in {number} attempts of {each} "
