@@ -178,3 +178,23 @@ def test_a_finding_says_why_and_what_to_do_instead(tmp_path: Path):
         "ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT c; SET NOT NULL then "
         "uses the validated check and scans nothing"
     )
+
+
+def test_the_recipes_in_the_docs_pass_the_check(tmp_path: Path):
+    """Every file of docs/migrations.md's recipes, as one run on live tables."""
+    import re
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "migrations.md").read_text()
+    recipes = docs[docs.index("### Recipes") :]
+    files = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"```sql\n-- (\d{4}_[\w-]+\.sql)[^\n]*\n(.*?)```", recipes, re.DOTALL)
+    }
+    assert len(files) == 13  # every change in the list has its files
+    migrations = _run(tmp_path, files)
+    assert check(migrations) == []
+    assert {m.file for m in migrations if m.contract} == {
+        "0011_orders_drop_legacy.sql",
+        "0022_users_drop_name.sql",
+        "0070_drop_sessions.sql",
+    }
