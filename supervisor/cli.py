@@ -18,7 +18,7 @@ import click
 
 from supervisor import _clash
 from supervisor.cli_habits import accept_habits
-from supervisor.errors import ConfigError, SupervisorError
+from supervisor.errors import ConfigError, MigrationError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.settings.config import Config, env_name, option_name, settings
 from supervisor.settings.load import from_text, load
@@ -266,7 +266,6 @@ def migrate_command(
 def _check_migrations(config: Config) -> None:
     """``supervise migrate --check``: one line per finding on stdout, then the verdict."""
     from supervisor import migrate
-    from supervisor.errors import MigrationError
     from supervisor.migrate import unsafe
 
     unsafe.require()  # before waiting for a server the check could not use

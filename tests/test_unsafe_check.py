@@ -59,6 +59,9 @@ UNSAFE = [
     ("alter table users add column i int generated always as identity", "volatile-default"),
     ("alter table users add column g int generated always as (id + 1) stored", "volatile-default"),
     ("create index concurrently users_x on users (x)", "needs-no-transaction"),
+    ("alter table users add column code text unique", "add-unique"),
+    ("alter table users add column team_id int references teams (id)", "constraint-not-valid"),
+    ("alter table users add column age int check (age > 0)", "constraint-not-valid"),
 ]
 
 SAFE = [

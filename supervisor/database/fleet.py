@@ -191,11 +191,11 @@ def _rows(conn: psycopg.Connection[Any], fleet: str | None = None) -> list[Reser
     return out
 
 
-def lacking(conn: psycopg.Connection[Any], version: int) -> list[Reservation]:
-    """The live masters, of every fleet on this database, whose code lacks
-    migration ``version`` (one database has one migrations directory; a
-    master that records none counts as old code); [] without the table."""
-    return [r for r in members(conn) if r.live and r.lacks(version)]
+def lacking(rows: list[Reservation], version: int) -> list[Reservation]:
+    """The live masters among ``rows`` (:func:`members`: every fleet on the
+    database, since one database has one migrations directory) whose code
+    lacks migration ``version``; a master that records none counts as old code."""
+    return [r for r in rows if r.live and r.lacks(version)]
 
 
 def who(rows: list[Reservation]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from supervisor.database import appname
-from supervisor.errors import ConfigError, MigrationError
+from supervisor.errors import ConfigError, DatabaseUnavailableError
 from supervisor.redact import redact_secret, scrub
 from supervisor.settings.config import Config
 
@@ -25,4 +25,7 @@ def connect(config: Config, purpose: str = "migrate", connect_timeout: int = 10)
         )
     except psycopg.Error as exc:
         reason = scrub(str(exc).strip(), config.database_url)
-        raise MigrationError(f"cannot connect to {redact_secret(config.database_url)}: {reason}") from None
+        # the server is away, or refuses: the caller may try again later (contract.py does)
+        raise DatabaseUnavailableError(
+            f"cannot connect to {redact_secret(config.database_url)}: {reason}"
+        ) from None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from supervisor.database.fleet import Reservation, first_line
-from supervisor.errors import MigrationError
+from supervisor.errors import DatabaseUnavailableError, MigrationError
 from supervisor.logging import get_logger
 from supervisor.migrate import lockqueue, migrator_for, sqldir
 from supervisor.migrate.sqlfiles import Migration, load
@@ -77,6 +77,10 @@ class Contracts:
         except lockqueue.LockBudgetError as exc:
             self._timed_out(now, config, policy, exc.held_by)
             return
+        except DatabaseUnavailableError as exc:  # the lease refresh says so too
+            log.warning("contract migrations not checked", error=str(exc), retry_in_s=self.interval)
+            self.next_check = now + self.interval
+            return
         except MigrationError as exc:
             log.error(
                 "contract migration failed; it is retried by the next start or supervise migrate",
@@ -84,7 +88,7 @@ class Contracts:
             )
             self.files = []
             return
-        except psycopg.Error as exc:  # the server is away: the lease refresh says so too
+        except psycopg.Error as exc:  # the connection broke while looking
             reason = first_line(scrub(str(exc), config.database_url or "")) or type(exc).__name__
             log.warning("contract migrations not checked", error=reason, retry_in_s=self.interval)
             self.next_check = now + self.interval

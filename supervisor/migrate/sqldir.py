@@ -139,7 +139,7 @@ def _waiting(conn: psycopg.Connection[Any], m: Migration) -> list[fleet.Reservat
     the log); [] when it may run, and for every other file."""
     if not m.contract:
         return []
-    waiting = fleet.lacking(conn, m.version)
+    waiting = fleet.lacking(fleet.members(conn), m.version)
     if waiting:
         log.info("contract migration pending", file=m.file, waits_for=fleet.who(waiting))
     return waiting
@@ -156,8 +156,11 @@ def apply_due(
     with connect(config, connect_timeout=fleet.CONNECT_TIMEOUT_S) as conn:
         applied = _applied(conn)
         contracts[:] = [m for m in contracts if m.version not in applied]
-        if not contracts or (waiting := fleet.lacking(conn, contracts[0].version)):
-            return waiting if contracts else []
+        if not contracts:
+            return []
+        waiting = fleet.lacking(fleet.members(conn), contracts[0].version)
+        if waiting:
+            return waiting
         with held_if_free(conn) as held:
             if not held:
                 return []
@@ -165,7 +168,7 @@ def apply_due(
             while contracts:
                 m = contracts[0]
                 if m.version not in applied:
-                    if waiting := fleet.lacking(conn, m.version):
+                    if waiting := fleet.lacking(fleet.members(conn), m.version):
                         return waiting
                     _apply(conn, m, policy)
                 contracts.pop(0)
@@ -286,7 +289,8 @@ def status(config: Config) -> list[Row]:
     migrations = load(config.migrations)
     with connect(config) as conn:
         applied = _applied(conn)
-        waits = {m.version: fleet.lacking(conn, m.version) for m in migrations if m.contract}
+        members = fleet.members(conn)
+    waits = {m.version: fleet.lacking(members, m.version) for m in migrations if m.contract}
     rows = []
     for m in migrations:
         if m.version not in applied:

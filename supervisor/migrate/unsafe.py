@@ -361,13 +361,29 @@ def _alter(cmd: ast.AlterTableCmd, relation: ast.RangeVar | None, run: Run) -> s
             run.facts is not None and run.facts.not_null_checked(table, column)
         )
         return None if proved else "set-not-null"
-    if cmd.subtype == At.AT_AddColumn and isinstance(d, ast.ColumnDef) and _rewrites(d, run):
-        return "volatile-default"
+    if cmd.subtype == At.AT_AddColumn and isinstance(d, ast.ColumnDef):
+        return _added_column(d, run)
     if cmd.subtype == At.AT_AddConstraint and isinstance(d, ast.Constraint):
         if d.contype in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN) and not d.skip_validation:
             return "constraint-not-valid"
         if d.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE) and not d.indexname:
             return "add-unique"
+    return None
+
+
+def _added_column(column: ast.ColumnDef, run: Run) -> str | None:
+    """A column added with what rewrites the table, or with a constraint
+    built or checked while ADD COLUMN holds ACCESS EXCLUSIVE."""
+    from pglast import ast
+    from pglast.enums import ConstrType
+
+    if _rewrites(column, run):
+        return "volatile-default"
+    kinds = {c.contype for c in column.constraints or () if isinstance(c, ast.Constraint)}
+    if kinds & {ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE}:
+        return "add-unique"
+    if kinds & {ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK}:
+        return "constraint-not-valid"
     return None
 
 
