@@ -51,6 +51,7 @@ class Contracts:
         self.interval = max(1.0, config.fleet_lease / 3)
         self.next_check = 0.0  # at the first turn of the loop
         self.timeouts = 0  # lock timeouts in a row
+        self.waited = False  # some were pending here (not all applied before this master started)
 
     @classmethod
     def of(cls, config: Config) -> Contracts | None:
@@ -95,7 +96,9 @@ class Contracts:
             return
         self.timeouts = 0
         self.next_check = now + self._wait(waiting) if self.files else float("inf")
-        if not self.files:
+        if self.files:
+            self.waited = True
+        elif self.waited:
             log.info("every contract migration is applied")
 
     def _wait(self, waiting: list[Reservation]) -> float:
