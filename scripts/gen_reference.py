@@ -3,7 +3,7 @@
 Options come from the fields of ``supervisor.settings.config.Config``, commands and
 their own options from the click group in ``supervisor.cli``, hooks from
 ``supervisor.hooks.SPECS``, exit codes from ``supervisor.errors.ExitCode`` and
-the errors from the ``SupervisorError`` classes; ``tests/test_docs.py`` fails
+the errors from the ``SupervisorError`` classes; ``tests/processes/test_docs_build.py`` fails
 when the committed file is out of date.
 
     python scripts/gen_reference.py          # rewrite docs/reference.md

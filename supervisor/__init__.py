@@ -25,6 +25,7 @@ from supervisor.errors import (
     WorkerBootError,
 )
 from supervisor.worker import Worker
+from supervisor.worker.time_budget import set_request_timeout
 
 if TYPE_CHECKING:
     from supervisor.database.pools import Database
@@ -57,4 +58,5 @@ __all__ = [
     "__version__",
     "is_transient",
     "retry_transient",
+    "set_request_timeout",
 ]

@@ -4,7 +4,7 @@ Enqueues the jobs, runs ``supervise`` with the consumers, and while they work
 kills workers at random with SIGKILL and restarts the database server. Then
 it checks that every job was done exactly once: done, with exactly one effect
 row. It makes its own throwaway local cluster (it must be able to restart
-it); ``tests/test_jobqueue.py`` runs the same :func:`run_chaos` on the test
+it); ``tests/processes/test_jobqueue.py`` runs the same :func:`run_chaos` on the test
 server.
 """
 

@@ -160,6 +160,26 @@ def _pool(row: dict[str, Any]) -> str:
     return "; ".join(parts) + f" [{age(row.get('pool_age_s', 0))} ago]"
 
 
+def _ended_early(row: dict[str, Any]) -> str:
+    """What the worker did not serve to the end: refused (503), past the
+    deadline (504), the client gone; '-' when nothing."""
+    load = row.get("load")
+    if not isinstance(load, dict):
+        return "-"
+    parts = [
+        f"{label} {n}"
+        for label, n in (
+            ("shed", load.get("shed", 0)),
+            ("timed out", load.get("expired", 0)),
+            ("left", load.get("left_queued", 0) + load.get("left_running", 0)),
+            ("cancelled", load.get("cancelled", 0)),
+        )
+        if n
+    ]
+    flag = "OVERLOADED " if load.get("overloaded") else ""
+    return flag + (", ".join(parts) or ("-" if not flag else ""))
+
+
 def render_status(data: dict[str, Any]) -> list[str]:
     """The lines ``supervise status`` prints for one master."""
     m = data["master"]
@@ -170,7 +190,12 @@ def render_status(data: dict[str, Any]) -> list[str]:
     ]
     if m.get("listening"):
         lines.append("listening " + ", ".join(m["listening"]))
-    header = ("worker", "pid", "state", "age", "heartbeat", "work", "crashes", "pool")
+    if m.get("workers_overloaded"):
+        lines.append(
+            f"overloaded: {m['workers_overloaded']} of {m['workers_ready']} workers refuse work past "
+            "capacity (503); see docs/overload.md"
+        )
+    header = ("worker", "pid", "state", "age", "heartbeat", "work", "crashes", "ended early", "pool")
     rows = [
         (
             str(r["worker"]),
@@ -180,6 +205,7 @@ def render_status(data: dict[str, Any]) -> list[str]:
             age(r["heartbeat_age_s"]),
             str(r["work"]),
             str(r["crashes_in_a_row"]),
+            _ended_early(r),
             _pool(r),
         )
         for r in data["workers"]

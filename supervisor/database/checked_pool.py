@@ -20,18 +20,31 @@ Connections are stamped in ``putconn`` (before the pool can hand them to a
 waiting client), not with a ``reset`` callback: psycopg_pool moves returns
 with a ``reset`` callback to its background workers, which is a thread
 hand-off per request.
+
+A checkout made for a request (``time_budget.current``) waits at most what is
+left of its deadline, and the request knows the connection it holds, so it
+can be cancelled in PostgreSQL when the request ends early. An async pool
+also has a gate (``worker/admission.py``) with as many permits as the pool
+has connections at most: every wait for a connection happens in the gate's
+managed queue, and psycopg_pool's own queue never fills.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
+
+from supervisor.worker.time_budget import SHED, current
+
+if TYPE_CHECKING:
+    from supervisor.worker.admission import Gate
 
 SyncConn = psycopg.Connection[Any]
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -99,8 +112,22 @@ class CheckedPool(ConnectionPool[SyncConn]):
             self.idle_clock.distrust_all()
             raise
 
+    def getconn(self, timeout: float | None = None) -> SyncConn:
+        budget = current.get()
+        if budget is None:
+            return super().getconn(timeout)
+        left = budget.remaining()
+        if left <= 0:
+            raise PoolTimeout("the request's deadline passed before it got a connection")
+        conn = super().getconn(min(timeout if timeout is not None else self.timeout, left))
+        budget.conn = conn  # so the loop can cancel its query if the request ends early
+        return conn
+
     def putconn(self, conn: SyncConn) -> None:
         self.idle_clock.returned(conn)
+        budget = current.get()
+        if budget is not None and budget.conn is conn:
+            budget.conn = None
         super().putconn(conn)
 
 
@@ -112,9 +139,11 @@ class AsyncCheckedPool(AsyncConnectionPool[AsyncConn]):
         *,
         check_idle: float,
         configure: Callable[[AsyncConn], Awaitable[None]] | None = None,
+        gate: Gate | None = None,
         **kwargs: Any,
     ) -> None:
         self.idle_clock = IdleClock(check_idle)
+        self.gate = gate
         user_configure = configure
 
         async def configured(conn: AsyncConn) -> None:
@@ -133,6 +162,43 @@ class AsyncCheckedPool(AsyncConnectionPool[AsyncConn]):
             self.idle_clock.distrust_all()
             raise
 
+    async def getconn(self, timeout: float | None = None) -> AsyncConn:
+        gate, budget = self.gate, current.get()
+        if gate is None:
+            return await super().getconn(timeout)
+        admitted = gate.poll(budget)
+        if admitted is None:
+            # a request's own deadline (http/deadlines.py) ends this wait first when it is sooner
+            wait = timeout if timeout is not None else self.timeout
+            try:
+                async with asyncio.timeout(wait):
+                    admitted = await gate.wait(budget)
+            except TimeoutError:
+                raise PoolTimeout(f"no connection within {wait:g} s") from None
+        if not admitted:
+            if budget is not None:
+                budget.end(SHED)  # its answer is a 503 (http/deadlines.py)
+            raise TooManyRequests("overloaded: the request was refused a connection")
+        try:
+            conn = await super().getconn(timeout)
+        except BaseException:
+            gate.release()
+            raise
+        gate.hold(id(conn))
+        if budget is not None:
+            budget.conn = conn
+        return conn
+
     async def putconn(self, conn: AsyncConn) -> None:
         self.idle_clock.returned(conn)
-        await super().putconn(conn)
+        budget = current.get()
+        if budget is not None and budget.conn is conn:
+            budget.conn = None
+        gate = self.gate
+        if gate is not None:
+            gate.unhold(id(conn))
+        try:
+            await super().putconn(conn)
+        finally:
+            if gate is not None:
+                gate.release()  # after the connection is back: the next permit finds it

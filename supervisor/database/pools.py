@@ -33,6 +33,7 @@ from supervisor.redact import redact_secret
 
 if TYPE_CHECKING:
     from supervisor.settings.config import Config
+    from supervisor.worker.admission import Admission
 
 log = get_logger()
 
@@ -249,8 +250,16 @@ class Database:
             self._pool, self._pid = pool, os.getpid()
         self._opened(settings, "sync")
 
-    async def _open_async(self, worker_id: int, config: Config, on_unreachable: Callable[[], None]) -> None:
-        """Open worker ``worker_id``'s async pool, in the running event loop."""
+    async def _open_async(
+        self,
+        worker_id: int,
+        config: Config,
+        on_unreachable: Callable[[], None],
+        admission: Admission | None = None,
+    ) -> None:
+        """Open worker ``worker_id``'s async pool, in the running event loop;
+        with ``admission``, its checkouts queue in a gate of the worker's
+        managed queue (worker/admission.py)."""
         if self._async_pool is not None and self._pid == os.getpid():
             return
         if self._configure is not None:
@@ -262,6 +271,7 @@ class Database:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncCheckedPool(
             open=False,
             reconnect_failed=lambda _pool: on_unreachable(),
+            gate=admission.gate(settings["max_size"]) if admission is not None else None,
             **settings,
         )
         await pool.open(wait=False)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from supervisor.settings.config import Config
+    from supervisor.worker.admission import Admission
 
 
 class Database(Protocol):
@@ -37,7 +38,11 @@ class Database(Protocol):
     def _open(self, worker_id: int, config: Config, on_unreachable: Callable[[], None]) -> None: ...
 
     async def _open_async(
-        self, worker_id: int, config: Config, on_unreachable: Callable[[], None]
+        self,
+        worker_id: int,
+        config: Config,
+        on_unreachable: Callable[[], None],
+        admission: Admission | None = None,
     ) -> None: ...
 
     async def _close_async(self, timeout: float = 5.0) -> None: ...

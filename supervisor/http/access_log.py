@@ -3,15 +3,19 @@ middleware around the app (a WSGI app is behind the bridge, itself an ASGI
 app, so both are logged here alike).
 
 Fields: ``client``, ``method``, ``path``, ``query``, ``status``, ``bytes``
-(response body), ``duration_ms``, ``request_id`` (and, from the log
-pipeline, ``worker_id`` and ``pid``). The request id is the value of
+(response body), ``duration_ms``, ``queue_ms`` (from the request's arrival to
+its database connection or request thread; absent if it needed neither),
+``request_id`` (and, from the log pipeline, ``worker_id`` and ``pid``). A
+request that ended early is logged with what its client got: 503 (refused as
+overload), 504 (past its deadline) or 499 (the client left first). The request id is the value of
 ``--request-id-header`` when the client (or a proxy) sent one; otherwise one
 is generated, added to the request's headers (so the app and its own logs see
 it) and echoed in the response. Generated ids are a random per-process prefix
 and a counter: unique across workers and restarts without a uuid per request.
 
 It sits inside the proxy-headers middleware, so ``client`` is the forwarded
-address when the proxy is trusted.
+address when the proxy is trusted, and inside the deadline layer, whose
+request budget it reads.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from supervisor.http.wsgi_request import BUDGET
 from supervisor.logging import fast_info
+from supervisor.worker.time_budget import EXPIRED, LEFT, SHED
+
+# what the client of a request that ended early got (499: nginx's "client closed request")
+_ENDED_EARLY = {SHED: 503, EXPIRED: 504, LEFT: 499}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -102,6 +111,13 @@ class AccessLog:
         assert self._lines is not None
         client = scope.get("client")
         query = scope["query_string"]
+        budget = scope.get("extensions", {}).get(BUDGET)
+        queue_ms = None
+        if budget is not None:
+            if budget.outcome is not None and not budget.responding:
+                status = _ENDED_EARLY[budget.outcome]
+            if budget.queue_s is not None:
+                queue_ms = round(budget.queue_s * 1000, 3)
         line = self._lines.render(
             client=client[0] if client else None,
             method=scope["method"],
@@ -110,6 +126,7 @@ class AccessLog:
             status=status or None,
             bytes=size,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            queue_ms=queue_ms,
             request_id=request_id.decode("latin-1"),
         )
         # One write per turn of the event loop, not per request: under load one

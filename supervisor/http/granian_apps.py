@@ -9,7 +9,16 @@ its protocol class is done here at the app boundary, once per request:
   so a keep-alive client learns it must reconnect *with* a response, never by
   a connection closed under a request it already sent;
 * the access log of WSGI apps (the fields of ``access_log``), in our log
-  pipeline instead of granian's own loggers.
+  pipeline instead of granian's own loggers;
+* for WSGI apps, what of the request deadlines and the managed queue granian
+  lets us apply (``budgeted``): granian queues WSGI requests in Rust, in
+  arrival order, and hands Python a request only when a thread takes it, with
+  no arrival time and no word when the client leaves. So a request is judged
+  when it starts: past its deadline it gets 504, and while the queue (measured
+  from a trusted proxy's ``X-Request-Start``) is overloaded, one that waited
+  too long gets 503; its checkouts wait at most what is left of its deadline.
+  A query still running at the deadline is not cancelled, and a client that
+  left is not noticed: for those, serve WSGI with ``--http uvicorn``.
 """
 
 from __future__ import annotations
@@ -18,10 +27,15 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.http.access_log import RequestIds
+from supervisor.http.deadlines import request_start
 from supervisor.logging import FastLines, fast_info
+from supervisor.worker.time_budget import TimeBudget, current
+
+if TYPE_CHECKING:
+    from supervisor.worker.admission import Gate
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -182,3 +196,57 @@ def asgi(app: ASGIApp, tally: Tally) -> ASGIApp:
             tally.end(n)
 
     return counted
+
+
+def budgeted(
+    app: WSGIApp,
+    timeout: float,
+    gate: Gate,
+    trusted: Callable[[str], bool],
+    retry_after: int,
+) -> WSGIApp:
+    """``app`` with what granian lets us apply of the deadlines (see the module's docstring)."""
+    lock = threading.Lock()  # the gate is the event loop's in the uvicorn engine; here, threads share it
+    retry = str(retry_after)
+
+    def refuse(
+        start_response: StartResponse, status: str, text: bytes, extra: list[tuple[str, str]]
+    ) -> list[bytes]:
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))), *extra]
+        start_response(status, headers)
+        return [text]
+
+    def call(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        now = time.monotonic()
+        arrival = now
+        stamp = environ.get("HTTP_X_REQUEST_START")
+        if stamp is not None and trusted(environ.get("REMOTE_ADDR", "")):
+            age = request_start(stamp.encode("latin-1"), time.time())
+            if age is None:
+                gate.tally.bad_request_start()
+            else:
+                arrival = now - age
+        budget = TimeBudget(arrival, arrival + timeout)
+        if budget.remaining() <= 0:
+            gate.tally.expired()
+            return refuse(start_response, "504 Gateway Timeout", b"request timed out\n", [])
+        with lock:
+            admitted = gate.poll(budget)
+        if not admitted:
+            if admitted is None:  # no permit free (never, with granian's own thread limit)
+                gate.tally.shed()
+            return refuse(
+                start_response,
+                "503 Service Unavailable",
+                b"overloaded: retry later\n",
+                [("Retry-After", retry)],
+            )
+        token = current.set(budget)
+        try:
+            return app(environ, start_response)
+        finally:
+            current.reset(token)
+            with lock:
+                gate.release()
+
+    return call

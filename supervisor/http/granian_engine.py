@@ -108,9 +108,16 @@ def run(target: Target, runtime: Runtime) -> int:
     tally = granian_apps.Tally()
     if wsgi:
         obj = forwarded.wsgi(target.obj, cfg.forwarded_allow_ips) if cfg.proxy_headers else target.obj
+        obj = granian_apps.budgeted(
+            obj,
+            cfg.request_timeout,
+            runtime.admission.gate(cfg.threads),
+            forwarded.Trusted(cfg.forwarded_allow_ips).contains,
+            cfg.retry_after,
+        )
         app: Any = granian_apps.wsgi(obj, tally, cfg.access_log, cfg.request_id_header)
     else:
-        app = granian_apps.asgi(stack.wrap(target.obj, cfg), tally)
+        app = granian_apps.asgi(stack.wrap(target.obj, cfg, runtime.admission.tally), tally)
     loop = _new_loop()
     try:
         return loop.run_until_complete(_serve(app, wsgi, tally, runtime))

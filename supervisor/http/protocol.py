@@ -22,9 +22,12 @@ on top):
   "shorter than Content-Length";
 * a response's head goes out with the first bytes of its body, in one write
   (one ``send()``, one TCP segment for a small response), not on its own;
-* for the WSGI bridge (``scope["extensions"]``): the connection's "lost"
-  future, "100 Continue" on demand instead of on the first ``receive()``, and
-  the socket lent for ``sendfile``.
+* in ``scope["extensions"]``: when the request arrived (for a new
+  connection, counting the time it waited in the kernel's accept queue) and
+  the connection's "lost" future, which the deadline layer (``deadlines``)
+  turns into "stop working for a client that left"; for the WSGI bridge also
+  "100 Continue" on demand instead of on the first ``receive()``, and the
+  socket lent for ``sendfile``.
 
 Upstream, these are uvicorn issues (HTTP/1.0 chunked and keep-alive, 304
 with a length, no head limits in the httptools protocol); this layer can go
@@ -34,13 +37,35 @@ when uvicorn fixes them.
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
+import time
 from typing import Any
 
-from supervisor.http.wsgi_request import CONTINUE, LOST, ZEROCOPY
+from supervisor.http.wsgi_request import ARRIVAL, CONTINUE, LOST, ZEROCOPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# struct tcp_info (linux/tcp.h): u32 tcpi_last_ack_recv, milliseconds, at byte 56
+_LAST_ACK_RECV = 56
+_TCP_INFO_LEN = _LAST_ACK_RECV + 4
+# A first byte this long after the accept was sent then, not waiting in the kernel
+_FIRST_BYTE_LATE = 0.05
 _JOIN_MAX = 64 * 1024  # a body up to this is copied behind its head: one write
 _REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+def _kernel_wait(transport: Any) -> float:
+    """Seconds a new connection spent in the kernel before we accepted it: the
+    age of the last packet it received (TCP_INFO's ``tcpi_last_ack_recv``),
+    0.0 when the socket does not say (not TCP, not Linux)."""
+    sock = transport.get_extra_info("socket")
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (AttributeError, OSError):
+        return 0.0
+    if len(info) < _TCP_INFO_LEN:
+        return 0.0
+    return int.from_bytes(info[_LAST_ACK_RECV : _LAST_ACK_RECV + 4], sys.byteorder) / 1000.0
 
 
 def _longest_field(headers: list[tuple[bytes, bytes]]) -> int:
@@ -185,10 +210,22 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
         # Slots, not instance attributes: uvicorn's protocol already has about as many
         # attributes as CPython keeps in a shared-key dict; past that every attribute
         # access of every request takes a slower path (about 4 us a request, measured)
-        __slots__ = ("_chunk", "_head_bytes", "_head_scope", "_head_timer", "_lost", "_refusal")
+        __slots__ = (
+            "_accepted",
+            "_arrived",
+            "_chunk",
+            "_head_bytes",
+            "_head_scope",
+            "_head_timer",
+            "_lost",
+            "_refusal",
+        )
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            # its first request arrived when the kernel saw it, before the accept
+            self._accepted = time.monotonic()
+            self._arrived = self._accepted - _kernel_wait(transport)
             self._lost: asyncio.Future[None] = self.loop.create_future()
             self._head_scope: Any = None  # the request whose head is arriving in parts
             self._head_bytes = 0  # its bytes so far
@@ -212,6 +249,11 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
 
         def data_received(self, data: bytes) -> None:
             self._chunk = len(data)
+            if self.cycle is not None or self.scope is not None:
+                # a later request (keep-alive), or the rest of a head: it arrives now at the earliest
+                self._arrived = time.monotonic()
+            elif (now := time.monotonic()) - self._accepted > _FIRST_BYTE_LATE:
+                self._arrived = now  # a connection opened ahead of its request (a browser's spare)
             base_data_received(self, data)
             # the usual request comes whole in one piece: nothing more to do
             if not self._in_head() or self.transport.is_closing():
@@ -264,12 +306,13 @@ def protocol_class(base: type[asyncio.Protocol], limits: Limits, root_path: str,
                     scope["raw_path"] = root_bytes + raw
             if scope["http_version"] == "1.0" and self.parser.should_keep_alive():
                 cycle.keep_alive = cycle.keep_alive_10 = True
+            extensions: dict[str, Any] = {LOST: self._lost, ARRIVAL: self._arrived}
             if wsgi:
-                extensions = {LOST: self._lost, ZEROCOPY: self}
+                extensions[ZEROCOPY] = self
                 if cycle.waiting_for_100_continue:
                     cycle.waiting_for_100_continue = False  # the bridge asks when the app reads
                     extensions[CONTINUE] = cycle.send_continue
-                scope["extensions"] = extensions
+            scope["extensions"] = extensions
 
         def send_400_response(self, msg: str) -> None:
             if self._refusal is not None:

@@ -15,6 +15,7 @@ from supervisor.http import tls
 
 if TYPE_CHECKING:
     from supervisor.settings.config import Config
+    from supervisor.worker.admission import Tally
     from supervisor.worker.runtime import Runtime
 
 
@@ -36,8 +37,10 @@ def uvicorn_options(cfg: Config) -> dict[str, Any]:
     return options
 
 
-def wrap(app: Any, cfg: Config) -> Any:
-    """``app`` (uvicorn's loaded app) with the access log and proxy headers."""
+def wrap(app: Any, cfg: Config, tally: Tally) -> Any:
+    """``app`` (an engine's loaded app) with, from the outside in: the request
+    deadlines (``deadlines.py``: it sees the peer before proxy headers rewrite
+    it, for X-Request-Start), the proxy headers, the access log."""
     if cfg.access_log:
         from supervisor.http.access_log import AccessLog
 
@@ -46,7 +49,12 @@ def wrap(app: Any, cfg: Config) -> Any:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app = ProxyHeadersMiddleware(app, trusted_hosts=list(cfg.forwarded_allow_ips))
-    return app
+    from supervisor.http.deadlines import Deadlines
+    from supervisor.http.forwarded import Trusted
+
+    return Deadlines(
+        app, cfg.request_timeout, tally, Trusted(cfg.forwarded_allow_ips).contains, cfg.retry_after
+    )
 
 
 def polite_websockets(base: type[asyncio.Protocol], runtime: Runtime, grace: float) -> type[asyncio.Protocol]:

@@ -46,7 +46,13 @@ def run(target: Target, runtime: Runtime) -> int:
 
     cfg = runtime.config
     # a client that takes nothing for --timeout seconds frees its request thread
-    bridge = WSGIBridge(target.obj, threads=cfg.threads, send_timeout=cfg.timeout or None)
+    bridge = WSGIBridge(
+        target.obj,
+        threads=cfg.threads,
+        send_timeout=cfg.timeout or None,
+        gate=runtime.admission.gate(cfg.threads),  # requests queue for a thread in the managed queue
+        on_stuck=runtime.worker.request_recycle,
+    )
     # every request thread stuck on its request for --timeout: the heartbeat stops there
     runtime.stalled_since = bridge.stalled_since
     wrapped = replace(target, obj=bridge, kind=Kind.ASGI, is_async=True)
@@ -96,7 +102,7 @@ def _serve(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
                     self.should_exit = True
 
     config.load()
-    config.loaded_app = stack.wrap(config.loaded_app, cfg)
+    config.loaded_app = stack.wrap(config.loaded_app, cfg, runtime.admission.tally)
     limits = protocol.Limits(
         cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size, cfg.header_timeout
     )

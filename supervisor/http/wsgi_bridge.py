@@ -22,7 +22,17 @@ few as it can:
 
 A client that leaves is seen whatever state its request body is in: the
 protocol layer (``protocol``) hands the bridge its connection's "lost" future
-in the scope's extensions. A request thread that makes no progress (no piece
+in the scope's extensions.
+
+A request waits for a thread in the worker's managed queue (a
+``worker/admission.py`` gate with a permit per thread), not in the executor's:
+there it is ordered, refused when the worker is past capacity, and dropped,
+never run, when its client leaves or its deadline passes while it waits. When
+a request ends early while its thread runs, the query the thread is running
+is cancelled in PostgreSQL (the connection the request holds, from the
+loop, through a short-lived thread: psycopg's cancel blocks); a thread still
+busy ``STUCK_GRACE`` seconds later is reported, stack and all, and its worker
+asks to be replaced. A request thread that makes no progress (no piece
 sent, no piece of body read) for longer than ``--timeout`` while every other
 thread is just as stuck stops the worker's heartbeat (``stalled_since``), so
 the master dumps its stacks and replaces it, as gunicorn's sync worker is.
@@ -31,17 +41,20 @@ the master dumps its stacks and replaces it, as gunicorn's sync worker is.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import os
 import select
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from supervisor.http.wsgi_request import (
+    BUDGET,
     CONTINUE,
     LOST,
     ZEROCOPY,
@@ -64,6 +77,10 @@ from supervisor.http.wsgi_response import (
     _watch_disconnect,
 )
 from supervisor.logging import get_logger
+from supervisor.worker.time_budget import SHED, TimeBudget, current, running_query
+
+if TYPE_CHECKING:
+    from supervisor.worker.admission import Gate
 
 log = get_logger("supervisor.wsgi")
 
@@ -71,15 +88,27 @@ log = get_logger("supervisor.wsgi")
 # thread and handed to the loop whole: one hand-off instead of one per piece
 # plus one for the end (frameworks return their own iterable, seldom a list).
 COLLECT_LIMIT = 64 * 1024
+# A request thread still busy this long after its request ended (deadline,
+# client gone) is stuck in Python: reported, and its worker replaced.
+STUCK_GRACE = 5.0
 
 
 class WSGIBridge:
     """An ASGI 3 app that serves ``app`` from ``threads`` request threads."""
 
-    def __init__(self, app: WSGIApp, threads: int = 1, send_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        threads: int = 1,
+        send_timeout: float | None = None,
+        gate: Gate | None = None,
+        on_stuck: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.threads = threads
         self.send_timeout = send_timeout
+        self.gate = gate  # a permit per thread: where requests queue for one
+        self.on_stuck = on_stuck  # a thread outlived its ended request: ask for a replacement
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="wsgi")
         self._closing = False
         # one [time] cell per request thread: when its request last made progress, 0.0 when idle
@@ -168,15 +197,36 @@ class WSGIBridge:
             asyncio.run_coroutine_threadsafe(piece, loop).result()
             response.cell[0] = time.monotonic()
 
+        budget: TimeBudget | None = ext.get(BUDGET)
+        running: concurrent.futures.Future[list[bytes] | None] | None = None
         try:
             environ = _environ(scope, body, multithread=self.threads > 1)
             response.zerocopy = zerocopy
             response.scope = scope
-            whole = await loop.run_in_executor(self._executor, self._run_app, environ, response, stream)
+            gate = self.gate
+            if gate is not None:
+                admitted = gate.poll(budget)
+                if admitted is None:
+                    admitted = await gate.wait(budget)
+                if not admitted:
+                    if budget is not None:
+                        budget.end(SHED)  # its answer is a 503 (http/deadlines.py)
+                    return
+            try:
+                running = self._executor.submit(self._run_app, environ, response, stream, budget)
+            except BaseException:
+                if gate is not None:
+                    gate.release()
+                raise
+            if gate is not None:
+                running.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.release))
+            whole = await asyncio.wrap_future(running, loop=loop)
             if whole is not None:  # the body is all here (and the app's iterable closed): one message
                 await _send_whole(send, response, whole)
         except asyncio.CancelledError:
             response.disconnected = True  # the server gave up on it: stop the thread's stream too
+            if running is not None and not running.done():
+                self._interrupted(budget, response, running, loop)
             raise
         finally:
             body.close()
@@ -185,13 +235,57 @@ class WSGIBridge:
             if response.watcher is not None:
                 response.watcher.cancel()
 
+    def _interrupted(
+        self,
+        budget: TimeBudget | None,
+        response: _Response,
+        running: concurrent.futures.Future[list[bytes] | None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Its request ended early while its thread runs: cancel the query the
+        thread is running, and report the thread if it does not let go."""
+        conn = budget.conn if budget is not None else None
+        if budget is not None and running_query(conn):
+            budget.interrupted = True
+            threading.Thread(target=_cancel_query, args=(conn,), name="wsgi-cancel", daemon=True).start()
+        loop.call_later(STUCK_GRACE, self._check_stuck, running, response.thread)
+
+    def _check_stuck(self, running: concurrent.futures.Future[list[bytes] | None], ident: int | None) -> None:
+        if running.done() or self._closing:
+            return
+        frame = sys._current_frames().get(ident) if ident is not None else None
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        log.error(
+            "request thread still busy after its request ended; replacing the worker",
+            grace_s=STUCK_GRACE,
+            stack=stack,
+        )
+        if self.on_stuck is not None:
+            self.on_stuck(f"a request thread was stuck {STUCK_GRACE:g} s past its request's end")
+
     def _run_app(
-        self, environ: dict[str, Any], response: _Response, stream: Callable[..., None]
+        self,
+        environ: dict[str, Any],
+        response: _Response,
+        stream: Callable[..., None],
+        budget: TimeBudget | None = None,
     ) -> list[bytes] | None:
         """In a request thread: run the app. Returns the whole body for the loop
         to send, or None when the response was streamed here. Either way the
         app's iterable is closed here: the loop need not come back to this
         thread for it once the body is in hand."""
+        if budget is not None and budget.outcome is not None:
+            return None  # it ended (deadline, client gone) while it waited for this thread
+        token = current.set(budget)  # the pools bound their waits by it, in this thread
+        try:
+            return self._run_app_in(environ, response, stream)
+        finally:
+            current.reset(token)
+
+    def _run_app_in(
+        self, environ: dict[str, Any], response: _Response, stream: Callable[..., None]
+    ) -> list[bytes] | None:
+        response.thread = threading.get_ident()
         cell = response.cell = self._progress_cell()
         cell[0] = time.monotonic()
         response.on_write = stream
@@ -343,3 +437,12 @@ def _sendfile(sock: int, fd: int, offset: int, count: int, timeout: float | None
         offset += sent
         count -= sent
         cell[0] = time.monotonic()
+
+
+def _cancel_query(conn: Any) -> None:
+    """Cancel ``conn``'s running query (a helper thread: psycopg's cancel blocks
+    for a round trip to the server); the request thread then gets QueryCanceled."""
+    try:
+        conn.cancel_safe(timeout=5.0)
+    except Exception as exc:  # the connection is gone or the server does not answer
+        log.warning("could not cancel the query of a request that ended", error=str(exc))

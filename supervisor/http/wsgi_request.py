@@ -1,6 +1,6 @@
 """What a WSGI app is given: its environ, ``wsgi.input`` (a body read in
 pieces as the app asks) and ``wsgi.file_wrapper``, and the scope extensions the
-protocol layer (``protocol``) hands the bridge."""
+protocol layer (``protocol``) hands the bridge and the deadline layer."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WSGIApp = Callable[..., Iterable[bytes]]
 
 LOST = "supervise.connection_lost"  # a future, done when the connection is gone
+ARRIVAL = "supervise.arrival"  # when the request reached the worker (time.monotonic())
+BUDGET = "supervise.budget"  # its TimeBudget (the deadline layer puts it there)
 CONTINUE = "supervise.send_continue"  # () -> None: answer "Expect: 100-continue"
 ZEROCOPY = "supervise.zerocopy"  # the protocol: zerocopy_begin(scope, ...), zerocopy_abort(scope), loop
 

@@ -62,6 +62,7 @@ class _Response:
         self.cell: list[float] = [0.0]  # the request thread's progress cell
         self.zerocopy: Any = None
         self.scope: Scope = {}
+        self.thread: int | None = None  # the request thread running the app
 
     def on_lost(self, _: object) -> None:
         self.disconnected = True

@@ -16,6 +16,18 @@ scraped, so a scrape never waits on a worker.
   ``supervise_pool_requests_waiting`` and ``supervise_pool_max``, refreshed
   when it is ready and then every ``UPDATE_EVERY`` seconds.
 
+* per worker, read by the master from the worker's heartbeat page at each
+  scrape (nothing to write, nothing on the request path):
+  ``supervise_requests_admitted_total``, ``supervise_requests_shed_total``
+  (refused as overload, 503), ``supervise_requests_expired_total`` (past
+  ``--request-timeout``, 504), ``supervise_requests_abandoned_total{when}``
+  (the client left while ``queued`` or ``running``),
+  ``supervise_queries_cancelled_total`` (cancelled in PostgreSQL for a request
+  that ended early), ``supervise_request_start_ignored_total`` (a malformed
+  ``X-Request-Start``), ``supervise_overloaded{worker}`` (1 while the worker's
+  managed queue is overloaded) and ``supervise_queue_seconds`` (a histogram of
+  the time from a request's arrival to its connection or thread).
+
 Metrics the application itself records with prometheus_client in its workers
 land in the same directory and are served too.
 """
@@ -38,7 +50,12 @@ UPDATE_EVERY = 5.0  # seconds between a worker's refreshes of its pool gauges
 _metrics: dict[str, Any] = {}
 
 
-def enable(hooks: Any, *, fresh: bool = True) -> Callable[[], tuple[bytes, str]] | None:
+def enable(
+    hooks: Any,
+    *,
+    fresh: bool = True,
+    workers: Callable[[], list[dict[str, Any]]] | None = None,
+) -> Callable[[], tuple[bytes, str]] | None:
     """Register the metric steps on ``hooks`` (the master's) and return what
     renders ``/metrics``; None, with a warning, without prometheus_client.
     ``fresh``: clear the directory of a previous run's files (not after a
@@ -99,9 +116,69 @@ def enable(hooks: Any, *, fresh: bool = True) -> Callable[[], tuple[bytes, str]]
     def render() -> tuple[bytes, str]:
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        if workers is not None:
+            registry.register(_LoadCollector(workers))
         return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST
 
     return render
+
+
+class _LoadCollector:
+    """The workers' request counts (``status.workers`` rows), as metric families."""
+
+    def __init__(self, workers: Callable[[], list[dict[str, Any]]]) -> None:
+        self._workers = workers
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        from supervisor.shared.channel import QUEUE_BUCKETS
+
+        counters = {
+            "admitted": CounterMetricFamily(
+                "supervise_requests_admitted", "Requests given a connection or a thread.", labels=["worker"]
+            ),
+            "shed": CounterMetricFamily(
+                "supervise_requests_shed", "Requests refused as overload (503).", labels=["worker"]
+            ),
+            "expired": CounterMetricFamily(
+                "supervise_requests_expired", "Requests past --request-timeout (504).", labels=["worker"]
+            ),
+            "cancelled": CounterMetricFamily(
+                "supervise_queries_cancelled",
+                "Queries cancelled in PostgreSQL for requests that ended early.",
+                labels=["worker"],
+            ),
+            "bad_request_start": CounterMetricFamily(
+                "supervise_request_start_ignored", "Malformed X-Request-Start headers.", labels=["worker"]
+            ),
+        }
+        abandoned = CounterMetricFamily(
+            "supervise_requests_abandoned", "Requests whose client left first.", labels=["worker", "when"]
+        )
+        overloaded = GaugeMetricFamily(
+            "supervise_overloaded", "1 while the worker's managed queue is overloaded.", labels=["worker"]
+        )
+        queue = HistogramMetricFamily(
+            "supervise_queue_seconds",
+            "From a request's arrival to its database connection or request thread.",
+            labels=["worker"],
+        )
+        for row in self._workers():
+            load, worker = row.get("load") or {}, str(row["worker"])
+            if not load or row.get("state") != "ready":
+                continue
+            for key, family in counters.items():
+                family.add_metric([worker], load[key])
+            abandoned.add_metric([worker, "queued"], load["left_queued"])
+            abandoned.add_metric([worker, "running"], load["left_running"])
+            overloaded.add_metric([worker], 1 if load["overloaded"] else 0)
+            total, buckets = 0, []
+            for bound, n in zip([*map(str, QUEUE_BUCKETS), "+Inf"], load["queue_buckets"], strict=True):
+                total += n
+                buckets.append((bound, total))
+            queue.add_metric([worker], buckets, sum_value=None)  # a sum is not kept
+        yield from [*counters.values(), abandoned, overloaded, queue]
 
 
 def _multiprocess_ready() -> bool:

@@ -97,7 +97,9 @@ def judge(
     if exit_code == 0 and handle.failure is None:
         log.info("worker finished: main returned", worker=handle.slot, worker_pid=handle.pid)
         return Finished()
-    return crashed(handle.slot, handle.pid, handle.failure or desc, now - handle.ready_at, now, at, worked)
+    lived = now - handle.ready_at
+    healthy = at.policy.healthy(lived, worked, stuck=handle.failure is not None)
+    return crashed(handle.slot, handle.pid, handle.failure or desc, lived, now, at, healthy)
 
 
 def _replacement_died(handle: WorkerHandle, why: str) -> Verdict:
@@ -132,13 +134,13 @@ def crashed(
     lived: float,
     now: float,
     at: Situation,
-    worked: bool = False,
+    healthy: bool = False,
 ) -> Verdict:
     """Worker ``worker`` (process ``pid``, None if it was never forked) died
     without being asked to: refill its slot as the crash-loop policy says."""
     if at.slot is None:
         return Done()
-    decision = at.policy.on_crash(at.slot.streak, lived, worked)
+    decision = at.policy.on_crash(at.slot.streak, lived, healthy)
     fields: dict[str, Any] = {"worker": worker, "status": why, "crashes_in_a_row": decision.streak}
     if pid is not None:
         fields["worker_pid"] = pid

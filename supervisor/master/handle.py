@@ -69,6 +69,7 @@ class WorkerHandle:
     reader: channel.LineReader = field(default_factory=channel.LineReader)
     pool: dict[str, object] | None = None  # its last pool report (supervise status)
     pool_at: float = 0.0
+    beat_seen: float = 0.0  # its last heartbeat reading that can be one (see last_sign)
 
     @property
     def state(self) -> State:
@@ -77,6 +78,16 @@ class WorkerHandle:
         return State.READY if self.ready_at is not None else State.BOOTING
 
     # -- the one deadline rule (tick and next_wakeup both read it) ------------
+
+    def last_sign(self) -> float:
+        """When this worker last showed life: its heartbeat, but never earlier
+        than its own ready time. A reading from before its spawn cannot be one
+        of its beats (an unwritten or torn page, an adopted worker's empty
+        one); the last reading that could be stands instead."""
+        reading = self.heartbeat.last
+        if reading >= self.spawned_at:
+            self.beat_seen = reading
+        return max(self.beat_seen, self.ready_at if self.ready_at is not None else self.spawned_at)
 
     def deadline(self, cfg: Config) -> float | None:
         """When the master must look at this worker again: its kill time when
@@ -87,14 +98,16 @@ class WorkerHandle:
             return None
         if self.ready_at is None:
             return self.spawned_at + cfg.boot_timeout if cfg.boot_timeout else None
-        return self.heartbeat.last + cfg.timeout if cfg.timeout else None
+        return self.last_sign() + cfg.timeout if cfg.timeout else None
 
     def overdue(self, cfg: Config, now: float) -> str | None:
         """Why this worker must be aborted now (it is stuck), or None."""
         if self.state is State.BOOTING and cfg.boot_timeout and now - self.spawned_at >= cfg.boot_timeout:
             return f"did not become ready within {cfg.boot_timeout:g} s"
-        if self.state is State.READY and cfg.timeout and now - self.heartbeat.last >= cfg.timeout:
-            return f"heartbeat timeout (none for {now - self.heartbeat.last:.1f} s)"
+        if self.state is State.READY and cfg.timeout:
+            silent = now - self.last_sign()  # one reading: the decision and its message agree
+            if silent >= cfg.timeout:
+                return f"heartbeat timeout (none for {silent:.1f} s)"
         return None
 
     # -- stop escalation --------------------------------------------------------

@@ -78,7 +78,9 @@ def start(m: MasterView) -> Started:
             from supervisor.integrations import prometheus
 
             # before any hook or import: prometheus_client picks its storage on import
-            out.metrics = prometheus.enable(m.hooks, fresh=reexec.received() is None)
+            out.metrics = prometheus.enable(
+                m.hooks, fresh=reexec.received() is None, workers=lambda: status.workers(m, m.clock())
+            )
         m.hooks.run("on_starting", m.info())
         if cfg.preload and out.target is None:
             out.target = resolve(cfg.target, cfg.interface, cfg.factory)

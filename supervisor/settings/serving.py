@@ -263,3 +263,54 @@ class HTTPSettings:
         group="WebSockets",
         help="Largest WebSocket message accepted; a larger one closes the connection (1009).",
     )
+    request_timeout: float = _setting(
+        30.0,
+        flags=("--request-timeout",),
+        kind="float",
+        minimum=0.001,
+        maximum=MAX_SECONDS,
+        metavar="S",
+        group="Overload",
+        help="An HTTP request not answered S seconds after it arrived gets 504 at once, and its "
+        "wait for a connection or the query it runs is cancelled (in PostgreSQL too). Until its "
+        "response starts; an app may give one request more (supervisor.set_request_timeout).",
+    )
+    shed: bool = _setting(
+        True,
+        flags=("--shed/--no-shed",),
+        kind="bool",
+        group="Overload",
+        help="Past capacity, refuse work fast with 503 and Retry-After instead of queueing it for "
+        "clients that will have left (CoDel on the time requests wait for a connection or a thread).",
+    )
+    queue_target: float | None = _setting(
+        None,
+        flags=("--queue-target",),
+        kind="float",
+        minimum=0.001,
+        maximum=60,
+        metavar="S",
+        group="Overload",
+        help="The queue is overloaded while the shortest wait over 10 targets stays above S; while "
+        "it is, requests that waited 2 x S are refused and the newest are served first.",
+        default_doc="the median time a connection or thread is held, from 0.005 to 0.05",
+    )
+    queue_order: str = _setting(
+        "adaptive",
+        flags=("--queue-order",),
+        kind="choice",
+        choices=("adaptive", "fifo"),
+        group="Overload",
+        help="adaptive: serve the newest request first while overloaded (its client is still "
+        "there), else in arrival order; fifo: always in arrival order.",
+    )
+    retry_after: int = _setting(
+        1,
+        flags=("--retry-after",),
+        kind="int",
+        minimum=1,
+        maximum=3600,
+        metavar="S",
+        group="Overload",
+        help="The Retry-After header of a 503 refused as overload, in seconds.",
+    )

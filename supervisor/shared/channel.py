@@ -6,6 +6,11 @@ checks deadlines. Beats cost the master no system call and no wake-up, so an
 idle master sleeps until the earliest deadline instead of polling.
 ``CLOCK_MONOTONIC`` is system-wide on Linux, so both sides compare the same clock.
 
+After those two words come the worker's request counts (:class:`Load`): its
+managed queue's state, what it refused, abandoned or cancelled, and a
+histogram of queue times, written by the worker and read by the master with
+no system call either.
+
 The pipe carries rare, ordered events as text lines: ``ready`` and
 ``error <exit code> <message>`` (written just before a worker exits), and
 ``pool <json>`` (pool sizes, each time the worker logs its pool statistics).
@@ -16,10 +21,31 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import struct
 import time
+from collections.abc import Sequence
+from typing import Any
 
-_LAYOUT = struct.Struct("dQ")  # last beat (monotonic s), units of work done
+# What a worker counts of its requests (worker/admission.py writes, the master
+# reads), in the words of its heartbeat page after the beat and the work count.
+COUNTERS = ("admitted", "shed", "left_queued", "left_running", "cancelled", "expired", "bad_request_start")
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # seconds; then +inf
+
+
+class Load:
+    """Where each count lives among the load words."""
+
+    OVERLOADED = 0  # 1 while the worker's managed queue is overloaded
+    FIRST_COUNTER = 1
+    FIRST_BUCKET = FIRST_COUNTER + len(COUNTERS)  # queue-time histogram, one word per bucket
+    SIZE = FIRST_BUCKET + len(QUEUE_BUCKETS) + 1
+
+    @classmethod
+    def read(cls, words: Sequence[int]) -> dict[str, Any]:
+        """The counts, as ``status`` and ``/metrics`` show them."""
+        counts = {name: int(words[cls.FIRST_COUNTER + i]) for i, name in enumerate(COUNTERS)}
+        buckets = [int(words[cls.FIRST_BUCKET + i]) for i in range(len(QUEUE_BUCKETS) + 1)]
+        return {"overloaded": bool(words[cls.OVERLOADED]), **counts, "queue_buckets": buckets}
+
 
 READY = "ready"
 ERROR = "error"
@@ -29,37 +55,54 @@ RETIRE = "retire"  # master -> worker: you are being replaced; finish politely
 
 
 class Heartbeat:
-    """One worker's shared heartbeat slot."""
+    """One worker's shared heartbeat slot: its last beat (monotonic seconds)
+    and the units of work it has done, each an aligned 8-byte word.
+
+    Each field is written with one 8-byte store, never through
+    ``struct.pack_into``: that zeroes its destination before it writes, and a
+    master reading the page in between saw a beat of 0.0 (a healthy worker
+    judged silent since the machine booted)."""
 
     def __init__(self) -> None:
         self._mm: mmap.mmap | None = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED | MAP_ANONYMOUS
+        view = memoryview(self._mm)
+        self._last: memoryview[float] | None = view[0:8].cast("d")
+        self._work: memoryview[int] | None = view[8:16].cast("Q")
+        self.load: Sequence[int] = view[16 : 16 + 8 * Load.SIZE].cast("Q")  # see Load
+        view.release()
         self.beat()
 
     @classmethod
     def none(cls) -> Heartbeat:
         """A heartbeat nobody writes (a worker adopted from the previous image)."""
         hb = cls.__new__(cls)
-        hb._mm = None
+        hb._mm = hb._last = hb._work = None
+        hb.load = (0,) * Load.SIZE
         return hb
 
     def beat(self, now: float | None = None) -> None:
-        if self._mm is not None:
-            _LAYOUT.pack_into(self._mm, 0, time.monotonic() if now is None else now, self.work)
+        if self._last is not None:
+            self._last[0] = time.monotonic() if now is None else now
 
     @property
     def last(self) -> float:
-        return _LAYOUT.unpack_from(self._mm, 0)[0] if self._mm is not None else 0.0
+        return float(self._last[0]) if self._last is not None else 0.0
 
     @property
     def work(self) -> int:
-        return int(_LAYOUT.unpack_from(self._mm, 0)[1]) if self._mm is not None else 0
+        return int(self._work[0]) if self._work is not None else 0
 
     def add_work(self, n: int = 1) -> None:
-        if self._mm is not None:
-            last, work = _LAYOUT.unpack_from(self._mm, 0)
-            _LAYOUT.pack_into(self._mm, 0, last, work + n)
+        # only the worker writes its page: a read-then-write of this word is safe
+        if self._work is not None:
+            self._work[0] += n
 
     def close(self) -> None:
+        for view in (self._last, self._work, self.load):
+            if isinstance(view, memoryview):
+                view.release()
+        self._last = self._work = None
+        self.load = (0,) * Load.SIZE
         if self._mm is not None:
             self._mm.close()
             self._mm = None

@@ -179,6 +179,7 @@ class _WorkerProcess:
 
         def ready() -> None:
             hooks.run("worker_ready", self.worker)
+            self.spec.heartbeat.beat()  # the master's first look after "ready" finds a fresh beat
             channel.send(self.spec.report_fd, channel.READY)
             report_pools(self.spec.report_fd)
 

@@ -15,6 +15,7 @@ from supervisor.errors import ConfigError
 from supervisor.logging import get_logger
 from supervisor.settings.config import Config
 from supervisor.shared import channel
+from supervisor.worker.time_budget import Deadline
 
 if TYPE_CHECKING:
     from supervisor.database.pools import Database
@@ -82,6 +83,13 @@ class Worker:
         if database is None:
             raise ConfigError("no database configured: pass --database-url or set DATABASE_URL")
         return cast("Database", database)
+
+    def deadline(self, seconds: float) -> Deadline:
+        """A unit of work with a deadline: ``with worker.deadline(5): handle(job)``
+        (``async with`` in an async ``main``). Its pool checkouts wait at most
+        the time left, and a query still running at the deadline is cancelled
+        in PostgreSQL (see :class:`~supervisor.worker.time_budget.Deadline`)."""
+        return Deadline(seconds)
 
     def request_recycle(self, reason: str) -> None:
         """Ask the master to replace this worker (a new one is started first)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.database import registry
 from supervisor.logging import get_logger
+from supervisor.worker.admission import Admission, QueuePolicy, Tally
 from supervisor.worker.public import Worker
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ class Runtime:
         # a runner's own measure of capacity: since when it has had none (every
         # WSGI request thread stuck on one request), None while it has some
         self.stalled_since: Callable[[], float | None] = lambda: None
+        cfg = worker.config
+        # the managed queue of every pool and request thread (worker/admission.py),
+        # counted in the heartbeat page the master reads
+        self.admission = Admission(
+            QueuePolicy(shed=cfg.shed, lifo=cfg.queue_order == "adaptive", target=cfg.queue_target),
+            Tally(worker._heartbeat.load),
+        )
 
     @property
     def config(self) -> Config:
@@ -77,7 +85,7 @@ class Runtime:
         """This worker's async pools, opened in the running event loop (async
         targets only: a sync target's pools are open before the runner starts)."""
         for db in registry.in_use():
-            await db._open_async(self.worker.id, self.config, self._on_unreachable)
+            await db._open_async(self.worker.id, self.config, self._on_unreachable, self.admission)
 
     async def close_pools(self) -> None:
         for db in registry.databases():

@@ -1,20 +1,15 @@
-"""retry_transient: which errors are retried, and a real terminated backend."""
+"""retry_transient: which errors are retried, and how often (a real terminated
+backend is processes/test_retry_terminated_backend.py)."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
-import stamina
 from psycopg import errors
 
 from supervisor import is_transient, retry_transient
 
-
-@pytest.fixture(autouse=True)
-def _instant_retries():
-    stamina.set_testing(True, attempts=5)
-    yield
-    stamina.set_testing(False)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 @pytest.mark.parametrize(
@@ -55,20 +50,3 @@ def test_retries_transient_errors_and_gives_up_on_others():
     with pytest.raises(errors.UndefinedTable):
         broken()
     assert len(calls) == 1
-
-
-def test_a_terminated_backend_is_retried_on_a_fresh_connection(postgres_url):
-    killed: list[int] = []
-
-    @retry_transient(attempts=3)
-    def work() -> int:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            pid = conn.execute("select pg_backend_pid()").fetchone()[0]
-            if not killed:
-                killed.append(pid)
-                with psycopg.connect(postgres_url, autocommit=True) as admin:
-                    admin.execute("select pg_terminate_backend(%s)", (pid,))
-            return conn.execute("select 42").fetchone()[0]
-
-    assert work() == 42
-    assert len(killed) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_http import free_port, get
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("app", ["examples.web.asgi_app:app", "examples.web.wsgi_app:app"])

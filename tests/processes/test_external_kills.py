@@ -2,7 +2,7 @@
 
 A worker that booted and served is replaced at once, however often it is
 killed, and the master never gives up on it; backoff and exit 6 stay for
-workers that die before or right after becoming ready (tests/test_failures.py).
+workers that die before or right after becoming ready (tests/processes/test_failures.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psycopg
 
+from conftest import APPS, docs_recipes
+
 DROP = "alter table users drop column legacy;\n"
 DROP_FINDING = (
     "0002_drop.sql:2: drop-column: dropping a column breaks the code still running that reads or writes it; "
@@ -150,8 +152,6 @@ def _without_pglast(tmp_path: Path) -> dict[str, str]:
     shim = tmp_path / "no_pglast" / "pglast"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('pglast is not installed here')\n")
-    from conftest import APPS
-
     return {"PYTHONPATH": f"{shim.parent}:{APPS}"}
 
 
@@ -178,14 +178,7 @@ def test_without_pglast_check_says_how_to_install_it_and_a_start_warns_once(
 def test_the_recipes_in_the_docs_apply(supervise, postgres_url: str, tmp_path: Path):
     """docs/migrations.md's recipes are real SQL: on live tables (no old
     master anywhere, so the contracts apply too) every file applies."""
-    import re
-
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "migrations.md").read_text()
-    recipes = docs[docs.index("### Recipes") :]
-    files = {
-        m.group(1): m.group(2)
-        for m in re.finditer(r"```sql\n-- (\d{4}_[\w-]+\.sql)[^\n]*\n(.*?)```", recipes, re.DOTALL)
-    }
+    files = docs_recipes()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(
             "create table users (id int primary key, name text, email varchar(50));"

@@ -4,17 +4,12 @@ from the command line, the environment or a config file, for run and check."""
 from __future__ import annotations
 
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from test_cli import cli
 
-from supervisor.hooks import Hooks
-from supervisor.master import Master
-from supervisor.master.handle import Slot
-from supervisor.settings.config import Config
-from supervisor.settings.declare import MAX_SECONDS, MAX_WORKERS
+from supervisor.settings.declare import MAX_SECONDS
 
 from conftest import Run, free_port
 
@@ -58,14 +53,6 @@ def test_bad_numbers_in_a_config_file(tmp_path: Path):
         assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_keywords_are_checked_the_same_way(tmp_path: Path):
-    from supervisor import Supervisor
-    from supervisor.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"^timeout: must be a finite number of seconds, got nan"):
-        Supervisor("mains:wait", timeout=float("nan")).load_config()
-
-
 def test_the_largest_values_run_and_stop_cleanly(supervise, tmp_path: Path):
     """The bounds are values the master can live with: deadlines a week away
     must not overflow a wait, at start or at stop."""
@@ -78,11 +65,3 @@ def test_the_largest_values_run_and_stop_cleanly(supervise, tmp_path: Path):
     run.signal(signal.SIGTERM)
     assert run.wait() == 0, run.output()
     assert "Traceback" not in run.output()
-
-
-def test_ttin_stops_at_the_worker_cap():
-    cfg = replace(Config(target="app:main"), workers=MAX_WORKERS)
-    master = Master(cfg, Hooks())
-    master.slots = {i: Slot(i) for i in range(1, MAX_WORKERS + 1)}
-    master.on_signal(signal.SIGTTIN, 0.0)
-    assert master.config.workers == MAX_WORKERS

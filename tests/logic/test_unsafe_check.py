@@ -12,6 +12,8 @@ import pytest
 from supervisor.migrate.sqlfiles import Migration, load
 from supervisor.migrate.unsafe import Finding, check
 
+from conftest import docs_recipes
+
 
 def _run(tmp_path: Path, files: dict[str, str]) -> list[Migration]:
     mig = tmp_path / "mig"
@@ -185,14 +187,7 @@ def test_a_finding_says_why_and_what_to_do_instead(tmp_path: Path):
 
 def test_the_recipes_in_the_docs_pass_the_check(tmp_path: Path):
     """Every file of docs/migrations.md's recipes, as one run on live tables."""
-    import re
-
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "migrations.md").read_text()
-    recipes = docs[docs.index("### Recipes") :]
-    files = {
-        m.group(1): m.group(2)
-        for m in re.finditer(r"```sql\n-- (\d{4}_[\w-]+\.sql)[^\n]*\n(.*?)```", recipes, re.DOTALL)
-    }
+    files = docs_recipes()
     assert len(files) == 13  # every change in the list has its files
     migrations = _run(tmp_path, files)
     assert check(migrations) == []

@@ -12,8 +12,6 @@ import pytest
 from integrations_util import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.integrations.prometheus import exit_reason
-
 from conftest import wait_until
 
 pytest.importorskip("prometheus_client")
@@ -78,14 +76,6 @@ def test_metrics_follow_workers_through_a_crash(supervise, tmp_path, postgres_ur
     assert not [labels for (_, labels) in after if ("pid", str(pids[1])) in labels]
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
-
-
-def test_exit_reasons():
-    assert exit_reason(0, None, "shutdown") == "stopped"
-    assert exit_reason(0, None, None) == "finished"
-    assert exit_reason(None, signal.SIGKILL, None) == "crashed"
-    assert exit_reason(1, None, None) == "crashed"
-    assert exit_reason(None, signal.SIGKILL, "heartbeat timeout") == "killed"
 
 
 def test_the_core_runs_without_prometheus_client(tmp_path):

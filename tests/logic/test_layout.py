@@ -2,16 +2,26 @@
 ``bench/`` (imports inside functions and under TYPE_CHECKING count too), no
 module so large that a reader cannot hold it, a top level that reads as a
 table of contents, and one name per module (two ``control.py`` make every
-stack trace ambiguous)."""
+stack trace ambiguous). The tests' own shape: each test file in ``tests/logic/``
+(runs entirely inside the test process) or ``tests/processes/`` (starts real
+processes: the supervisor, PostgreSQL, a subprocess, a fork)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "supervisor"
 BENCH = ROOT / "bench"
+TESTS = ROOT / "tests"
+TEST_GROUPS = ("logic", "processes")
+# what a test in tests/logic/ may not use: each starts a process, or needs a server that runs as one
+PROCESS_FIXTURES = {"supervise", "supervise_process", "postgres_server", "postgres_cluster", "postgres_url"}
+PROCESS_MODULES = {"subprocess", "multiprocessing"}
+PROCESS_CALLS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "popen", "Popen"} | {
+    "exec" + s for s in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
+}
 MAX_LINES = 500
 MAX_TOP_MODULES = 15
 
@@ -124,3 +134,32 @@ def test_runners_hold_no_http_server():
     assert all(engine.module.startswith("supervisor.http.") for engine in ENGINES.values())
     choices = Config.__dataclass_fields__["http"].metadata["setting"]
     assert isinstance(choices, Setting) and tuple(ENGINES) == choices.choices
+
+
+def test_every_test_file_is_in_a_group():
+    """tests/logic/ or tests/processes/, nowhere else; and each file name once, since
+    pytest imports test modules by their base name (rootdir-less, prepend mode)."""
+    files = [p.relative_to(TESTS) for p in TESTS.rglob("test_*.py") if "apps" not in p.parts]
+    astray = sorted(str(p) for p in files if len(p.parts) != 2 or p.parts[0] not in TEST_GROUPS)
+    assert not astray, f"test files outside tests/logic/ and tests/processes/: {astray}"
+    names = [p.name for p in files]
+    assert len(names) == len(set(names)), f"a test file name used twice: {sorted(names)}"
+
+
+def test_logic_tests_start_no_process():
+    """A test in tests/logic/ takes no fixture that starts the supervisor or
+    PostgreSQL, imports no subprocess module and calls no fork or exec."""
+    found = []
+    for path in sorted((TESTS / "logic").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                used = PROCESS_FIXTURES & {a.arg for a in node.args.args}
+                found += [f"{path.name}::{node.name} takes {name}" for name in sorted(used)]
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                modules = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                )
+                found += [f"{path.name} imports {m}" for m in modules if m.split(".")[0] in PROCESS_MODULES]
+            elif isinstance(node, ast.Attribute) and node.attr in PROCESS_CALLS:
+                found.append(f"{path.name}:{node.lineno} uses .{node.attr}")
+    assert not found, "tests/logic/ is for tests that run in the test process:\n" + "\n".join(found)

@@ -8,10 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from supervisor._argv import move_secrets_to_env, password_spans
 
 from conftest import Run, free_port, session_pids, wait_until
 
@@ -116,21 +113,3 @@ def test_no_process_we_start_shows_the_password(supervise, postgres_url):
     assert SECRET not in run.output()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
-
-
-@pytest.mark.parametrize(
-    ("argv", "left", "env"),
-    [
-        (["x", "--database-url", "u", "-w", "2"], ["x", "-w", "2"], {"SUPERVISE_DATABASE_URL": "u"}),
-        (["x", "--database-url=a=b c=d"], ["x"], {"SUPERVISE_DATABASE_URL": "a=b c=d"}),
-        (["x", "--hooks", "h"], ["x", "--hooks", "h"], {}),
-    ],
-)
-def test_secret_options_move_to_the_environment(argv: list[str], left: list[str], env: dict[str, str]):
-    assert move_secrets_to_env(argv) == (left, env)
-
-
-def test_password_spans_in_urls_and_conninfo():
-    line = b"py\0--database-url\0postgresql://u:p%40ss@h/db\0host=h password='a b' x=1\0"
-    spans = list(password_spans(line))
-    assert [line[a:b] for a, b in spans] == [b"p%40ss", b"'a b'"]

@@ -1,10 +1,13 @@
-"""ASGI apps served by uvicorn inside each worker, on sockets the master bound."""
+"""ASGI and WSGI apps served inside each worker, on sockets the master bound, by
+the default HTTP engine (uvicorn). The tests parametrized by ``engine`` run the
+same body under ``--http granian`` too; granian's own cases are test_granian.py."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import http.client
+import importlib.util
 import signal
 import socket
 import sys
@@ -16,6 +19,16 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, wait_until
+
+NEEDS_GRANIAN = pytest.mark.skipif(
+    importlib.util.find_spec("granian") is None, reason="--http granian needs the granian package"
+)
+ENGINES = ["uvicorn", pytest.param("granian", marks=NEEDS_GRANIAN)]
+
+
+def http_engine(engine: str) -> tuple[str, ...]:
+    """The options that pick ``engine``: none for the default, uvicorn."""
+    return () if engine == "uvicorn" else ("--http", engine)
 
 
 def get(port: int, path: str = "/", timeout: float = 5) -> tuple[int, str]:
@@ -203,9 +216,12 @@ def test_wsgi_graceful_stop_finishes_the_request_in_its_thread(supervise):
     assert run.wait() == 0
 
 
-def test_a_blocked_event_loop_gets_the_worker_replaced(supervise):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_blocked_event_loop_gets_the_worker_replaced(supervise, engine):
     port = free_port()
-    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "1")
+    run = supervise(
+        "asgiapp:app", "-w", "1", *http_engine(engine), "--bind", f"127.0.0.1:{port}", "--timeout", "1"
+    )
     first = run.wait_ready(1)[1]
     threading.Thread(target=_blocked_request, args=(port,), daemon=True).start()
     stuck = run.wait_event("worker stuck; dumping its stacks to stderr, then killing it")[0]
@@ -221,8 +237,18 @@ def _blocked_request(port: int) -> None:
         get(port, "/block", timeout=10)
 
 
-def test_lifespan_startup_failure_is_a_boot_failure(supervise):
-    run = supervise("asgiapp:app", "-w", "2", "--bind", f"127.0.0.1:{free_port()}", env={"FAIL_STARTUP": "1"})
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lifespan_startup_failure_is_a_boot_failure(supervise, engine):
+    port = free_port()
+    run = supervise(
+        "asgiapp:app",
+        "-w",
+        "2",
+        *http_engine(engine),
+        "--bind",
+        f"127.0.0.1:{port}",
+        env={"FAIL_STARTUP": "1"},
+    )
     assert run.wait() == 3
 
 
@@ -276,9 +302,19 @@ def test_hup_under_keep_alive_load_fails_no_request(supervise, target):
     assert run.wait() == 0
 
 
-def test_max_requests_recycles_through_the_rolling_path(supervise):
+@pytest.mark.parametrize(
+    ("engine", "target"),
+    [
+        pytest.param("uvicorn", "asgiapp:app", id="uvicorn-asgi"),
+        pytest.param("granian", "asgiapp:app", id="granian-asgi", marks=NEEDS_GRANIAN),
+        pytest.param("granian", "wsgipid:app", id="granian-wsgi", marks=NEEDS_GRANIAN),
+    ],
+)
+def test_max_requests_recycles_through_the_rolling_path(supervise, engine, target):
     port = free_port()
-    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--max-requests", "5")
+    run = supervise(
+        target, "-w", "1", *http_engine(engine), "--bind", f"127.0.0.1:{port}", "--max-requests", "5"
+    )
     run.wait_ready(1)
     pids = set()
 
@@ -342,6 +378,8 @@ def test_health_endpoint_readiness_follows_the_workers(supervise):
         "reloading": False,
         "stopping": False,
         "migrations": "none",
+        "overloaded": False,
+        "workers_overloaded": 0,
     }
     assert _health(port, "/nope")[0] == 404
     # a client that connects and says nothing does not block the master
@@ -352,14 +390,23 @@ def test_health_endpoint_readiness_follows_the_workers(supervise):
     assert run.wait() == 0
 
 
-def test_wsgi_app_request_threads_use_the_worker_pool(supervise, postgres_url):
+@pytest.mark.parametrize(
+    ("engine", "target"),
+    [
+        pytest.param("uvicorn", "wsgidb:app", id="uvicorn-wsgi"),
+        pytest.param("granian", "wsgidb:app", id="granian-wsgi", marks=NEEDS_GRANIAN),
+        pytest.param("granian", "asgidb:app", id="granian-asgi", marks=NEEDS_GRANIAN),
+    ],
+)
+def test_requests_query_the_workers_own_pool(supervise, postgres_url, engine, target):
     from concurrent.futures import ThreadPoolExecutor
 
     port = free_port()
     run = supervise(
-        "wsgidb:app",
+        target,
         "-w",
         "2",
+        *http_engine(engine),
         "--threads",
         "4",
         "--pool-max-size",
@@ -371,11 +418,12 @@ def test_wsgi_app_request_threads_use_the_worker_pool(supervise, postgres_url):
     pids = run.wait_ready(2)
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda _: get(port), range(80)))
-    assert all(status == 200 for status, _ in results)
-    for _, body in results:  # each answer came from a worker's own pool
+    assert all(status == 200 for status, _ in results), results[:3]
+    module = target.split(":")[0]
+    for _, body in results:  # each answer came from the answering worker's own pool
         pid, app = (part.split("=", 1)[1] for part in body.split())
         worker = next(w for w, p in pids.items() if str(p) == pid)
-        assert app == f"wsgidb:worker-{worker}@{socket.gethostname()}"
+        assert app == f"{module}:worker-{worker}@{socket.gethostname()}"
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 
@@ -396,9 +444,18 @@ def test_bad_bind_addresses_exit_2(supervise):
         assert "is not HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N" in run.final(2)
 
 
-def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise):
+@pytest.mark.parametrize(
+    ("engine", "target"),
+    [
+        pytest.param("uvicorn", "asgiapp:app", id="uvicorn-asgi"),
+        pytest.param("granian", "wsgipid:app", id="granian-wsgi", marks=NEEDS_GRANIAN),
+    ],
+)
+def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise, engine, target):
     port = free_port()
-    run = supervise("asgiapp:app", "-w", "1", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30")
+    run = supervise(
+        target, "-w", "1", *http_engine(engine), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"
+    )
     old = run.wait_ready(1)[1]
     silent = socket.create_connection(("127.0.0.1", port))  # connects, never sends
     try:
@@ -406,7 +463,7 @@ def test_a_silent_connection_does_not_hold_a_retiring_worker(supervise):
         started = time.monotonic()
         run.signal(signal.SIGHUP)
         run.wait_event("worker exited", worker_pid=old, reason="reload", timeout=15)
-        assert time.monotonic() - started < 10  # its keep-alive timeout, not the 30 s deadline
+        assert time.monotonic() - started < 10  # the keep-alive timeout (grace), not the 30 s deadline
         assert not run.find("did not stop in time; exiting")
     finally:
         silent.close()

@@ -16,7 +16,7 @@ from supervisor.testing.postgres import LocalCluster
 
 from conftest import Run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # examples/ is not an installed package
     sys.path.insert(0, str(ROOT))
 

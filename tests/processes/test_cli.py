@@ -164,6 +164,7 @@ def test_help_groups_options_by_what_they_configure(tmp_path: Path):
         "TLS",
         "Proxies",
         "WebSockets",
+        "Overload",
         "Database",
         "Migrations",
         "Fleet",

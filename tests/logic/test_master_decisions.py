@@ -28,8 +28,10 @@ RETIRE = -1  # stands for the "retire" command in FakeProcesses.sent
 
 class FakeHeartbeat(channel.Heartbeat):
     def __init__(self) -> None:
-        self._mm = None
+        self._mm = self._last = self._work = None
+        self.load = [0] * channel.Load.SIZE
         self.at = 0.0
+        self.done = 0
 
     def beat(self, now: float | None = None) -> None:
         self.at = now or 0.0
@@ -37,6 +39,10 @@ class FakeHeartbeat(channel.Heartbeat):
     @property
     def last(self) -> float:
         return self.at
+
+    @property
+    def work(self) -> int:
+        return self.done
 
 
 class FakeProcesses:
@@ -425,8 +431,10 @@ def test_handle_deadline_follows_its_state():
     assert handle.overdue(cfg, 1004.9) is None
     assert "did not become ready within 5 s" in (handle.overdue(cfg, 1005.0) or "")
     handle.ready_at = 1001.0
-    assert handle.state is State.READY and handle.deadline(cfg) == 1010.0
-    assert "heartbeat timeout" in (handle.overdue(cfg, 1010.0) or "")
+    # its last beat (1000.0) is older than its ready time: the allowance runs from being ready
+    assert handle.state is State.READY and handle.deadline(cfg) == 1011.0
+    assert handle.overdue(cfg, 1010.5) is None
+    assert "heartbeat timeout" in (handle.overdue(cfg, 1011.0) or "")
     procs = FakeProcesses(Clock())
     handle.stop(procs, StopMode.GRACEFUL, 1002.0, cfg.graceful_timeout)
     assert handle.state is State.STOPPING and handle.overdue(cfg, 9999.0) is None
@@ -442,7 +450,9 @@ def test_handle_deadline_follows_its_state():
 def test_next_wakeup_is_the_nearest_handle_deadline():
     master, _, clock = make(workers=2)
     boot(master, clock)
-    master.slots[2].child.heartbeat.beat(clock.t - 4)  # type: ignore[union-attr]
+    clock.t += 5
+    master.slots[1].child.heartbeat.beat(clock.t)  # type: ignore[union-attr]
+    master.slots[2].child.heartbeat.beat(clock.t - 4)  # type: ignore[union-attr]  # 1 s after ready
     assert master.next_wakeup(clock.t) == pytest.approx(6.001)
 
 
@@ -503,8 +513,89 @@ def _served(master: Master, slot: int, n: int) -> None:
 class _Worked(FakeHeartbeat):
     def __init__(self, n: int) -> None:
         super().__init__()
-        self._work = n
+        self.done = n
 
-    @property
-    def work(self) -> int:
-        return self._work
+
+# -- healthy workers misjudged (issue 21) -----------------------------------------
+
+
+def test_a_ready_worker_is_never_judged_by_a_beat_older_than_its_spawn():
+    """A heartbeat page read as 0.0 (the old writer zeroed it mid-write) made a
+    worker ready for 76 ms look silent for the machine's whole uptime."""
+    master, procs, clock = make(workers=1)
+    boot(master, clock)
+    child = master.slots[1].child
+    assert child is not None and isinstance(child.heartbeat, FakeHeartbeat)
+    child.heartbeat.at = 0.0  # what a torn (or unwritten) page reads
+    clock.t += 0.076
+    master.tick(clock.t)
+    assert procs.sent == [], "a healthy worker was judged stuck"
+    assert master.next_wakeup(clock.t) == pytest.approx(10 - 0.076 + 0.001)
+    child.heartbeat.at = clock.t  # a real beat counts again
+    clock.t += 9.9
+    master.tick(clock.t)
+    assert procs.sent == []
+    clock.t += 0.2  # now 10.1 s since its last real beat: stuck indeed
+    master.tick(clock.t)
+    assert procs.sent == [(child.pid, DUMP_SIGNAL)]
+
+
+def test_a_heartbeat_write_that_fails_halfway_leaves_the_last_beat():
+    hb = channel.Heartbeat()
+    try:
+        before = hb.last
+        with pytest.raises(TypeError):
+            hb.beat("not a time")  # type: ignore[arg-type]
+        assert hb.last == before, "a failed write left the page torn"
+        hb.add_work(3)
+        assert (hb.last, hb.work) == (before, 3), "counting work rewrote the beat"
+    finally:
+        hb.close()
+    assert (hb.last, hb.work) == (0.0, 0)
+
+
+def test_an_idle_ready_worker_killed_every_2_s_is_not_a_crash_loop():
+    """Under keep-alive load a killed worker's replacement serves nothing: its
+    clients all went to the other worker. Killed every 2 s, it used to count
+    as a crash each time and the master gave up (exit 6) in about 14 s."""
+    master, _procs, clock = make(workers=2, crash_limit=5, crash_reset=30, timeout=60)
+    boot(master, clock)
+    for _ in range(10):  # 20 s, a kill every 2 s
+        clock.t += 0.3  # boot time
+        master.tick(clock.t)
+        child = master.slots[1].child
+        if child is not None and child.ready_at is None:
+            master.on_message(child.pid, "ready", clock.t)
+        clock.t += 1.7
+        master.tick(clock.t)
+        victim = master.slots[1].child
+        if victim is not None:
+            master.on_exit(victim.pid, -signal.SIGKILL, clock.t)
+    assert master.error is None and not master.stopping
+    assert master.slots[1].streak == 0
+
+
+def test_a_worker_dying_right_after_ready_is_still_a_crash_loop():
+    master, _procs, clock = make(workers=1, crash_limit=3, crash_reset=30)
+    for _ in range(10):
+        master.tick(clock.t)
+        child = master.slots[1].child
+        if child is None:
+            clock.t += 0.5
+            continue
+        master.on_message(child.pid, "ready", clock.t)
+        clock.t += 0.2  # dies 0.2 s after becoming ready, having done nothing
+        master.on_exit(child.pid, 1, clock.t)
+        if master.error is not None:
+            break
+        clock.t = master.slots[1].spawn_at
+    assert isinstance(master.error, CrashLoopError)
+
+
+def test_a_worker_killed_as_stuck_still_counts_however_long_it_lived():
+    policy = CrashPolicy(limit=3, reset_after=30)
+    assert policy.healthy(5.0, worked=False, stuck=False)
+    assert not policy.healthy(5.0, worked=False, stuck=True)
+    assert not policy.healthy(0.5, worked=False, stuck=False)
+    assert policy.healthy(0.5, worked=True, stuck=True)
+    assert not CrashPolicy(limit=3, reset_after=0.2).healthy(0.0, worked=False, stuck=False)

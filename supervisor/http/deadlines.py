@@ -1,0 +1,170 @@
+"""The one place that ends an HTTP request early (``Deadlines``, the
+outermost ASGI layer of every engine's stack), and where a request's arrival
+comes from.
+
+A request ends early for one of three reasons (``worker/time_budget.py``),
+each answered here:
+
+* **shed**: the managed queue (``worker/admission.py``) refused it: ``503``
+  with ``Retry-After``, before or instead of the app's own answer;
+* **expired**: ``--request-timeout`` (or the app's ``set_request_timeout``)
+  passed before the response started: ``504``, at once;
+* **left**: the client closed its connection: nothing is sent.
+
+Either way the request's task is cancelled where it waits, so a query it
+runs is cancelled in PostgreSQL by psycopg and its connection goes back to
+the pool clean; a request that has not started its app is never run. Once
+the response has started, the deadline no longer applies (a stream is not cut).
+
+Arrival is the moment the request reached this worker (the protocol stamps
+it, counting the time its connection spent in the kernel's accept queue), or,
+from a trusted proxy (``--forwarded-allow-ips``), its ``X-Request-Start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from supervisor.http.wsgi_request import ARRIVAL, BUDGET, LOST
+from supervisor.worker.admission import Tally
+from supervisor.worker.time_budget import EXPIRED, LEFT, SHED, TimeBudget, current
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# a proxy's clock may run ahead of ours; a start further in the past than this is garbage
+MAX_PROXY_QUEUE = 3600.0
+
+
+def request_start(value: bytes, now_wall: float) -> float | None:
+    """Seconds since a proxy's ``X-Request-Start`` (``t=`` prefix optional;
+    seconds, ms, µs or ns since the epoch, told apart by magnitude), or None
+    when it is not one."""
+    text = value.strip()
+    if text[:2] in (b"t=", b"T="):
+        text = text[2:]
+    try:
+        stamp = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(stamp) or stamp <= 0:
+        return None
+    for scale in (1.0, 1e3, 1e6, 1e9):  # s (nginx ${msec}), ms (Heroku), µs (Apache %t), ns
+        if stamp / scale < 1e11:  # seconds since the epoch stay below 1e11 until year 5138
+            age = now_wall - stamp / scale
+            return max(age, 0.0) if age <= MAX_PROXY_QUEUE else None
+    return None
+
+
+class Deadlines:
+    """The outermost ASGI layer: gives each HTTP request its budget and
+    answers for it when it ends early (see the module's docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        timeout: float,
+        tally: Tally,
+        trusted: Callable[[str], bool] | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.tally = tally
+        self.trusted = trusted  # is this peer a proxy whose X-Request-Start counts?
+        self.retry_after = str(retry_after).encode()
+
+    def arrival(self, scope: Scope, ext: MutableMapping[str, Any]) -> float:
+        now = time.monotonic()
+        arrived: float = ext.get(ARRIVAL, now)
+        if self.trusted is not None:
+            for name, value in scope["headers"]:
+                if name == b"x-request-start":
+                    client = scope.get("client")
+                    if client is None or not self.trusted(client[0]):
+                        break  # an untrusted client's claim: ignored
+                    age = request_start(value, time.time())
+                    if age is None:
+                        self.tally.bad_request_start()
+                    else:
+                        arrived = min(arrived, now - age)
+                    break
+        return arrived
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ext = scope.get("extensions")
+        if ext is None:
+            ext = scope["extensions"] = {}
+        lost: asyncio.Future[None] | None = ext.get(LOST)
+        if lost is not None and lost.done():
+            self.tally.left(running=False)  # gone before its app started: nothing to run
+            return
+        loop = asyncio.get_running_loop()
+        arrival = self.arrival(scope, ext)
+        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop)
+        ext[BUDGET] = budget
+        if budget.remaining() <= 0:  # past its deadline before it reached us (a proxy's queue)
+            budget.expired()
+            await self._ended(budget, send)
+            return
+        token = current.set(budget)
+
+        async def guarded(message: Message) -> None:
+            if budget.outcome is not None:
+                return  # ended early: the answer is ours (an app's late 500 is dropped)
+            if message["type"] == "http.response.start":
+                budget.started_response()
+            await send(message)
+
+        try:
+            # the timeout cancels the task when the budget ends it (deadline, shed, client gone)
+            async with asyncio.timeout(None) as budget.timeout:
+                budget.arm()
+                if lost is not None:
+                    lost.add_done_callback(budget.on_lost)
+                await self.app(scope, receive, guarded)
+        except Exception:
+            # TimeoutError: an early end cancelled it; another error: the app's own,
+            # or the gate's refusal raised through it
+            if budget.outcome is None:
+                raise  # the app's error (before or after its response started): its server answers
+            await self._ended(budget, send)
+        else:
+            if budget.outcome is not None:
+                await self._ended(budget, send)  # ended early, and the app returned anyway
+        finally:
+            budget.disarm()
+            current.reset(token)
+            if lost is not None:
+                lost.remove_done_callback(budget.on_lost)
+
+    async def _ended(self, budget: TimeBudget, send: Send) -> None:
+        outcome = budget.outcome
+        if budget.interrupted:
+            self.tally.cancelled()  # psycopg cancelled its query in PostgreSQL
+        if outcome == LEFT:
+            self.tally.left(running=budget.queue_s is not None)
+            return
+        if outcome == EXPIRED:
+            self.tally.expired()
+        if budget.responding:
+            return
+        status, text = (
+            (503, b"overloaded: retry later\n") if outcome == SHED else (504, b"request timed out\n")
+        )
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))]
+        if outcome == SHED:
+            headers.append((b"retry-after", self.retry_after))
+        headers.append((b"connection", b"close"))  # a client of an overloaded worker may find another
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": text})

@@ -1,0 +1,53 @@
+"""ASGI (``app``) and WSGI (``wsgi``) apps for overload tests: each request
+records its tag in the table ``ran`` (proof that its app reached the
+database), then sleeps in PostgreSQL: ``/?tag=a&sleep=0.5``. ``/plain``
+answers without the database."""
+
+import os
+from urllib.parse import parse_qs
+
+from supervisor import Database
+
+db = Database()
+
+
+def _params(query: str) -> tuple[str, float]:
+    q = parse_qs(query)
+    return q.get("tag", [""])[0], float(q.get("sleep", ["0"])[0])
+
+
+def _body(text: str) -> bytes:
+    return f"{text} pid={os.getpid()}".encode()
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/plain":
+        body = _body("plain")
+    else:
+        tag, sleep = _params(scope["query_string"].decode())
+        async with db.async_pool.connection() as conn:
+            await conn.execute("insert into ran (tag) values (%s)", (tag,))
+            await conn.commit()
+            await conn.execute("select pg_sleep(%s)", (sleep,))
+            cur = await conn.execute("select pg_backend_pid()")
+            (backend,) = await cur.fetchone()
+        body = _body(f"ok {tag} backend={backend}")
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi(environ, start_response):
+    if environ["PATH_INFO"] == "/plain":
+        body = _body("plain")
+    else:
+        tag, sleep = _params(environ.get("QUERY_STRING", ""))
+        with db.connection() as conn:
+            conn.execute("insert into ran (tag) values (%s)", (tag,))
+            conn.commit()
+            conn.execute("select pg_sleep(%s)", (sleep,))
+            (backend,) = conn.execute("select pg_backend_pid()").fetchone()
+        body = _body(f"ok {tag} backend={backend}")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
