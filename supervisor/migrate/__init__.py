@@ -69,11 +69,11 @@ def check(config: Config) -> tuple[int, ...] | None:
     check_kind: Callable[[str], tuple[int, ...] | None] = importlib.import_module(
         migrator_for(spec).module
     ).check
-    if config.migrate:
-        return check_kind(spec)
     try:
         return check_kind(spec)
     except SupervisorError as exc:
+        if config.migrate:
+            raise
         log.warning(
             "--no-migrate: the migrations cannot be read; the fleet counts this code as old", error=str(exc)
         )

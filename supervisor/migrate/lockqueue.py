@@ -42,7 +42,6 @@ T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 10.0
-SHOWN = 3  # sessions named in a report; the rest are counted
 
 # The sessions that hold a lock on a table the statement names, oldest
 # transaction first: the one a queue waits for is usually the oldest, and the
