@@ -19,7 +19,7 @@ import click
 
 from supervisor import _clash
 from supervisor.cli_habits import VALUE_HABITS, HabitChoice, accept_habits
-from supervisor.errors import ConfigError, SupervisorError
+from supervisor.errors import ConfigError, MigrationError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.settings.config import Config, env_name, option_name, settings
 from supervisor.settings.load import from_text, load, locating
@@ -207,13 +207,23 @@ def _check_sockets(config: Config, kind: Kind) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Take the lock and say what would be applied.")
 @click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Parse the pending SQL files and list each operation that would lock or rewrite a live table "
+    "or break the code still running (exit 5 if any); apply nothing. Needs pglast "
+    "(pip install 'pg-supervise[check]'). Without a database every file counts as pending.",
+)
+@click.option(
     "--accept-edit",
     type=int,
     metavar="VERSION",
     help="Record the current checksum of an applied migration that was edited on purpose.",
 )
 @_setting_options("General", "Database", "Migrations", "Logging")
-def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, **options: Any) -> None:
+def migrate_command(
+    show_status: bool, dry_run: bool, check_only: bool, accept_edit: int | None, **options: Any
+) -> None:
     """Apply pending migrations once, then exit (deploy step, Kubernetes Job)."""
     from supervisor import logging as slog
     from supervisor import migrate
@@ -223,18 +233,27 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         _clash.check()
         config = load("", _explicit(options))
         if not config.migrations:
-            raise ConfigError("no migrations: pass --migrations DIR or module:callable")
+            raise ConfigError(
+                "no migrations: pass --migrations DIR, module:callable or alembic:PATH/alembic.ini"
+            )
+        if not config.database_url and not check_only:
+            raise ConfigError("no database: pass --database-url or set DATABASE_URL")
         slog.configure(config.log_level, config.log_format)
-        if config.database_url:
-            from supervisor.database.preflight import wait_for_server
+        if check_only:
+            _check_migrations(config)
+            return
+        from supervisor.database.preflight import wait_for_server
 
-            # as at start: a Job launched beside its database waits for it, and a
-            # wrong role or password is a config error (exit 2), not a migration one
-            wait_for_server(config).close()
+        # as at start: a Job launched beside its database waits for it, and a
+        # wrong role or password is a config error (exit 2), not a migration one
+        wait_for_server(config).close()
         if show_status:
             rows = migrate.status(config)
             for row in rows:
-                click.echo(f"{row.version:>6}  {row.state:<8}  {row.file}  {row.applied_at}")
+                line = f"{row.version:>6}  {row.state:<8}  {row.file}  {row.applied_at}"
+                if row.contract and row.state == "pending":
+                    line += f"contract: waits for {row.waits_for}" if row.waits_for else "contract: due now"
+                click.echo(line.rstrip())
             if not rows:
                 click.echo("no migrations")
             return
@@ -244,6 +263,24 @@ def migrate_command(show_status: bool, dry_run: bool, accept_edit: int | None, *
         migrate.run(config, dry_run=dry_run)
     except SupervisorError as exc:
         _fail(exc, _debug(options))
+
+
+def _check_migrations(config: Config) -> None:
+    """``supervise migrate --check``: one line per finding on stdout, then the verdict."""
+    from supervisor import migrate
+    from supervisor.migrate import unsafe
+
+    unsafe.require()  # before waiting for a server the check could not use
+    if config.database_url:
+        from supervisor.database.preflight import wait_for_server
+
+        wait_for_server(config).close()
+    findings, files = migrate.unsafe_findings(config)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        raise MigrationError(unsafe.summary(findings, applying=False))
+    click.echo(f"no unsafe operations in {files} pending migration{'s' if files != 1 else ''}")
 
 
 def _control_config(options: dict[str, Any]) -> Config:
@@ -290,10 +327,11 @@ def _control(fn: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option("--fleet-name", metavar="NAME", help="With --fleet: only this fleet (default: every fleet).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-@_setting_options("General", "Control", "Database")
+@_setting_options("General", "Control", "Database", "Migrations")
 def status_command(fleet_view: bool, fleet_name: str | None, as_json: bool, **options: Any) -> None:
     """Show the running master's workers: pid, state, age, heartbeat, work done, pool
-    sizes; with --fleet, every master that shares the database, read from PostgreSQL."""
+    sizes; with --fleet, every master that shares the database, read from PostgreSQL,
+    and (with --migrations) the contract migrations still pending and whom they wait for."""
     try:
         if fleet_view:
             config = load("", _explicit(options))

@@ -62,7 +62,7 @@ class MigrationError(SupervisorError):
 
 
 class DatabaseUnavailableError(MigrationError):
-    """PostgreSQL did not accept connections within --db-wait-timeout at start."""
+    """PostgreSQL did not accept a connection (at start: within --db-wait-timeout)."""
 
 
 class WorkerBootError(SupervisorError):

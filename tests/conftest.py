@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -29,10 +30,22 @@ __all__ = [
     "Run",
     "alive",
     "backends",
+    "docs_recipes",
     "free_port",
     "session_pids",
     "wait_until",
 ]
+
+
+def docs_recipes() -> dict[str, str]:
+    """The files of docs/migrations.md's recipes: name -> SQL (each fenced
+    ```sql block that opens with a file's name as a comment)."""
+    docs = (Path(__file__).parent.parent / "docs" / "migrations.md").read_text()
+    recipes = docs[docs.index("### Recipes") :]
+    return {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"```sql\n-- (\d{4}_[\w-]+\.sql)[^\n]*\n(.*?)```", recipes, re.DOTALL)
+    }
 
 
 def free_port() -> int:

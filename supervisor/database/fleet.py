@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -54,20 +54,32 @@ DDL = (
     "lease_s double precision not null, "
     "started_at timestamptz not null default now(), "
     "heartbeat_at timestamptz not null default now(), "
+    "migrations bigint[], "
     "primary key (fleet, host, pid))"
 )
+# The migration versions a master's code has (its --migrations directory), for
+# contract migrations (migrate/contract.py). Tables made before it lack it: it
+# is added on the next reservation, as a nullable column (a change of the
+# catalog only, no rewrite); a row without it is a master too old to say.
+MIGRATIONS_COLUMN = f"alter table {TABLE} add column if not exists migrations bigint[]"
 
 # A row counts until its lease runs out, counted from its last refresh or from
 # the server's start, whichever is later (see the module's docstring).
 LIVE = "greatest(heartbeat_at, pg_postmaster_start_time()) + make_interval(secs => lease_s) > now()"
 
-_UPSERT = (
-    f"insert into {TABLE} (fleet, host, pid, workers, pool_max, reserved, lease_s) "
-    "values (%(fleet)s, %(host)s, %(pid)s, %(workers)s, %(pool_max)s, %(reserved)s, %(lease)s) "
-    "on conflict (fleet, host, pid) do update set workers = excluded.workers, "
-    "pool_max = excluded.pool_max, reserved = excluded.reserved, lease_s = excluded.lease_s, "
-    f"heartbeat_at = now(), started_at = case when %(joining)s then now() else {TABLE}.started_at end"
-)
+
+def _upsert(records: bool) -> str:
+    """The row's insert or refresh; ``records``: with the migrations column."""
+    column, value, update = (", migrations", ", %(migrations)s", "migrations = excluded.migrations, ")
+    if not records:
+        column = value = update = ""
+    return (
+        f"insert into {TABLE} (fleet, host, pid, workers, pool_max, reserved, lease_s{column}) "
+        f"values (%(fleet)s, %(host)s, %(pid)s, %(workers)s, %(pool_max)s, %(reserved)s, %(lease)s{value}) "
+        "on conflict (fleet, host, pid) do update set workers = excluded.workers, "
+        f"pool_max = excluded.pool_max, reserved = excluded.reserved, lease_s = excluded.lease_s, {update}"
+        f"heartbeat_at = now(), started_at = case when %(joining)s then now() else {TABLE}.started_at end"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,10 +96,15 @@ class Reservation:
     heartbeat_age_s: float
     lease_s: float
     live: bool
+    migrations: tuple[int, ...] | None = None  # the versions its code has; None: not recorded
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.fleet, self.host, self.pid)
+
+    def lacks(self, version: int) -> bool:
+        """Its code may not know migration ``version`` (a row that records none counts as old code)."""
+        return self.migrations is None or version not in self.migrations
 
 
 def connect(config: Config, purpose: str = "fleet") -> psycopg.Connection[Any]:
@@ -117,18 +134,36 @@ class NoTableError(ConfigError):
     """The table is missing and this role may not create it."""
 
 
-def ensure_table(conn: psycopg.Connection[Any]) -> None:
-    """Create the table if it is missing (under the fleet lock: two creators
-    at once would collide on the catalog)."""
-    if conn.execute("select to_regclass(%s)", (TABLE,)).fetchone() == (None,):
-        try:
-            conn.execute(DDL)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise NoTableError(
-                f"the fleet's table {TABLE} does not exist and this role may not create it "
-                f"({str(exc).strip()}); create it once as the schema's owner (see "
-                "docs/deploy/capacity.md), or pass --no-fleet"
-            ) from None
+def ensure_table(conn: psycopg.Connection[Any]) -> bool:
+    """Create the table if it is missing, or add its migrations column (under
+    the fleet lock: two creators at once would collide on the catalog).
+    Whether rows can record their migrations: a role that may not add the
+    column only loses that, with a warning."""
+    exists, has_column = conn.execute(
+        "select to_regclass(%s) is not null, exists (select 1 from pg_attribute "
+        "where attrelid = to_regclass(%s) and attname = 'migrations' and not attisdropped)",
+        (TABLE, TABLE),
+    ).fetchone() or (False, False)
+    if exists and has_column:
+        return True
+    try:
+        with conn.transaction():  # a savepoint: a refusal must not undo the caller's transaction
+            conn.execute(MIGRATIONS_COLUMN if exists else DDL)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if exists:
+            log.warning(
+                "the fleet's table has no migrations column and this role may not add it: contract "
+                "migrations count this master as old code until its owner runs the fix",
+                fix=MIGRATIONS_COLUMN,
+                error=first_line(str(exc)),
+            )
+            return False
+        raise NoTableError(
+            f"the fleet's table {TABLE} does not exist and this role may not create it "
+            f"({first_line(str(exc))}); create it once as the schema's owner (see "
+            "docs/deploy/capacity.md), or pass --no-fleet"
+        ) from None
+    return True
 
 
 def members(conn: psycopg.Connection[Any], fleet: str | None = None) -> list[Reservation]:
@@ -145,10 +180,33 @@ def _rows(conn: psycopg.Connection[Any], fleet: str | None = None) -> list[Reser
         "select fleet, host, pid, workers, pool_max, reserved, "
         "extract(epoch from now() - started_at)::float8, "
         "extract(epoch from now() - heartbeat_at)::float8, lease_s, "
-        f"{LIVE} from {TABLE} {where} order by fleet, host, pid",
+        # through jsonb: a table made before the migrations column reads as NULL
+        f"{LIVE}, to_jsonb(f) -> 'migrations' from {TABLE} f {where} order by fleet, host, pid",
         args,
     ).fetchall()
-    return [Reservation(*row) for row in rows]
+    out = []
+    for *fields, versions in rows:
+        row = Reservation(*fields)
+        out.append(row if versions is None else replace(row, migrations=tuple(versions)))
+    return out
+
+
+def lacking(rows: list[Reservation], version: int) -> list[Reservation]:
+    """The live masters among ``rows`` (:func:`members`: every fleet on the
+    database, since one database has one migrations directory) whose code
+    lacks migration ``version``; a master that records none counts as old code."""
+    return [r for r in rows if r.live and r.lacks(version)]
+
+
+def who(rows: list[Reservation]) -> str:
+    """'web-1 pid 4242 (no record of its migrations), ...' for log lines and views."""
+    named = [
+        f"{r.host} pid {r.pid}" + (" (no record of its migrations)" if r.migrations is None else "")
+        for r in rows[:SHOWN]
+    ]
+    if len(rows) > SHOWN:
+        named.append(f"{len(rows) - SHOWN} more")
+    return ", ".join(named)
 
 
 def counted(rows: list[Reservation], fleet: str, config: Config) -> list[Reservation]:
@@ -162,7 +220,7 @@ def counted(rows: list[Reservation], fleet: str, config: Config) -> list[Reserva
 class Member:
     """This master's membership: its reservation, and when to refresh it."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, migrations: tuple[int, ...] | None = None) -> None:
         name = appname.fleet(config)
         assert name is not None
         self.fleet = name
@@ -177,6 +235,8 @@ class Member:
         self.next_refresh = float("inf")
         self.last_refresh: float | None = None
         self.failures = 0
+        self.migrations = migrations  # the versions its code has (migrate.check)
+        self.records = True  # the table has the migrations column (ensure_table)
         self._config = config
 
     @property
@@ -198,7 +258,7 @@ class Member:
             with connect(config) as conn, conn.transaction():
                 _bounded(conn, RESERVE_TIMEOUT_MS)
                 conn.execute("select pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-                ensure_table(conn)
+                self.records = ensure_table(conn)
                 conn.execute(f"delete from {TABLE} where not ({LIVE})")  # the dead, for good
                 limit, how = budget.limit_for(conn, config)
                 others = [r for r in counted(_rows(conn), self.fleet, config) if r.key != self.key]
@@ -206,7 +266,7 @@ class Member:
                     budget.check_alone(workers, per_worker, limit, how)
                 elif sum(r.reserved for r in others) + workers * per_worker + 1 > limit:
                     raise ConfigError(self.refusal(workers, per_worker, others, limit, how))
-                conn.execute(_UPSERT, self._row(workers, per_worker, joining=not self.joined))
+                conn.execute(_upsert(self.records), self._row(workers, per_worker, joining=not self.joined))
         except psycopg.Error as exc:
             reason = scrub(str(exc).strip(), config.database_url or "") or type(exc).__name__
             raise ConfigError(f"cannot check the fleet's connection budget: {first_line(reason)}") from None
@@ -256,6 +316,7 @@ class Member:
             "reserved": workers * per_worker + 1,
             "lease": self.lease,
             "joining": joining,
+            "migrations": None if self.migrations is None else list(self.migrations),
         }
 
     def refresh_if_due(self, now: float, config: Config) -> None:
@@ -269,7 +330,7 @@ class Member:
         try:
             with connect(config) as conn, conn.transaction():
                 _bounded(conn)
-                conn.execute(_UPSERT, self._row(self.workers, self.pool_max))
+                conn.execute(_upsert(self.records), self._row(self.workers, self.pool_max))
         except psycopg.Error as exc:
             self.failures += 1
             # back off while the server is away, but retry within the lease

@@ -35,6 +35,7 @@ def snapshot(config: Config, name: str | None) -> dict[str, Any]:
     counted = fleet.counted(rows, name, config) if name else [r for r in rows if r.live]
     reserved = sum(r.reserved for r in counted)
     return {
+        "contracts": _contracts(config),
         "fleet": name,
         "limit": limit,
         "limit_from": how,
@@ -48,13 +49,38 @@ def snapshot(config: Config, name: str | None) -> dict[str, Any]:
     }
 
 
+def _contracts(config: Config) -> list[dict[str, Any]]:
+    """The pending contract migrations of ``--migrations`` (a SQL directory),
+    and the masters each waits for; [] without one."""
+    from supervisor import migrate
+
+    if not config.migrations or migrate.migrator_for(config.migrations).name != "sqldir":
+        return []
+    return [
+        {"version": r.version, "file": r.file, "waits_for": r.waits_for}
+        for r in migrate.status(config)
+        if r.contract and r.state == "pending"
+    ]
+
+
 def age(seconds: float) -> str:
     """12s, 5m03s, 2h04m, 3d05h."""
     return client.age(seconds, tenths=False)
 
 
 def render(snap: dict[str, Any]) -> str:
-    header = ("FLEET", "HOST", "PID", "WORKERS", "POOL MAX", "RESERVED", "UP", "HEARTBEAT", "STATE")
+    header = (
+        "FLEET",
+        "HOST",
+        "PID",
+        "WORKERS",
+        "POOL MAX",
+        "RESERVED",
+        "UP",
+        "HEARTBEAT",
+        "MIGRATIONS",
+        "STATE",
+    )
     rows = [
         (
             m["fleet"],
@@ -65,6 +91,7 @@ def render(snap: dict[str, Any]) -> str:
             str(m["reserved"]),
             age(m["age_s"]),
             age(m["heartbeat_age_s"]) + " ago",
+            f"up to {max(m['migrations'])}" if m.get("migrations") else "not recorded",
             "live" if m["live"] else "expired (not counted)",
         )
         for m in snap["members"]
@@ -76,6 +103,13 @@ def render(snap: dict[str, Any]) -> str:
     ]
     if not rows:
         lines = ["no members" + (f" in fleet {snap['fleet']!r}" if snap["fleet"] else "")]
+    for c in snap.get("contracts", []):
+        waits = (
+            f"waits for {c['waits_for']}"
+            if c["waits_for"]
+            else "due now (a master applies it at its next look)"
+        )
+        lines.append(f"contract migration {c['file']} pending: {waits}")
     lines.append(
         f"reserved {snap['reserved']} of {snap['limit']} ({snap['limit_from']}); "
         f"headroom {snap['headroom']}; {snap['connections_now']} client connections open now"

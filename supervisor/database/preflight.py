@@ -34,8 +34,7 @@ def wait_for_server(config: Config) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=app)
         except psycopg.Error as exc:
-            text = scrub(str(exc).strip(), url)
-            reason = text.splitlines()[-1] if text else type(exc).__name__
+            reason = url_check.cause(scrub(str(exc), url)) or type(exc).__name__
             if not isinstance(exc, psycopg.OperationalError):  # a malformed URL, say
                 raise ConfigError(f"database URL {redact_secret(url)} is not usable: {reason}") from None
             # Waiting cures a server that is down, starting or full, not a wrong
@@ -94,12 +93,13 @@ def migrate(
     return f"applied {len(applied)}" if applied else "up to date"
 
 
-def _join(limit: Budget, config: Config, workers: int) -> Budget:
-    """Reserve this master's place in its fleet. A role that may not create the
-    fleet's table only loses the fleet (with a warning), unless --fleet asked for it."""
+def _join(limit: Budget, config: Config, workers: int, migrations: tuple[int, ...] | None) -> Budget:
+    """Reserve this master's place in its fleet, recording the migrations its
+    code has. A role that may not create the fleet's table only loses the
+    fleet (with a warning), unless --fleet asked for it."""
     from supervisor.database.fleet import Member, NoTableError
 
-    joined = replace(limit, member=Member(config))
+    joined = replace(limit, member=Member(config, migrations))
     try:
         joined.check(workers, config)
     except NoTableError as exc:
@@ -119,10 +119,14 @@ def run(
     after_migrate: Callable[[], None] | None = None,
 ) -> tuple[Budget, str]:
     """All of it, in order: a failure raises before anything is forked (and
-    gives back the fleet reservation it took)."""
+    gives back the fleet reservation it took). What can fail without the
+    database (the migrations' directory) fails before the first write."""
+    from supervisor import migrate as migrations
+
+    versions = migrations.check(config)
     limit = server_budget(config)
     if appname.fleet(config) is not None:
-        limit = _join(limit, config, workers)
+        limit = _join(limit, config, workers, versions)
     else:
         limit.check(workers, config)
     try:

@@ -141,3 +141,13 @@ def retryable(message: str, sqlstate: str | None) -> bool:
         return sqlstate in _TRANSIENT_STATES or sqlstate.startswith("08")
     text = message.lower()
     return any(marker in text for marker in _TRANSIENT)
+
+
+def cause(message: str) -> str:
+    """What went wrong in a failed connection attempt, in one line: libpq's
+    first line ('connection to server at "10.0.0.5", port 5432 failed:
+    Connection refused'), without psycopg's 'connection failed: ' prefix. The
+    lines after it are hints ('Is the server running on that host...?') or
+    psycopg's list of every host it tried, which say nothing of the cause."""
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return first.removeprefix("connection failed: ")

@@ -363,8 +363,7 @@ class Master:
         if self._watchdog is not None and now >= self._next_watchdog:
             systemd.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog
-        if self.started.member is not None:
-            self.started.member.refresh_if_due(now, self.config)  # a short-lived connection, closed
+        self.started.tick(now, self.config)  # fleet lease, contract migrations: short-lived connections
         for handle in list(self.children.values()):
             if handle.kill_if_due(self.procs, now):
                 continue
@@ -450,8 +449,7 @@ class Master:
             deadlines += [s.spawn_at for s in self.slots.values() if s.empty]
         if self._watchdog is not None:
             deadlines.append(self._next_watchdog)
-        if self.started.member is not None and self.started.member.joined:
-            deadlines.append(self.started.member.next_refresh)
+        deadlines += self.started.deadlines()
         if self.refork.waiting():
             deadlines.append(self.refork.retry_at)
         if not deadlines:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from supervisor.database.budget import Budget, Seat
     from supervisor.http.sockets import Listener
     from supervisor.master.handle import WorkerHandle
+    from supervisor.migrate.contract import Contracts
+    from supervisor.settings.config import Config
     from supervisor.target import Target
 
 
@@ -29,12 +31,31 @@ class Started:
     metrics: Callable[[], tuple[bytes, str]] | None = None  # /metrics, when enabled
     budget: Budget | None = None
     migrations: str = "none"  # for /readyz: none, skipped, up to date, applied N
+    contracts: Contracts | None = None  # contract migrations the loop applies once old code is gone
     closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def member(self) -> Seat | None:
         """This master's seat in its fleet, if it joined one."""
         return self.budget.member if self.budget is not None else None
+
+    def tick(self, now: float, config: Config) -> None:
+        """Its own periodic work, each on a short-lived connection closed before
+        returning: the fleet lease's renewal, then the contract migrations once
+        the old code is gone."""
+        if self.member is not None:
+            self.member.refresh_if_due(now, config)
+        if self.contracts is not None:
+            self.contracts.tick(now, config)
+
+    def deadlines(self) -> list[float]:
+        """When :meth:`tick` has work next."""
+        out = []
+        if self.member is not None and self.member.joined:
+            out.append(self.member.next_refresh)
+        if self.contracts is not None and self.contracts.pending:
+            out.append(self.contracts.next_check)
+        return out
 
     def fds(self) -> list[int]:
         """The small servers' descriptors: a new worker closes them."""

@@ -108,6 +108,9 @@ def start(m: MasterView) -> Started:
             )
             if out.budget.member is not None:
                 undo.callback(out.budget.member.leave)  # a failure after this gives the room back
+            from supervisor.migrate.contract import Contracts
+
+            out.contracts = Contracts.of(cfg)
         from supervisor.master import reloader
 
         undo.callback(reloader.stop)

@@ -10,6 +10,7 @@ runs while the lock is held, so each revision is still applied once.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +18,32 @@ import psycopg
 
 from supervisor.errors import ConfigError, MigrationError
 from supervisor.logging import get_logger
+from supervisor.migrate import lockqueue
 from supervisor.migrate.lock import advisory_lock
 from supervisor.settings.config import Config
 
 log = get_logger()
 
 
+def check(spec: str) -> None:
+    """Alembic is installed and ``spec`` names a file."""
+    ini = spec.removeprefix("alembic:")
+    if importlib.util.find_spec("alembic") is None or importlib.util.find_spec("sqlalchemy") is None:
+        raise ConfigError("migrations: Alembic is not installed; pip install 'pg-supervise[alembic]'")
+    if not Path(ini).is_file():
+        raise ConfigError(f"migrations: {ini} is not a file (expected alembic:PATH/alembic.ini)")
+
+
 def run(config: Config, spec: str, dry_run: bool) -> list[str]:
     """``spec`` is ``alembic:PATH/alembic.ini``."""
-    ini = spec.removeprefix("alembic:")
-    try:
-        import sqlalchemy
-        from alembic import command
-        from alembic.config import Config as AlembicConfig
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-    except ImportError:
-        raise ConfigError(
-            "migrations: Alembic is not installed; pip install 'pg-supervise[alembic]'"
-        ) from None
-    path = Path(ini)
-    if not path.is_file():
-        raise ConfigError(f"migrations: {ini} is not a file (expected alembic:PATH/alembic.ini)")
+    check(spec)
+    import sqlalchemy
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    path = Path(spec.removeprefix("alembic:"))
     assert config.database_url
     url = config.database_url
     app = config.target.partition(":")[0] or "supervise"
@@ -59,6 +64,8 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
             # transaction would hold up CREATE INDEX CONCURRENTLY in the holder.
             raw.autocommit = True
             with advisory_lock(raw, config.migration_lock_timeout):
+                policy = lockqueue.Policy.of(config)
+                lockqueue.limit(raw, policy)  # env.py's statements run on this session
                 raw.autocommit = False
                 current = set(MigrationContext.configure(conn).get_current_heads())
                 pending = _pending(script, current)
@@ -72,9 +79,15 @@ def run(config: Config, spec: str, dry_run: bool) -> list[str]:
                     return pending
                 log.info("applying alembic migrations", current=sorted(current), head=script.get_heads())
                 cfg.attributes["connection"] = conn
-                try:
+
+                def upgrade() -> None:
                     command.upgrade(cfg, "head")
                     conn.commit()
+
+                try:
+                    lockqueue.retry_whole(raw, policy, "alembic upgrade", upgrade, conn.rollback)
+                except MigrationError:
+                    raise
                 except Exception as exc:
                     conn.rollback()
                     raise MigrationError(

@@ -8,12 +8,12 @@ from typing import Any
 import psycopg
 
 from supervisor.database import appname
-from supervisor.errors import ConfigError, MigrationError
+from supervisor.errors import ConfigError, DatabaseUnavailableError
 from supervisor.redact import redact_secret, scrub
 from supervisor.settings.config import Config
 
 
-def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]:
+def connect(config: Config, purpose: str = "migrate", connect_timeout: int = 10) -> psycopg.Connection[Any]:
     if not config.database_url:
         raise ConfigError("no database: pass --database-url or set DATABASE_URL")
     try:
@@ -21,8 +21,11 @@ def connect(config: Config, purpose: str = "migrate") -> psycopg.Connection[Any]
             config.database_url,
             autocommit=True,
             application_name=appname.application_name(config, purpose),
-            connect_timeout=10,
+            connect_timeout=connect_timeout,
         )
     except psycopg.Error as exc:
         reason = scrub(str(exc).strip(), config.database_url)
-        raise MigrationError(f"cannot connect to {redact_secret(config.database_url)}: {reason}") from None
+        # the server is away, or refuses: the caller may try again later (contract.py does)
+        raise DatabaseUnavailableError(
+            f"cannot connect to {redact_secret(config.database_url)}: {reason}"
+        ) from None

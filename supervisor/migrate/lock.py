@@ -86,6 +86,19 @@ def advisory_lock(conn: psycopg.Connection[Any], timeout: float, key: int = LOCK
         _release(conn, key)
 
 
+@contextmanager
+def held_if_free(conn: psycopg.Connection[Any], key: int = LOCK_KEY) -> Iterator[bool]:
+    """The lock for the block if nobody holds it, without waiting (the master's
+    loop must not wait); False, and nothing held, if somebody does."""
+    if not conn.execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _release(conn, key)
+
+
 def _release(conn: psycopg.Connection[Any], key: int) -> None:
     """Unlock even after a failed migration left the session in a failed
     transaction; if that is impossible, closing the session releases it."""

@@ -20,6 +20,7 @@ from supervisor.errors import ConfigError, MigrationError
 
 FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
 NO_TRANSACTION = re.compile(r"^\s*--\s*no-transaction\s*$", re.IGNORECASE)
+CONTRACT = re.compile(r"^\s*--\s*contract\b", re.IGNORECASE)
 TABLE = "supervise_migrations"
 
 
@@ -31,6 +32,7 @@ class Migration:
     sql: str
     checksum: str
     transactional: bool
+    contract: bool = False  # '-- contract' on its first line: applied once no old code runs (contract.py)
 
 
 def normalise(text: str) -> str:
@@ -71,7 +73,13 @@ def load(directory: str | Path) -> list[Migration]:
             )
         text = normalise(_read(file))
         found[version] = Migration(
-            version, match.group(2), file.name, text, checksum(text), _transactional(text)
+            version,
+            match.group(2),
+            file.name,
+            text,
+            checksum(text),
+            _transactional(text),
+            bool(CONTRACT.match(text.partition("\n")[0])),
         )
     return [found[v] for v in sorted(found)]
 
@@ -140,12 +148,23 @@ def _skip_block_comment(sql: str, i: int) -> int:
 
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
-def split_statements(sql: str) -> list[str]:
+@dataclass(frozen=True)
+class Statement:
+    line: int  # of its first token, 1-based, in the file
+    sql: str
+
+
+def statements(sql: str) -> list[Statement]:
     """Split on semicolons outside literals, quoted identifiers, dollar quotes
-    and comments (block comments nest, as in PostgreSQL)."""
-    out, start, i, n = [], 0, 0, len(sql)
+    and comments (block comments nest, as in PostgreSQL), and outside a
+    ``BEGIN ATOMIC ... END`` function body: as psql does, a ``BEGIN`` or
+    ``CASE`` that is not a statement's first word opens a block that ``END``
+    closes, and a semicolon inside a block does not end the statement."""
+    out: list[Statement] = []
+    start, i, n, depth, words = 0, 0, len(sql), 0, 0
     while i < n:
         c = sql[i]
         if sql.startswith("--", i):
@@ -162,15 +181,45 @@ def split_statements(sql: str) -> list[str]:
                 i = n if j < 0 else j + len(tag.group(0))
             else:
                 i += 1  # a positional parameter such as $1
-        elif c == ";":
-            out.append(sql[start:i])
+        elif c == ";" and depth == 0:
+            _add(out, sql, start, i)
             start = i = i + 1
+            words = 0
+        elif (c.isalpha() or c == "_") and (i == 0 or not _ident(sql[i - 1])):
+            word = _WORD.match(sql, i)
+            assert word is not None
+            words += 1
+            name = word.group(0).lower()
+            if name in ("begin", "case") and words > 1:
+                depth += 1
+            elif name == "end" and depth:
+                depth -= 1
+            i = word.end()
         else:
             i += 1
-    out.append(sql[start:])
-    return [s.strip() for s in out if _has_code(s)]
+    _add(out, sql, start, n)
+    return out
 
 
-def _has_code(statement: str) -> bool:
-    without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", statement, flags=re.DOTALL)
-    return bool(without_comments.strip())
+def _add(out: list[Statement], sql: str, start: int, end: int) -> None:
+    """Add sql[start:end] if it holds code, numbered by its first token's line."""
+    text = sql[start:end]
+    code = _code_start(text)
+    if code is not None:
+        out.append(Statement(sql.count("\n", 0, start + code) + 1, text.strip()))
+
+
+def _code_start(text: str) -> int | None:
+    """Where the first token after blanks and comments is, or None."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+        elif text.startswith("--", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif text.startswith("/*", i):
+            i = _skip_block_comment(text, i)
+        else:
+            return i
+    return None

@@ -319,7 +319,8 @@ def _validate(config: Config) -> None:
     from supervisor.settings.workers import refork_schedule
 
     refork_schedule(config, config.http)  # a schedule that is not one is exit 2 here
-    if config.migrations and config.migrate and not config.database_url:
+    # A start's rule: `supervise migrate` (no target) says it itself, and --check needs no database.
+    if config.target and config.migrations and config.migrate and not config.database_url:
         raise ConfigError(
             "migrations are set but no database: pass --database-url or set DATABASE_URL (or --no-migrate)"
         )

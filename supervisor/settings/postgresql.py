@@ -160,6 +160,31 @@ class DatabaseSettings:
         group="Migrations",
         help="How long to wait for another master's migration lock before exit 5.",
     )
+    table_lock_timeout: float = _setting(
+        0.25,
+        flags=("--table-lock-timeout",),
+        kind="float",
+        minimum=0,
+        maximum=3600,
+        metavar="S",
+        group="Migrations",
+        help="Each migration statement waits at most S seconds for a lock (PostgreSQL's lock_timeout, "
+        "counted per file attempt), so queries queued behind it on a busy table wait no longer; then "
+        "the file is rolled back and retried. Set it above your longest normal transaction on the "
+        "tables you migrate (0: no limit, readers queue for as long as the migration waits).",
+    )
+    table_lock_attempts: int = _setting(
+        10,
+        flags=("--table-lock-attempts",),
+        kind="int",
+        minimum=1,
+        maximum=1000,
+        metavar="N",
+        group="Migrations",
+        help="Attempts per migration file (per statement in a '-- no-transaction' file) that timed out "
+        "on a lock, retried after a jittered backoff from 0.5 s doubling to 10 s, before exit 5 naming "
+        "what holds the lock.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

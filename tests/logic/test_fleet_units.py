@@ -58,8 +58,16 @@ def test_the_view() -> None:
         "reserved": 9,
         "headroom": 18,
         "connections_now": 4,
+        "contracts": [
+            {"version": 8, "file": "0008_drop.sql", "waits_for": "web-2 pid 12 (no record of its migrations)"}
+        ],
         "members": [
-            {**dataclasses.asdict(_row("web-1", 11, 2)), "age_s": 75.0, "heartbeat_age_s": 1.2},
+            {
+                **dataclasses.asdict(_row("web-1", 11, 2)),
+                "age_s": 75.0,
+                "heartbeat_age_s": 1.2,
+                "migrations": [1, 7],
+            },
             {**dataclasses.asdict(_row("web-2", 12, 2)), "live": False, "heartbeat_age_s": 40.0},
         ],
     }
@@ -74,10 +82,17 @@ def test_the_view() -> None:
         "RESERVED",
         "UP",
         "HEARTBEAT",
+        "MIGRATIONS",
         "STATE",
     ]
-    assert lines[1].split() == ["web.app/shop", "web-1", "11", "2", "4", "9", "1m15s", "1s", "ago", "live"]
-    assert lines[2].split()[-5:] == ["40s", "ago", "expired", "(not", "counted)"]
-    assert lines[3] == (
+    assert lines[1].split() == [
+        *("web.app/shop", "web-1", "11", "2", "4", "9", "1m15s", "1s", "ago", "up", "to", "7", "live")
+    ]
+    assert lines[2].split()[-7:] == ["40s", "ago", "not", "recorded", "expired", "(not", "counted)"]
+    assert (
+        lines[3]
+        == "contract migration 0008_drop.sql pending: waits for web-2 pid 12 (no record of its migrations)"
+    )
+    assert lines[4] == (
         "reserved 9 of 27 (max_connections 30 less 3 reserved); headroom 18; 4 client connections open now"
     )

@@ -25,12 +25,29 @@ import pytest
             ['select 1 as "x;y"', "-- trailing; comment\nselect 5"],
         ),
         ("-- only a comment;\n", []),
+        (
+            "create function f() returns int language sql begin atomic select 1; "
+            "select case when true then 2 end; end; select 6",
+            [
+                "create function f() returns int language sql begin atomic select 1; "
+                "select case when true then 2 end; end",
+                "select 6",
+            ],
+        ),
+        ("begin; select 7; end;", ["begin", "select 7", "end"]),
     ],
 )
 def test_split_statements(sql, expected):
-    from supervisor.migrate.sqlfiles import split_statements
+    from supervisor.migrate.sqlfiles import statements
 
-    assert split_statements(sql) == expected
+    assert [s.sql for s in statements(sql)] == expected
+
+
+def test_statements_are_numbered_by_their_first_token():
+    from supervisor.migrate.sqlfiles import statements
+
+    sql = "-- no-transaction\n\ncreate table a (x int);\n/* why */\nalter table a\n  add y int; select 1;"
+    assert [s.line for s in statements(sql)] == [3, 5, 6]
 
 
 def test_checksum_ignores_line_endings_and_bom():

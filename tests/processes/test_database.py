@@ -208,7 +208,7 @@ def test_a_failing_migration_leaves_nothing_and_forks_nothing(supervise, postgre
     run = supervise("mains:wait", "--migrations", str(mig), env={"DATABASE_URL": postgres_url})
     assert run.wait() == 5
     final = run.final(5)
-    assert final.startswith('migration 0002_bad.sql failed: relation "nope" does not exist')
+    assert final.startswith('migration 0002_bad.sql failed at line 2: relation "nope" does not exist')
     assert "rolled back" in final
     assert not run.find("worker spawned")
     with psycopg.connect(postgres_url) as conn:
@@ -334,8 +334,10 @@ def test_server_not_up_at_start(supervise):
     assert run.wait() == 5
     assert len(run.find("waiting for PostgreSQL")) >= 2
     final = run.final(5)
-    assert final.startswith(
-        f"PostgreSQL at postgresql://app:***@127.0.0.1:{port}/x did not accept connections within 1.5 s"
+    # the cause, not libpq's hint ("Is the server running on that host...?")
+    assert final == (
+        f"PostgreSQL at postgresql://app:***@127.0.0.1:{port}/x did not accept connections within 1.5 s "
+        f'(--db-wait-timeout): connection to server at "127.0.0.1", port {port} failed: Connection refused'
     )
     assert "s3cret" not in run.output()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -180,3 +181,72 @@ def test_the_lock_holder_is_described_with_what_the_server_shows(supervise, post
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             for role in (holder_role, waiter_role):
                 admin.execute(f"drop role if exists {role}")
+
+
+@contextlib.contextmanager
+def _role(url: str, prefix: str, *grants: str) -> Iterator[str]:
+    """A login role of its own, dropped afterwards (roles outlive the test's database)."""
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"create role {role} login")
+        for grant in grants:
+            admin.execute(grant.format(role=role))
+    try:
+        yield role
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"drop owned by {role}")
+            admin.execute(f"drop role {role}")
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
+
+
+def test_a_dry_run_changes_nothing_and_a_read_only_role_may_run_it(supervise, postgres_url, tmp_path):
+    mig = _dir(tmp_path, {"0001_a.sql": "create table a (id int);"})
+    with _role(postgres_url, "reader") as reader:
+        code, out = _migrate(supervise, _as(postgres_url, user=reader), mig, "--dry-run")
+        assert code == 0, out
+        assert _tables(postgres_url) == set()  # not even supervise_migrations
+        assert _migrate(supervise, postgres_url, mig)[0] == 0
+        _dir(tmp_path, {"0002_b.sql": "create table b (id int);"})
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"grant select on supervise_migrations to {reader}")
+        run = supervise(
+            "migrate",
+            "--migrations",
+            str(mig),
+            "--dry-run",
+            env={"DATABASE_URL": _as(postgres_url, user=reader)},
+        )
+        assert run.wait(60) == 0, run.output()
+        assert run.find("migrations pending")[0]["pending"] == ["0002_b.sql"]
+    assert _recorded(postgres_url) == [1] and _tables(postgres_url) == {"a", "supervise_migrations"}
+
+
+def test_migrate_without_migrations_or_database_says_what_it_takes(supervise, tmp_path):
+    code, out = _migrate(supervise, "", tmp_path)  # a directory, but no database
+    assert code == 2, out
+    assert _error(out) == "no database: pass --database-url or set DATABASE_URL"
+    run = supervise("migrate", env={"DATABASE_URL": "postgresql://app@127.0.0.1:1/x"})
+    assert run.wait(30) == 2
+    assert _error(run.output()) == (
+        "no migrations: pass --migrations DIR, module:callable or alembic:PATH/alembic.ini"
+    )
+
+
+def test_a_role_that_may_not_create_the_fleet_table_is_warned_in_one_line(supervise, postgres_url):
+    # since PostgreSQL 15 a role may not create tables in public unless granted
+    with _role(postgres_url, "app") as app:
+        run = supervise("mains:wait", "-w", "1", env={"DATABASE_URL": _as(postgres_url, user=app)})
+        run.wait_ready(1)
+        warning = run.find("the connection budget counts this master alone")[0]["reason"]
+        run.signal(15)
+        assert run.wait() == 0
+    assert warning.startswith(
+        "the fleet's table supervise_fleet does not exist and this role may not create it "
+        "(permission denied for schema public); create it once"
+    )
+    assert "\n" not in warning and "^" not in warning
