@@ -2,7 +2,7 @@
 settings that need more than one value's range.
 
 An engine is a module with ``run(target, runtime) -> int``, which serves an
-ASGI or a WSGI target on the sockets the master bound, and ``warm()``, which
+ASGI or a WSGI target on the sockets the master bound, and ``warm(kind)``, which
 the master calls once before the first fork (it imports what every worker
 would import, so a fork starts with it loaded, and refuses an engine that
 cannot run here in one line). A row also lists the settings its engine does
@@ -24,7 +24,7 @@ from supervisor.http import tls
 
 if TYPE_CHECKING:
     from supervisor.settings.config import Config
-    from supervisor.target import Target
+    from supervisor.target import Kind, Target
     from supervisor.worker.runtime import Runtime
 
 
@@ -75,9 +75,10 @@ def runner(http: str) -> Callable[[Target, Runtime], int]:
     return run
 
 
-def warm(http: str) -> None:
-    """In the master, once, before the first fork (see the module's docstring)."""
-    importlib.import_module(ENGINES[http].module).warm()
+def warm(http: str, kind: Kind | None = None) -> None:
+    """In the master, once, before the first fork (see the module's docstring);
+    ``kind``: the target's, when known (a lazy target's is probed)."""
+    importlib.import_module(ENGINES[http].module).warm(kind)
 
 
 def check(cfg: Config) -> None:

@@ -63,7 +63,7 @@ KEEP_ALIVE_GRACE = 5.0
 POLL = 0.05
 
 
-def warm() -> None:
+def warm(kind: Kind | None = None) -> None:
     """Refuse a granian this runner was not tested with, in one line; load its
     extension in the master, so that every fork starts with it."""
     try:

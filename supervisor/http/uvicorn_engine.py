@@ -78,6 +78,7 @@ def _serve(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
     config = uvicorn.Config(
         target.obj,
         lifespan="off" if wsgi else "auto",
+        ws="none" if wsgi else "auto",  # the bridge answers no WebSocket: do not import one
         log_config=None,  # uvicorn's loggers propagate to our structlog pipeline
         **stack.uvicorn_options(cfg),
         # a little before the worker's own deadline, so uvicorn gets to cancel
@@ -158,18 +159,21 @@ def _serve(target: Target, runtime: Runtime, *, wsgi: bool = False) -> int:
     return 0
 
 
-def warm() -> None:
+def warm(kind: Kind | None = None) -> None:
     """In the master, once: import what every worker would import before its
-    first request (the WSGI bridge; the protocol, WebSocket, lifespan and
-    event-loop modules uvicorn picks), so a fork starts with them loaded and a
-    replacement is ready in milliseconds, not tens of them."""
+    first request (the protocol, lifespan and event-loop modules uvicorn picks;
+    the WSGI bridge for a WSGI app, the WebSocket protocol for an ASGI one), so
+    a fork starts with them loaded and a replacement is ready in milliseconds,
+    not tens of them. Nothing a worker of this kind cannot use: a WSGI app never
+    speaks WebSocket (websockets' modules alone are about 1.3 MiB)."""
     import uvicorn
 
-    from supervisor.http import wsgi_bridge  # noqa: F401
+    if kind is not Kind.ASGI:
+        from supervisor.http import wsgi_bridge  # noqa: F401
 
     async def nothing(scope: Any, receive: Any, send: Any) -> None: ...
 
-    config = uvicorn.Config(nothing, log_config=None)
+    config = uvicorn.Config(nothing, log_config=None, ws="none" if kind is Kind.WSGI else "auto")
     config.load()
     config.get_loop_factory()
 

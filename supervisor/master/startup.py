@@ -136,7 +136,7 @@ def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float) -> None:
         log.info("listening", on=[sockets.describe(lsn, bool(cfg.ssl_certfile)) for lsn in out.listeners])
         # Import the server once here: every fork then starts with it loaded
         # (about 100 ms saved per worker boot and replacement; see uvicorn_engine.warm).
-        engines.warm(cfg.http)
+        engines.warm(cfg.http, kind)
 
 
 def _adopt(out: Started, handover: reexec.Handover, now: float) -> None:
