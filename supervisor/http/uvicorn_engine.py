@@ -179,12 +179,18 @@ def warm(kind: Kind | None = None) -> None:
 
 
 def _polite(base: type[asyncio.Protocol], runtime: Runtime) -> type[asyncio.Protocol]:
-    """``base`` (uvicorn's httptools or h11 protocol), closing idle keep-alive
-    connections of a retiring worker after one more response instead of now."""
+    """``base`` (uvicorn's httptools or h11 protocol), closing the keep-alive
+    connections of a retiring worker after one more response instead of now:
+    idle ones, and those whose current response has already gone out saying
+    keep-alive."""
 
     def shutdown(self: Any) -> None:
-        idle = self.cycle is None or self.cycle.response_complete
-        if runtime.retiring and idle and not self.transport.is_closing():
+        cycle = self.cycle
+        idle = cycle is None or cycle.response_complete
+        # A response whose head is out already promised keep-alive: closing after it
+        # (uvicorn's way) resets the client's next request. The next one says close.
+        promised = cycle is not None and cycle.response_started and cycle.keep_alive
+        if runtime.retiring and (idle or promised) and not self.transport.is_closing():
             self._close_after_next = True
             if self.timeout_keep_alive_task is None:
                 # a connection that never sent anything has no keep-alive timer:

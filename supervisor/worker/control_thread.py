@@ -175,6 +175,8 @@ class Control:
         # the whole process group and the master adds its own TERM. The master
         # escalates (QUIT) when the user insists.
         worker = self.worker
+        if signum in STOP:
+            worker.molding = False  # a shutdown: promoted or not, this worker exits
         if signum in STOP and not worker.stopping.is_set():
             log.info(
                 "stopping gracefully",

@@ -274,7 +274,10 @@ def test_an_http_target_listens_on_the_default_address_without_bind(supervise):
     assert run.wait() == 0
 
 
-@pytest.mark.parametrize("target", ["asgiapp:app", "wsgipid:app"])
+# splitbody: the head goes out before the body, as with Starlette or FastAPI; a
+# retiring worker once closed such a connection after its response, resetting
+# the client's next request
+@pytest.mark.parametrize("target", ["asgiapp:app", "wsgipid:app", "splitbody:app"])
 def test_hup_under_keep_alive_load_fails_no_request(supervise, target):
     port = free_port()
     run = supervise(target, "-w", "2", "--bind", f"127.0.0.1:{port}")
