@@ -143,8 +143,12 @@ class Server:
     # -- its processes ----------------------------------------------------------
 
     def track(self) -> set[int]:
-        """Remember every live descendant (pid and start time); return them."""
-        found = descendants(self.pid)
+        """Remember every live descendant (pid and start time); return them.
+        Descendants are found through the parent links (a grandchild adopted by a
+        PR_SET_CHILD_SUBREAPER master is its child) and, for a process reparented
+        to init, through the session the server was started in (its id is the
+        master's pid), which a process keeps unless it calls setsid()."""
+        found = descendants(self.pid) | (set(session_members(self.pid)) - {self.pid})
         for p in found:
             st = proc_stat(p)
             if st and p not in self.known:
