@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
 
-from supervisor.worker.time_budget import SHED, current
+from supervisor.worker.time_budget import SHED, current, returning
 
 if TYPE_CHECKING:
     from supervisor.worker.admission import Gate
@@ -125,9 +125,7 @@ class CheckedPool(ConnectionPool[SyncConn]):
 
     def putconn(self, conn: SyncConn) -> None:
         self.idle_clock.returned(conn)
-        budget = current.get()
-        if budget is not None and budget.conn is conn:
-            budget.conn = None
+        returning(conn)  # not lent again before a cancel claimed for its query lands
         super().putconn(conn)
 
 

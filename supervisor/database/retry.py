@@ -6,12 +6,16 @@ the work may well succeed if simply tried again: the connection failed
 (SQLSTATE class 08, or no SQLSTATE at all because the socket died), the
 server is shutting down (57P01), or the transaction lost a serialization
 conflict or a deadlock (40001, 40P01). Only wrap work that is safe to repeat.
+Nothing is retried once the request or job it serves has ended (refused,
+past its deadline, its client gone), nor a refusal of the overloaded pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
+
+from supervisor.worker.time_budget import current
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,6 +29,13 @@ def is_transient(exc: Exception) -> bool:
 
     if not isinstance(exc, psycopg.Error):
         return False
+    budget = current.get()
+    if budget is not None and (budget.outcome is not None or budget.remaining() <= 0):
+        return False  # its request or job has ended (shed, timed out, client gone): nothing to retry for
+    from psycopg_pool import TooManyRequests
+
+    if isinstance(exc, TooManyRequests):
+        return False  # refused by the managed queue or the pool: retrying adds to the overload
     state = exc.sqlstate
     if state is None:
         # no server answer at all: the connection broke or could not be made

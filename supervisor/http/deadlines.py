@@ -17,8 +17,12 @@ the pool clean; a request that has not started its app is never run. Once
 the response has started, the deadline no longer applies (a stream is not cut).
 
 Arrival is the moment the request reached this worker (the protocol stamps
-it, counting the time its connection spent in the kernel's accept queue), or,
-from a trusted proxy (``--forwarded-allow-ips``), its ``X-Request-Start``.
+it, counting the time its connection spent in the kernel's accept queue). The
+deadline counts from there, or from a trusted proxy's ``X-Request-Start``
+(``--forwarded-allow-ips``) when that is earlier; the managed queue judges
+only the local wait, as a proxy's clock may be off by more than a target.
+While the app waits for its client (``receive``: the request body) the
+deadline stops, so a slow upload is not cut as a slow server would be.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from supervisor.http.wsgi_request import ARRIVAL, BUDGET, LOST
 from supervisor.worker.admission import Tally
-from supervisor.worker.time_budget import EXPIRED, LEFT, SHED, TimeBudget, current
+from supervisor.worker.time_budget import EXPIRED, LEFT, SHED, DeadlineWatch, TimeBudget, current
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,23 +84,25 @@ class Deadlines:
         self.tally = tally
         self.trusted = trusted  # is this peer a proxy whose X-Request-Start counts?
         self.retry_after = str(retry_after).encode()
+        self._watch: DeadlineWatch | None = None  # the deadlines of this worker's loop
 
-    def arrival(self, scope: Scope, ext: MutableMapping[str, Any]) -> float:
-        now = time.monotonic()
-        arrived: float = ext.get(ARRIVAL, now)
-        if self.trusted is not None:
-            for name, value in scope["headers"]:
-                if name == b"x-request-start":
-                    client = scope.get("client")
-                    if client is None or not self.trusted(client[0]):
-                        break  # an untrusted client's claim: ignored
-                    age = request_start(value, time.time())
-                    if age is None:
-                        self.tally.bad_request_start()
-                    else:
-                        arrived = min(arrived, now - age)
-                    break
-        return arrived
+    def arrival(self, scope: Scope, local: float, now: float) -> float:
+        """When the deadline starts: ``local`` (its arrival in this worker), or
+        earlier by what a trusted proxy's ``X-Request-Start`` says it queued there."""
+        if self.trusted is None:
+            return local
+        for name, value in scope["headers"]:
+            if name == b"x-request-start":
+                client = scope.get("client")
+                if client is None or not self.trusted(client[0]):
+                    break  # an untrusted client's claim: ignored
+                age = request_start(value, time.time())
+                if age is None:
+                    self.tally.bad_request_start()
+                else:
+                    return min(local, now - age)
+                break
+        return local
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,44 +115,65 @@ class Deadlines:
         if lost is not None and lost.done():
             self.tally.left(running=False)  # gone before its app started: nothing to run
             return
-        loop = asyncio.get_running_loop()
-        arrival = self.arrival(scope, ext)
-        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop, started=time.monotonic())
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        now = time.monotonic()
+        local: float = ext.get(ARRIVAL, now)
+        arrival = self.arrival(scope, local, now)
+        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop, now, local, task=task)
         ext[BUDGET] = budget
-        if budget.remaining() <= 0:  # past its deadline before it reached us (a proxy's queue)
-            budget.expired()
+        if budget.deadline <= now:  # past its deadline before it reached us (a proxy's queue)
+            budget.outcome = EXPIRED
             await self._ended(budget, send)
             return
+        watch = self._watch
+        if watch is None or watch.loop is not loop:
+            watch = self._watch = DeadlineWatch(loop)
+        watch.add(budget)
+        if lost is not None:
+            lost.add_done_callback(budget.on_lost)
         token = current.set(budget)
+
+        async def paced() -> Message:
+            budget.pause()  # waiting on the client (its body) is not the server's time
+            try:
+                return await receive()
+            finally:
+                budget.resume()
 
         async def guarded(message: Message) -> None:
             if budget.outcome is not None:
                 return  # ended early: the answer is ours (an app's late 500 is dropped)
             if message["type"] == "http.response.start":
-                budget.started_response()
+                budget.responding = True
             await send(message)
 
         try:
-            # the timeout cancels the task when the budget ends it (deadline, shed, client gone)
-            async with asyncio.timeout(None) as budget.timeout:
-                budget.arm()
+            try:
+                await self.app(scope, paced, guarded)
+            finally:
+                budget.finished = True
+                current.reset(token)
                 if lost is not None:
-                    lost.add_done_callback(budget.on_lost)
-                await self.app(scope, receive, guarded)
+                    lost.remove_done_callback(budget.on_lost)
+        except asyncio.CancelledError:
+            # ours (the budget ended it) unless someone else cancelled it too
+            if not budget.cancelled or task.uncancel() > 0:
+                raise
+            await self._ended(budget, send)
         except Exception:
-            # TimeoutError: an early end cancelled it; another error: the app's own,
-            # or the gate's refusal raised through it
+            # the app's own error (its server answers), or one raised through it after an early end
+            if budget.cancelled:
+                task.uncancel()
             if budget.outcome is None:
-                raise  # the app's error (before or after its response started): its server answers
+                raise
             await self._ended(budget, send)
         else:
+            if budget.cancelled:
+                task.uncancel()  # the app swallowed the cancellation and returned
             if budget.outcome is not None:
-                await self._ended(budget, send)  # ended early, and the app returned anyway
-        finally:
-            budget.disarm()
-            current.reset(token)
-            if lost is not None:
-                lost.remove_done_callback(budget.on_lost)
+                await self._ended(budget, send)
 
     async def _ended(self, budget: TimeBudget, send: Send) -> None:
         outcome = budget.outcome

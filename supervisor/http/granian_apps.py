@@ -14,11 +14,12 @@ its protocol class is done here at the app boundary, once per request:
   lets us apply (``budgeted``): granian queues WSGI requests in Rust, in
   arrival order, and hands Python a request only when a thread takes it, with
   no arrival time and no word when the client leaves. So a request is judged
-  when it starts: past its deadline it gets 504, and while the queue (measured
-  from a trusted proxy's ``X-Request-Start``) is overloaded, one that waited
-  too long gets 503; its checkouts wait at most what is left of its deadline.
-  A query still running at the deadline is not cancelled, and a client that
-  left is not noticed: for those, serve WSGI with ``--http uvicorn``.
+  when it starts: past its deadline (counted from a trusted proxy's
+  ``X-Request-Start``) it gets 504, and its checkouts wait at most what is
+  left of its deadline. Its wait in granian's queue is unseen, so nothing is
+  refused as overload; a query still running at the deadline is not
+  cancelled, and a client that left is not noticed: for those, serve WSGI
+  with ``--http uvicorn``.
 """
 
 from __future__ import annotations
@@ -223,18 +224,19 @@ def budgeted(
         if stamp is not None and trusted(environ.get("REMOTE_ADDR", "")):
             age = request_start(stamp.encode("latin-1"), time.time())
             if age is None:
-                gate.tally.bad_request_start()
+                with lock:
+                    gate.tally.bad_request_start()
             else:
                 arrival = now - age
-        budget = TimeBudget(arrival, arrival + timeout, started=now)
-        if budget.remaining() <= 0:
-            gate.tally.expired()
+        # its local wait is granian's, unseen: the proxy's time counts toward the deadline only
+        budget = TimeBudget(arrival, arrival + timeout, started=now, local=now)
+        if arrival + timeout <= now:
+            with lock:
+                gate.tally.expired()
             return refuse(start_response, "504 Gateway Timeout", b"request timed out\n", [])
         with lock:
-            admitted = gate.poll(budget)
-        if not admitted:
-            if admitted is None:  # no permit free (never, with granian's own thread limit)
-                gate.tally.shed()
+            admitted = gate.poll(budget)  # None: no permit free; granian's own threads bound the work
+        if admitted is False:
             return refuse(
                 start_response,
                 "503 Service Unavailable",
@@ -246,7 +248,8 @@ def budgeted(
             return app(environ, start_response)
         finally:
             current.reset(token)
-            with lock:
-                gate.release()
+            if admitted:
+                with lock:
+                    gate.release()
 
     return call

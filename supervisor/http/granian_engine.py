@@ -111,7 +111,8 @@ def run(target: Target, runtime: Runtime) -> int:
         obj = granian_apps.budgeted(
             obj,
             cfg.request_timeout,
-            runtime.admission.gate(cfg.threads),
+            # granian runs --threads per listener, all sharing this gate
+            runtime.admission.gate(cfg.threads * len(runtime.listeners)),
             forwarded.Trusted(cfg.forwarded_allow_ips).contains,
             cfg.retry_after,
         )

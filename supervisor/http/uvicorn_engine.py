@@ -52,6 +52,7 @@ def run(target: Target, runtime: Runtime) -> int:
         send_timeout=cfg.timeout or None,
         gate=runtime.admission.gate(cfg.threads),  # requests queue for a thread in the managed queue
         on_stuck=runtime.worker.request_recycle,
+        stuck_grace=cfg.timeout or None,
     )
     # every request thread stuck on its request for --timeout: the heartbeat stops there
     runtime.stalled_since = bridge.stalled_since

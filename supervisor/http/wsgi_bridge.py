@@ -31,8 +31,8 @@ never run, when its client leaves or its deadline passes while it waits. When
 a request ends early while its thread runs, the query the thread is running
 is cancelled in PostgreSQL (the connection the request holds, from the
 loop, through a short-lived thread: psycopg's cancel blocks); a thread still
-busy ``STUCK_GRACE`` seconds later is reported, stack and all, and its worker
-asks to be replaced. A request thread that makes no progress (no piece
+busy ``--timeout`` seconds after its request's deadline is reported, stack
+and all, and its worker asks to be replaced. A request thread that makes no progress (no piece
 sent, no piece of body read) for longer than ``--timeout`` while every other
 thread is just as stuck stops the worker's heartbeat (``stalled_since``), so
 the master dumps its stacks and replaces it, as gunicorn's sync worker is.
@@ -77,7 +77,7 @@ from supervisor.http.wsgi_response import (
     _watch_disconnect,
 )
 from supervisor.logging import get_logger
-from supervisor.worker.time_budget import SHED, TimeBudget, current, running_query
+from supervisor.worker.time_budget import EXPIRED, SHED, TimeBudget, cancel_running_query, current
 
 if TYPE_CHECKING:
     from supervisor.worker.admission import Gate
@@ -88,9 +88,6 @@ log = get_logger("supervisor.wsgi")
 # thread and handed to the loop whole: one hand-off instead of one per piece
 # plus one for the end (frameworks return their own iterable, seldom a list).
 COLLECT_LIMIT = 64 * 1024
-# A request thread still busy this long after its request ended (deadline,
-# client gone) is stuck in Python: reported, and its worker replaced.
-STUCK_GRACE = 5.0
 
 
 class WSGIBridge:
@@ -103,12 +100,14 @@ class WSGIBridge:
         send_timeout: float | None = None,
         gate: Gate | None = None,
         on_stuck: Callable[[str], None] | None = None,
+        stuck_grace: float | None = None,
     ) -> None:
         self.app = app
         self.threads = threads
         self.send_timeout = send_timeout
         self.gate = gate  # a permit per thread: where requests queue for one
-        self.on_stuck = on_stuck  # a thread outlived its ended request: ask for a replacement
+        self.on_stuck = on_stuck  # a thread outlived its expired request: ask for a replacement
+        self.stuck_grace = stuck_grace  # how long it may (None: for ever)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="wsgi")
         self._closing = False
         # one [time] cell per request thread: when its request last made progress, 0.0 when idle
@@ -219,7 +218,8 @@ class WSGIBridge:
                     gate.release()
                 raise
             if gate is not None:
-                running.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.release))
+                gate.hold(id(running))  # the auto target follows how long a thread is held
+                running.add_done_callback(lambda done: loop.call_soon_threadsafe(gate.give_back, id(done)))
             whole = await asyncio.wrap_future(running, loop=loop)
             if whole is not None:  # the body is all here (and the app's iterable closed): one message
                 await _send_whole(send, response, whole)
@@ -243,12 +243,15 @@ class WSGIBridge:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         """Its request ended early while its thread runs: cancel the query the
-        thread is running, and report the thread if it does not let go."""
-        conn = budget.conn if budget is not None else None
-        if budget is not None and running_query(conn):
+        thread is running. A thread that outlives its expired request by
+        ``stuck_grace`` is reported; one whose client left runs on, as under
+        any sync server (``stalled_since`` catches a worker that is all stuck)."""
+        if budget is None:
+            return
+        if cancel_running_query(budget):
             budget.interrupted = True
-            threading.Thread(target=_cancel_query, args=(conn,), name="wsgi-cancel", daemon=True).start()
-        loop.call_later(STUCK_GRACE, self._check_stuck, running, response.thread)
+        if budget.outcome == EXPIRED and self.stuck_grace is not None:
+            loop.call_later(self.stuck_grace, self._check_stuck, running, response.thread)
 
     def _check_stuck(self, running: concurrent.futures.Future[list[bytes] | None], ident: int | None) -> None:
         if running.done() or self._closing:
@@ -256,12 +259,12 @@ class WSGIBridge:
         frame = sys._current_frames().get(ident) if ident is not None else None
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
         log.error(
-            "request thread still busy after its request ended; replacing the worker",
-            grace_s=STUCK_GRACE,
+            "request thread still busy after its request timed out; replacing the worker",
+            grace_s=self.stuck_grace,
             stack=stack,
         )
         if self.on_stuck is not None:
-            self.on_stuck(f"a request thread was stuck {STUCK_GRACE:g} s past its request's end")
+            self.on_stuck(f"a request thread was stuck {self.stuck_grace:g} s past its request's deadline")
 
     def _run_app(
         self,
@@ -437,12 +440,3 @@ def _sendfile(sock: int, fd: int, offset: int, count: int, timeout: float | None
         offset += sent
         count -= sent
         cell[0] = time.monotonic()
-
-
-def _cancel_query(conn: Any) -> None:
-    """Cancel ``conn``'s running query (a helper thread: psycopg's cancel blocks
-    for a round trip to the server); the request thread then gets QueryCanceled."""
-    try:
-        conn.cancel_safe(timeout=5.0)
-    except Exception as exc:  # the connection is gone or the server does not answer
-        log.warning("could not cancel the query of a request that ended", error=str(exc))

@@ -23,10 +23,12 @@ standing backlog). While overloaded:
 
 When the queue drains, the next interval clears the state and the queue is
 served in arrival order again. The target defaults to the median time a
-permit is held (between 10 and 50 ms): a queue of about one hold time is one
-request per permit waiting its turn, more is a backlog. Queue time counts the
-waits before the app started and in the gate, not what the app did before it
-asked for its connection.
+permit is held (between 20 ms and 1 s), judged over ten targets (at least
+200 ms): a queue of about one hold time is one request per permit waiting its
+turn, more is a backlog. Queue time counts the waits in this worker before
+the app started and in the gate, not what the app did before it asked for its
+connection, nor the time a proxy says it queued there (its clock may be off
+by more than a target; that time counts toward the deadline only).
 """
 
 from __future__ import annotations
@@ -77,10 +79,11 @@ class Tally:
         self.words[Load.OVERLOADED] = int(flag)
 
 
-TARGET_MIN = 0.010
-TARGET_MAX = 0.050
+TARGET_MIN = 0.020  # below it, an event loop's ordinary lag reads as a backlog
+TARGET_MAX = 1.0  # above it, a request has waited for one that is not coming back
 TARGET_DEFAULT = 0.020  # before any hold time is known
 INTERVALS_PER_TARGET = 10  # the interval CoDel watches, in targets (folly: 5 ms / 100 ms)
+INTERVAL_MIN = 0.2  # a short target is judged over enough requests to be sure
 HOLD_SAMPLES = 64  # hold times kept for the median
 
 
@@ -115,6 +118,10 @@ class CoDel:
         median = self._sorted[len(self._sorted) // 2]
         return min(max(median, TARGET_MIN), TARGET_MAX)
 
+    @property
+    def interval(self) -> float:
+        return max(self.target * INTERVALS_PER_TARGET, INTERVAL_MIN)
+
     def held(self, seconds: float) -> None:
         """A permit was held ``seconds``: the auto target follows the median."""
         if len(self._holds) == self._holds.maxlen:
@@ -126,7 +133,7 @@ class CoDel:
         if now >= self.interval_ends:
             # judge the interval that ended; its first request only starts the next one
             self.overloaded = self._min is not None and self._min > self.target
-            self.interval_ends = now + self.target * INTERVALS_PER_TARGET
+            self.interval_ends = now + self.interval
             self._min = waited
         elif self._min is None or waited < self._min:
             self._min = waited
@@ -137,7 +144,7 @@ class CoDel:
         self._min = 0.0
         if now >= self.interval_ends:
             self.overloaded = False
-            self.interval_ends = now + self.target * INTERVALS_PER_TARGET
+            self.interval_ends = now + self.interval
 
     def sloughs(self, waited: float) -> bool:
         """Refuse a request that waited this long (only while overloaded)."""
@@ -316,6 +323,11 @@ class Gate:
         started = self._held_since.pop(key, None)
         if started is not None:
             self.codel.held(time.monotonic() - started)
+
+    def give_back(self, key: int) -> None:
+        """The permit timed as ``key`` is free again."""
+        self.unhold(key)
+        self.release()
 
 
 class Admission:

@@ -5,15 +5,18 @@ their waits by it wherever the code runs (a task, a request thread).
 
 A unit ends early for one of three reasons: ``SHED`` (the managed queue
 refused it, ``admission.Gate``), ``EXPIRED`` (its deadline passed) or ``LEFT``
-(its client closed the connection). Ending it cancels its task where it waits
-(``asyncio.Timeout``), so psycopg cancels a running query in PostgreSQL.
+(its client closed the connection). Ending it cancels its task where it waits,
+so psycopg cancels a running query in PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
+import itertools
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,84 +24,161 @@ from typing import Any
 SHED, EXPIRED, LEFT = "shed", "expired", "left"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TimeBudget:
     """One unit of work's arrival and deadline (``time.monotonic()`` seconds)."""
 
-    arrival: float
-    deadline: float
+    arrival: float  # the deadline counts from here (a trusted proxy's X-Request-Start, or ``local``)
+    deadline: float  # before pauses (``due``)
     lost: asyncio.Future[None] | None = None  # done when its client has gone
     loop: asyncio.AbstractEventLoop | None = None  # the loop its task runs in
     started: float | None = None  # when its app started (None: at its arrival)
-    queue_s: float | None = None  # arrival to permit, once admitted (admission.Gate)
+    local: float | None = None  # when it reached this worker (None: at ``arrival``)
+    queue_s: float | None = None  # local arrival to permit, once admitted (admission.Gate)
     outcome: str | None = None  # why it ended early: SHED, EXPIRED, LEFT
     responding: bool = False  # its response has started: the deadline no longer applies
     interrupted: bool = False  # it ended early while a query of its was running
     conn: Any = None  # the connection it holds now (the pools set it)
-    timeout: asyncio.Timeout | None = field(default=None, repr=False)  # cancels its task when ended
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # ends it at the deadline
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)  # cancelled when it ends early
+    cancelled: bool = False  # we cancelled its task (its owner uncancels it)
+    finished: bool = False  # its app returned: nothing left to end
+    paused: int = 0  # its app's reads of the client in progress: the deadline waits for them
+    paused_at: float = 0.0
+    paused_s: float = 0.0  # added to the deadline: time spent waiting on its client
+    watch: DeadlineWatch | None = field(default=None, repr=False)
+    watched: float = 0.0  # the deadline its newest entry in ``watch`` has
+    parked: bool = False  # the watch dropped it while paused; ``resume`` adds it back
 
     def end(self, outcome: str) -> None:
-        """End it now (in the event loop): its task is cancelled where it waits."""
-        if self.outcome is None:
-            self.outcome = outcome
-            self.interrupted = running_query(self.conn)
-        timeout, loop = self.timeout, self.loop
-        if timeout is not None and loop is not None and not timeout.expired():
-            timeout.reschedule(loop.time())
+        """End it now (in its event loop). From outside its task (the client
+        gone, the deadline), the task is cancelled where it waits; from inside
+        (a refusal in its checkout), the caller raises."""
+        if self.finished or self.outcome is not None:
+            return
+        self.outcome = outcome
+        self.interrupted = running_query(self.conn)
+        task = self.task
+        if task is not None and not task.done() and task is not asyncio.current_task(self.loop):
+            self.cancelled = True
+            task.cancel()
 
     def on_lost(self, _: object = None) -> None:
         if not self.responding:
             self.end(LEFT)
 
-    def expired(self) -> None:
-        """Its deadline passed (the timeout fired): record it."""
-        if self.outcome is None:
-            self.outcome = EXPIRED
-            self.interrupted = running_query(self.conn)
-
-    def arm(self) -> None:
-        """Start the deadline's timer (in its loop, once ``timeout`` is set)."""
-        assert self.loop is not None
-        self.timer = self.loop.call_at(self.loop.time() + self.remaining(), self._on_deadline)
-
-    def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _on_deadline(self) -> None:
-        self.timer = None
-        if not self.responding:
-            self.end(EXPIRED)
-
-    def started_response(self) -> None:
-        self.responding = True
-        self.disarm()
+    def due(self) -> float:
+        """Its deadline, moved by the time it spent waiting on its client."""
+        return self.deadline + self.paused_s
 
     def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+        now = self.paused_at if self.paused else time.monotonic()
+        return self.deadline + self.paused_s - now
 
     def before_app(self) -> float:
-        """How long it waited before its app started (in the kernel, the proxy,
-        the event loop): queue time, unlike what the app did before its checkout."""
-        return 0.0 if self.started is None else max(0.0, self.started - self.arrival)
+        """How long it waited in this worker before its app started (in the
+        kernel, the event loop): queue time, unlike what the app did before its
+        checkout, or a proxy's clock, which may be off."""
+        if self.started is None:
+            return 0.0
+        return max(0.0, self.started - (self.arrival if self.local is None else self.local))
+
+    def pause(self) -> None:
+        """Its app waits for its client (the request body): not the server's
+        time. The deadline stops until :meth:`resume`; calls nest."""
+        self.paused += 1
+        if self.paused == 1:
+            self.paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        self.paused -= 1
+        if self.paused == 0:
+            self.paused_s += time.monotonic() - self.paused_at
+            if self.parked and self.watch is not None:
+                self.parked = False
+                self.watch.add(self)
 
     def set_deadline(self, deadline: float) -> None:
         """Move the deadline (from its task, or from a request thread)."""
         self.deadline = deadline
-        loop = self.loop
-        if loop is None or self.timer is None:
-            return  # not armed: ended, responding, or not an HTTP request
+        watch, loop = self.watch, self.loop
+        if watch is None or loop is None or self.finished:
+            return
         if _in_loop(loop):
-            self._rearm()
+            watch.add(self)
         else:
-            loop.call_soon_threadsafe(self._rearm)
+            loop.call_soon_threadsafe(watch.add, self)
 
-    def _rearm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.arm()
+
+class DeadlineWatch:
+    """The deadlines of one event loop's requests: a heap and one timer for
+    its earliest, instead of a timer per request. An entry is judged when it
+    comes due: the unit has ended, answered or moved its deadline (an entry
+    for the new one exists), it is waiting on its client (``resume`` adds it
+    back), its deadline moved by a pause (pushed again), or it expires. Entries
+    of units that ended are dropped in bulk once they are half the heap, so
+    the heap stays about as long as the requests in flight."""
+
+    COMPACT_FLOOR = 64
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, TimeBudget]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = math.inf
+        self._compact_at = self.COMPACT_FLOOR
+
+    def add(self, budget: TimeBudget) -> None:
+        """Watch ``budget`` (in this loop), or its deadline that moved."""
+        if budget.finished or budget.outcome is not None:
+            return
+        budget.watch = self
+        due = budget.watched = budget.due()
+        heap = self._heap
+        heapq.heappush(heap, (due, next(self._order), budget))
+        if due < self._armed_for:
+            self._arm(due)
+        if len(heap) > self._compact_at:
+            self._compact()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    @staticmethod
+    def _live(entry: tuple[float, int, TimeBudget]) -> bool:
+        budget = entry[2]
+        if budget.outcome is not None or budget.finished or budget.responding:
+            return False
+        return entry[0] == budget.watched  # else its deadline moved: a newer entry stands for it
+
+    def _compact(self) -> None:
+        self._heap = [entry for entry in self._heap if self._live(entry)]
+        heapq.heapify(self._heap)
+        self._compact_at = max(self.COMPACT_FLOOR, 2 * len(self._heap))
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = when
+        self._timer = self.loop.call_at(self.loop.time() + (when - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._armed_for = None, math.inf
+        now, heap = time.monotonic(), self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if not self._live(entry):
+                continue
+            budget = entry[2]
+            if budget.paused:
+                budget.parked = True
+            elif budget.due() > now:
+                budget.watched = budget.due()
+                heapq.heappush(heap, (budget.watched, next(self._order), budget))
+            else:
+                budget.end(EXPIRED)
+        if heap:
+            self._arm(heap[0][0])
 
 
 def running_query(conn: Any) -> bool:
@@ -108,6 +188,59 @@ def running_query(conn: Any) -> bool:
     from psycopg import pq
 
     return bool(conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE)
+
+
+# Cancelling a query from outside the thread that runs it races that thread:
+# it may finish the query and give the connection back, and the pool may lend
+# it to another request, whose query the cancel would then hit. So a cancel
+# is claimed under this lock, and a connection going back to a pool
+# (``returning``) waits for a claimed cancel to be delivered first; PostgreSQL
+# ignores a cancel that reaches an idle session.
+_cancel_lock = threading.Lock()
+_cancelling: dict[int, threading.Event] = {}  # id(conn) -> set once its cancel was delivered
+
+
+def cancel_running_query(budget: TimeBudget) -> bool:
+    """From outside the thread that holds ``budget``'s connection: cancel the
+    query it runs now, if any (in a short-lived thread: psycopg's cancel blocks
+    for a round trip). True when a cancel was sent."""
+    with _cancel_lock:
+        conn = budget.conn
+        if not running_query(conn):
+            return False
+        if id(conn) in _cancelling:
+            return True
+        delivered = _cancelling[id(conn)] = threading.Event()
+
+    def cancel() -> None:
+        try:
+            conn.cancel_safe(timeout=5.0)
+        except Exception as exc:  # the connection is gone, or the server does not answer
+            from supervisor.logging import get_logger
+
+            get_logger("supervisor.worker").warning(
+                "could not cancel the query of a unit of work that ended", error=str(exc)
+            )
+        finally:
+            with _cancel_lock:
+                _cancelling.pop(id(conn), None)
+            delivered.set()
+
+    threading.Thread(target=cancel, name="supervise-cancel", daemon=True).start()
+    return True
+
+
+def returning(conn: Any) -> None:
+    """``conn`` goes back to its pool (from the thread that held it): it no
+    longer belongs to the current unit, and waits for a cancel of its query
+    claimed meanwhile to be delivered (``cancel_running_query``)."""
+    budget = current.get()
+    with _cancel_lock:
+        if budget is not None and budget.conn is conn:
+            budget.conn = None
+        delivered = _cancelling.get(id(conn))
+    if delivered is not None:
+        delivered.wait(6.0)  # cancel_safe gives up after 5 s
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -146,7 +279,7 @@ class Deadline:
             raise ValueError(f"deadline: expected a positive number of seconds, got {seconds!r}")
         self.seconds = float(seconds)
         self._token: contextvars.Token[TimeBudget | None] | None = None
-        self._timer: Any = None
+        self._timer: threading.Timer | None = None
         self._timeout: asyncio.Timeout | None = None
 
     def _begin(self) -> TimeBudget:
@@ -161,14 +294,12 @@ class Deadline:
             self._token = None
 
     def __enter__(self) -> TimeBudget:
-        import threading
-
         budget = self._begin()
 
-        def expire() -> None:
-            budget.expired()
-            if budget.interrupted:
-                budget.conn.cancel_safe(timeout=5.0)
+        def expire() -> None:  # the timer's thread
+            if budget.outcome is None and not budget.finished:
+                budget.outcome = EXPIRED
+                budget.interrupted = cancel_running_query(budget)
 
         self._timer = threading.Timer(self.seconds, expire)
         self._timer.daemon = True
@@ -176,19 +307,28 @@ class Deadline:
         return budget
 
     def __exit__(self, *exc: object) -> None:
+        assert self._timer is not None
         self._timer.cancel()
+        budget = current.get()
+        if budget is not None:
+            budget.finished = True
         self._end()
 
     async def __aenter__(self) -> TimeBudget:
         budget = self._begin()
         budget.loop = asyncio.get_running_loop()
         self._timeout = asyncio.timeout(self.seconds)
-        budget.timeout = await self._timeout.__aenter__()
+        await self._timeout.__aenter__()
         return budget
 
     async def __aexit__(self, *exc: Any) -> None:
+        budget = current.get()
         try:
             assert self._timeout is not None
             await self._timeout.__aexit__(*exc)
         finally:
+            if budget is not None:
+                budget.finished = True
+                if self._timeout is not None and self._timeout.expired() and budget.outcome is None:
+                    budget.outcome = EXPIRED
             self._end()

@@ -1,7 +1,7 @@
 """ASGI (``app``) and WSGI (``wsgi``) apps for overload tests: each request
 records its tag in the table ``ran`` (proof that its app reached the
 database), then sleeps in PostgreSQL: ``/?tag=a&sleep=0.5``. ``/plain``
-answers without the database."""
+answers without the database; ``/upload`` reads the whole body, then says its length."""
 
 import os
 from urllib.parse import parse_qs
@@ -25,6 +25,13 @@ async def app(scope, receive, send):
         return
     if scope["path"] == "/plain":
         body = _body("plain")
+    elif scope["path"] == "/upload":
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = _body(f"got {size}")
     else:
         tag, sleep = _params(scope["query_string"].decode())
         async with db.async_pool.connection() as conn:
@@ -41,6 +48,8 @@ async def app(scope, receive, send):
 def wsgi(environ, start_response):
     if environ["PATH_INFO"] == "/plain":
         body = _body("plain")
+    elif environ["PATH_INFO"] == "/upload":
+        body = _body(f"got {len(environ['wsgi.input'].read())}")
     else:
         tag, sleep = _params(environ.get("QUERY_STRING", ""))
         with db.connection() as conn:

@@ -49,14 +49,16 @@ def test_codel_target_follows_the_median_hold_time_within_bounds():
     codel = CoDel(QueuePolicy())
     assert codel.target == 0.020  # nothing held yet
     for _ in range(10):
-        codel.held(0.018)
-    assert codel.target == pytest.approx(0.018)
+        codel.held(0.1)
+    assert codel.target == pytest.approx(0.1)  # 100 ms requests: a 100 ms wait is one turn
+    assert codel.interval == pytest.approx(1.0)
     for _ in range(64):
-        codel.held(2.0)  # slow reports: the target stops at 50 ms
-    assert codel.target == 0.050
+        codel.held(5.0)  # slow reports: the target stops at 1 s
+    assert codel.target == 1.0
     for _ in range(64):
         codel.held(0.0001)
-    assert codel.target == 0.010  # queries of 0.1 ms: a 10 ms queue is still not a backlog
+    assert codel.target == 0.020  # queries of 0.1 ms: an event loop's lag is still not a backlog
+    assert codel.interval == 0.2  # judged over enough requests
     assert CoDel(QueuePolicy(target=0.3)).target == 0.3
 
 
@@ -387,3 +389,143 @@ def test_what_the_app_does_before_its_checkout_is_not_queue_time():
     now = time.monotonic()
     b = TimeBudget(now - 0.032, now + 30, started=now - 0.030)  # 2 ms before its app, then 30 ms of app
     assert gate.poll(b) is True and b.queue_s == pytest.approx(0.002, abs=1e-3)
+
+
+def test_a_proxy_clock_behind_ours_moves_the_deadline_not_the_queue():
+    """A proxy whose stamp is 60 ms old (its clock behind ours, or its own
+    queue) is not a 60 ms wait in this worker: nothing is refused for it."""
+    seen: list[tuple[float, float]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        b = current.get()
+        seen.append((b.before_app(), time.monotonic() - b.arrival))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    tally = Tally()
+    layer = Deadlines(app, 30.0, tally, trusted=lambda host: True)
+    skewed = scope()
+    skewed["headers"] = [(b"x-request-start", f"t={time.time() - 0.06:.6f}".encode())]
+    send = Recorder()
+    asyncio.run(layer(skewed, nothing, send))
+    assert send.status == 200
+    before_app, since_arrival = seen[0]
+    assert before_app < 0.03 and since_arrival >= 0.06
+
+
+def test_the_deadline_stops_while_the_app_waits_for_its_client():
+    """A slow upload is the client's time: 0.15 s of body at a 0.1 s deadline is
+    not a timeout; 0.15 s of server work is."""
+
+    async def upload(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(0.05)  # the server's own work: within its 0.1 s
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def slow_body() -> dict[str, Any]:
+        await asyncio.sleep(0.15)
+        return {"type": "http.request", "body": b"x" * 10, "more_body": False}
+
+    tally, send = Tally(), Recorder()
+    asyncio.run(Deadlines(upload, 0.1, tally)(scope(), slow_body, send))
+    assert send.status == 200 and counts(tally)["expired"] == 0
+
+    async def slow_work(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(0.15)
+
+    send = Recorder()
+    asyncio.run(Deadlines(slow_work, 0.1, tally)(scope(), nothing, send))
+    assert send.status == 504
+
+
+def test_a_cancellation_that_is_not_ours_goes_through():
+    """The server cancelling a request (it stops) is not a deadline: it propagates."""
+
+    async def scenario() -> tuple[bool, Recorder]:
+        started = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            started.set()
+            await asyncio.sleep(10)
+
+        send = Recorder()
+        task = asyncio.ensure_future(Deadlines(app, 30.0, Tally())(scope(), nothing, send))
+        await started.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True, send
+        return False, send
+
+    propagated, send = asyncio.run(scenario())
+    assert propagated and send.messages == []
+
+
+def test_an_end_after_the_request_finished_changes_nothing():
+    """A task the request spawned outlives it; the client leaving then, or
+    a refusal in that task's checkout, must not touch the finished request."""
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        lost = asyncio.get_running_loop().create_future()
+        kept: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            kept.append(current.get())
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        await Deadlines(app, 30.0, Tally())(scope(**{"supervise.connection_lost": lost}), nothing, Recorder())
+        lost.set_result(None)
+        kept[0].end(SHED)
+        await asyncio.sleep(0)
+        return kept[0], kept
+
+    budget, _ = asyncio.run(scenario())
+    assert budget.outcome is None and budget.finished and not budget.cancelled
+
+
+def test_the_deadline_watch_stays_as_long_as_the_requests_in_flight():
+    """One timer for every deadline: the heap drops finished requests in bulk."""
+
+    async def scenario() -> tuple[int, int]:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        layer = Deadlines(app, 30.0, Tally())
+        for _ in range(5000):
+            await layer(scope(), nothing, Recorder())
+        assert layer._watch is not None
+        return len(layer._watch), 5000
+
+    left, served = asyncio.run(scenario())
+    assert left <= 64 < served
+
+
+def test_expiries_are_judged_when_they_come_due_whatever_order_they_arrive_in():
+    """One watch for every request of a loop: a deadline moved later (the
+    middle request's) or earlier (the last one's) is kept, not the first."""
+
+    async def scenario() -> list[int | None]:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_request_timeout(scope["timeout"])
+            await asyncio.sleep(scope["work"])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        layer = Deadlines(app, 0.2, Tally())
+        plan = [(0.2, 0.3), (1.0, 0.3), (0.05, 0.1), (0.2, 0.05)]  # (its timeout, its work)
+        sends = [Recorder() for _ in plan]
+
+        async def one(i: int) -> None:
+            s = scope()
+            s["timeout"], s["work"] = plan[i]
+            await layer(s, nothing, sends[i])
+
+        await asyncio.gather(*(one(i) for i in range(len(plan))))
+        return [s.status for s in sends]
+
+    assert asyncio.run(scenario()) == [504, 200, 504, 200]

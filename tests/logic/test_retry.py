@@ -50,3 +50,33 @@ def test_retries_transient_errors_and_gives_up_on_others():
     with pytest.raises(errors.UndefinedTable):
         broken()
     assert len(calls) == 1
+
+
+def test_nothing_is_retried_for_work_that_has_ended():
+    """A refusal of the overloaded pool, or any error once its request was
+    shed, timed out or left: retrying only holds a thread during overload."""
+    import time
+
+    from psycopg_pool import PoolTimeout, TooManyRequests
+
+    from supervisor.worker.time_budget import EXPIRED, TimeBudget, current
+
+    assert is_transient(PoolTimeout("no connection")) is True  # outside a request: the pool may come back
+    assert is_transient(TooManyRequests("overloaded")) is False
+    now = time.monotonic()
+    for budget in (TimeBudget(now, now + 30, outcome=EXPIRED), TimeBudget(now - 2, now - 1)):
+        token = current.set(budget)
+        try:
+            assert is_transient(psycopg.OperationalError("connection lost")) is False
+            calls: list[int] = []
+
+            @retry_transient(attempts=3)
+            def ended(calls: list[int] = calls) -> None:
+                calls.append(1)
+                raise PoolTimeout("the request's deadline passed before it got a connection")
+
+            with pytest.raises(PoolTimeout):
+                ended()
+            assert len(calls) == 1
+        finally:
+            current.reset(token)

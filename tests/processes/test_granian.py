@@ -143,6 +143,42 @@ def test_wsgi_worker_with_every_thread_stuck_is_replaced(supervise):
     assert run.wait() == 0
 
 
+def test_wsgi_on_two_sockets_serves_every_thread_of_each(supervise):
+    """granian runs --threads request threads per socket: a request on the
+    second socket while the first is busy is served, never refused as overload."""
+    ports = free_port(), free_port()
+    run = supervise(
+        "wsgipid:app",
+        "-w",
+        "1",
+        *GRANIAN,
+        "--threads",
+        "2",
+        "--bind",
+        f"127.0.0.1:{ports[0]}",
+        "--bind",
+        f"127.0.0.1:{ports[1]}",
+        env={"SLEEP_S": "1"},
+    )
+    run.wait_ready(1)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def one(port: int) -> None:
+        status = get(port, "/sleep", timeout=20)[0]
+        with lock:
+            statuses.append(status)
+
+    clients = [threading.Thread(target=one, args=(port,)) for port in ports for _ in range(3)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(30)
+    assert statuses == [200] * 6, statuses
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
 def _request(port: int, path: str) -> None:
     with contextlib.suppress(OSError):  # its worker is killed mid-request
         get(port, path, timeout=70)
