@@ -94,12 +94,13 @@ def judge(
         return _replacement_died(handle, handle.failure or (handle.error[1] if handle.error else desc))
     if handle.ready_at is None:
         return _boot_failed(handle, desc, now, at)
-    if exit_code == 0 and handle.failure is None:
+    if exit_code == 0 and handle.failure is None and not handle.serves:
         log.info("worker finished: main returned", worker=handle.slot, worker_pid=handle.pid)
         return Finished()
+    why = handle.failure or (f"{desc} without being asked to stop" if exit_code == 0 else desc)
     lived = now - handle.ready_at
     healthy = at.policy.healthy(lived, worked, stuck=handle.failure is not None)
-    return crashed(handle.slot, handle.pid, handle.failure or desc, lived, now, at, healthy)
+    return crashed(handle.slot, handle.pid, why, lived, now, at, healthy)
 
 
 def _replacement_died(handle: WorkerHandle, why: str) -> Verdict:

@@ -40,14 +40,27 @@ def _command_socket() -> tuple[int, int]:
     return master.detach(), worker.detach()
 
 
-def _read_line(sock: socket.socket) -> str:
+class MoldUnresponsive(OSError):
+    """The mold did not answer a spawn in time: it is stopped or stuck."""
+
+
+def _answer(sock: socket.socket, seq: int) -> str:
+    """The mold's answer to spawn ``seq`` (``spawned SEQ PID`` or ``failed SEQ
+    ERRNO WHY``), past any answer to an earlier spawn the master gave up on:
+    those workers were forked with channels the master has closed; they exit
+    on their own."""
     data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(256)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
+    while True:
+        while b"\n" not in data:
+            chunk = sock.recv(256)
+            if not chunk:
+                return ""
+            data += chunk
+        line, _, data = data.partition(b"\n")
+        kind, _, rest = line.decode(errors="replace").strip().partition(" ")
+        number, _, text = rest.partition(" ")
+        if number == str(seq):
+            return f"{kind} {text}"
 
 
 class Forker:
@@ -55,6 +68,7 @@ class Forker:
 
     def __init__(self) -> None:
         self._collected = False
+        self._spawns = 0  # numbers each spawn asked of the mold, so a late answer is not taken for the next
 
     def spawn(self, spec: WorkerSpec) -> Spawned:
         if spec.mold_fd >= 0:
@@ -113,12 +127,17 @@ class Forker:
         read_fd, write_fd = os.pipe()
         command_w, command_r = _command_socket()
         heartbeat, page_fd = channel.Heartbeat.shareable()
+        self._spawns += 1
+        seq = self._spawns
         try:
             with socket.socket(fileno=os.dup(spec.mold_fd)) as mold:
                 mold.settimeout(MOLD_ANSWER_TIMEOUT)
-                line = f"{channel.SPAWN} {spec.id} {spec.generation}\n".encode()
+                line = f"{channel.SPAWN} {seq} {spec.id} {spec.generation} {spec.refork_at}\n".encode()
                 socket.send_fds(mold, [line], [write_fd, command_r, page_fd])
-                answer = _read_line(mold)
+                try:
+                    answer = _answer(mold, seq)
+                except TimeoutError:
+                    raise MoldUnresponsive(0, f"no answer within {MOLD_ANSWER_TIMEOUT:g} s") from None
             kind, _, text = answer.partition(" ")
             if kind != channel.SPAWNED:
                 code, _, why = text.partition(" ")
@@ -129,7 +148,8 @@ class Forker:
                 os.close(fd)
             heartbeat.close()
             why = getattr(exc, "strerror", None) or str(exc)
-            raise OSError(getattr(exc, "errno", None) or 0, f"the mold could not fork: {why}") from None
+            error = MoldUnresponsive if isinstance(exc, MoldUnresponsive) else OSError
+            raise error(getattr(exc, "errno", None) or 0, f"the mold could not fork: {why}") from None
         finally:
             for fd in (write_fd, command_r, page_fd):
                 os.close(fd)

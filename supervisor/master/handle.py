@@ -73,6 +73,7 @@ class WorkerHandle:
     beat_seen: float = 0.0  # its last heartbeat reading that can be one (see last_sign)
     generation: int = 0  # 0: forked by the master; N: by the mold of generation N
     molded_at: float | None = None  # when it became the mold
+    serves: bool = False  # an HTTP app (its ready line says): exiting unasked is a crash, not "finished"
 
     @classmethod
     def forked(

@@ -33,7 +33,7 @@ from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
 from supervisor.master import commands, exits, rolling, startup, systemd
 from supervisor.master.crashes import CrashPolicy
-from supervisor.master.forker import Forker
+from supervisor.master.forker import Forker, MoldUnresponsive
 from supervisor.master.handle import Replacement, Slot, State, StopMode, WorkerHandle
 from supervisor.master.processes import Processes
 from supervisor.master.refork import Reforker
@@ -100,9 +100,7 @@ class Master:
             try:
                 self.wakeup.open(startup.interrupt)
                 self.take(startup.start(self))
-                if self.refork.enabled and not self.procs.adopt_orphans():
-                    log.warning("reforking off: this system cannot adopt the mold's workers (no subreaper)")
-                    self.refork.schedule = ()
+                self.refork.follow(self.config)
                 self.wakeup.arm()
             except startup.Interrupted as stop:
                 log.info("stopped before any worker started", signal=stop.signal_name)
@@ -170,6 +168,7 @@ class Master:
         if kind == channel.ERROR:
             handle.error = channel.parse_error(text)
         elif kind == channel.READY and handle.state is State.BOOTING:
+            handle.serves = text in ("asgi", "wsgi")  # what it runs: a server is never done
             if not alive:
                 handle.ready_at = now  # it did boot (so its death is a crash), but it is gone
             else:
@@ -180,6 +179,8 @@ class Master:
             handle.note_pool(text, now)
         elif kind == channel.MOLD:
             self.refork.molded(handle, text, now)
+        elif kind == channel.NOMOLD:
+            self.refork.refused(handle, text)
         elif kind == channel.DUE:
             self.refork.tick(now)
 
@@ -281,6 +282,7 @@ class Master:
                 return
             self.config, changed = reread
             self.policy = CrashPolicy(self.config.crash_limit, self.config.crash_reset)
+            self.refork.follow(self.config)  # its settings may have changed
         if not self.run_hook("on_reload", self.info(), abort="reload aborted: hook failed"):
             return
         if self.config.preload:
@@ -411,7 +413,7 @@ class Master:
             spawned = self.procs.spawn(spec)
         except (HookError, OSError) as exc:
             if spec.mold_fd >= 0 and isinstance(exc, OSError):
-                self.refork.fork_failed(now)
+                self.refork.fork_failed(now, unresponsive=isinstance(exc, MoldUnresponsive))
             self.apply(exits.spawn_failed(slot.id, replacing, why, exc, now, self._situation(slot)), slot)
             return None
         handle = WorkerHandle.forked(slot.id, spawned, now, replacing, why, reason, spec.generation)

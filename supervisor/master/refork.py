@@ -19,14 +19,17 @@ is forked by the master, and the schedule starts again.
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 from supervisor.logging import get_logger
 from supervisor.master.handle import State
+from supervisor.settings.workers import refork_schedule
 
 if TYPE_CHECKING:
     from supervisor.master.handle import WorkerHandle
     from supervisor.master.view import ReforkView
+    from supervisor.settings.config import Config
 
 log = get_logger()
 
@@ -44,6 +47,17 @@ class Reforker:
         self.promoting: WorkerHandle | None = None
         self.retry_at = 0.0
         self.regrow = False  # the mold died: promote again, keeping the generation
+        self._subreaper = False  # adopt_orphans() succeeded: a mold's workers become the master's
+
+    def follow(self, config: Config) -> None:
+        """Take ``config``'s schedule (validated when it was loaded), or none
+        when this system cannot adopt the mold's workers."""
+        self.schedule = refork_schedule(config, config.http)
+        if self.schedule and not self._subreaper:
+            self._subreaper = self._m.procs.adopt_orphans()
+            if not self._subreaper:
+                log.warning("reforking off: this system cannot adopt the mold's workers (no subreaper)")
+                self.schedule = ()
 
     @property
     def enabled(self) -> bool:
@@ -109,6 +123,11 @@ class Reforker:
         if handle is not self.promoting:
             return
         self.promoting = None
+        m = self._m
+        if m.stopping:
+            # it stays a worker being stopped, with its kill time; a mold ends on TERM
+            m.procs.signal(handle.pid, signal.SIGTERM)
+            return
         generation = int(text) if text.isdigit() else self.generation + 1
         if self.regrow:
             generation, self.regrow = self.generation, False
@@ -158,9 +177,29 @@ class Reforker:
             self.retry_at = now + RETRY_AFTER
         return True
 
-    def fork_failed(self, now: float) -> None:
-        """The mold could not fork (EAGAIN): the current workers stay; try later."""
+    def fork_failed(self, now: float, unresponsive: bool = False) -> None:
+        """The mold could not fork (EAGAIN): the current workers stay; try
+        later. One that did not answer at all (stopped, stuck) is retired: the
+        master forks until another is promoted."""
         self.retry_at = now + RETRY_AFTER
+        mold = self.mold
+        if unresponsive and mold is not None:
+            log.warning("mold did not answer; retiring it", mold_pid=mold.pid, retry_in_s=RETRY_AFTER)
+            self.mold = None
+            self.regrow = self.generation > 0
+            if mold.state is State.MOLD:
+                mold.retire(self._m.procs, "the mold did not answer", now, self._m.config.graceful_timeout)
+
+    def refused(self, handle: WorkerHandle, why: str) -> None:
+        """The promoted worker cannot be the mold (a thread that does not end):
+        none of its kind could. Reforking stops, once, with the reason."""
+        if handle is not self.promoting:
+            return
+        self.schedule = ()
+        log.warning(
+            "reforking is off: a worker cannot become the mold; --refork-after 0 silences this",
+            reason=why,
+        )
 
     def reset(self, why: str, now: float) -> None:
         """New code (a reload): the mold's is old. Forked by the master again."""

@@ -58,6 +58,7 @@ DUE = "due"  # worker -> master: I served my --refork-after count (promote me, o
 SPAWN = "spawn"  # master -> mold (with fds): fork a worker for this slot
 SPAWNED = "spawned"  # mold -> master: its pid; or FAILED with an errno
 FAILED = "failed"
+NOMOLD = "nomold"  # worker -> master: promoted, it cannot be the mold (why): reforking is off
 
 
 class Heartbeat:

@@ -163,7 +163,7 @@ class _WorkerProcess:
         def ready() -> None:
             hooks.run("worker_ready", self.worker)
             self.spec.heartbeat.beat()  # the master's first look after "ready" finds a fresh beat
-            channel.send(self.spec.report_fd, channel.READY)
+            channel.send(self.spec.report_fd, channel.READY, target.kind.value)
             report_pools(self.spec.report_fd)
 
         try:
@@ -198,6 +198,7 @@ class _WorkerProcess:
             quiesce(self.spec)
         except MoldRefused as exc:
             log.error("cannot become the mold; exiting instead", reason=str(exc))
+            channel.send(self.spec.report_fd, channel.NOMOLD, str(exc))  # the next one would not either
             return 0
         spec = self.spec
         own = [spec.report_fd, spec.command_fd, self._wake_r, self._wake_w]

@@ -9,11 +9,12 @@ then, instead of exiting, becomes the mold:
               URL resolvers, compiled templates, caches) moves out of the
               collector's reach, so it stays shared with the workers forked
               from it instead of being copied by their first full collection
-    serve:    "spawn SLOT GENERATION" from the master, with the new worker's
-              report pipe, command socket and heartbeat page, is answered by a
-              double fork: the middle process exits at once, so the worker's
-              parent becomes the master (a child subreaper), which reaps it
-              and sees its exit like any other worker's
+    serve:    "spawn SEQ SLOT GENERATION REFORK_AT" from the master, with the
+              new worker's report pipe, command socket and heartbeat page, is
+              answered by a double fork: the middle process exits at once, so
+              the worker's parent becomes the master (a child subreaper), which
+              reaps it and sees its exit like any other worker's. The answer
+              carries SEQ, so one the master stopped waiting for is told apart
 
 A mold serves no requests and holds no connection; it beats its heartbeat
 while it waits, so a stuck mold is killed like a stuck worker. It exits when
@@ -47,6 +48,10 @@ log = get_logger()
 
 THREADS_GRACE = 5.0  # seconds for the worker's other threads to end before it refuses to be a mold
 BEAT_EVERY = 1.0
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(0)
 
 
 class MoldRefused(Exception):
@@ -87,10 +92,12 @@ class Mold:
     def serve(self) -> int:
         spec = self.spec
         proctitle.set_title(f"mold gen {self.generation} {spec.config.target}")
-        # no control thread any more: signals take their default actions (TERM ends a mold)
+        # no control thread any more: TERM and INT take their default action (they end a
+        # mold); QUIT (a fast stop) ends it too, without the core dump of its default
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, _exit_now)
         sock = socket.socket(fileno=spec.command_fd)  # the same fd: each new worker closes it
         channel.send(spec.report_fd, channel.MOLD, str(self.generation))
         log.info("mold ready", generation=self.generation)
@@ -110,24 +117,36 @@ class Mold:
                 return 0
             if sock.fileno() not in readable:
                 continue
+            # the kernel never merges two messages that carry descriptors: these are one spawn's
             data, fds, _, _ = socket.recv_fds(sock, 4096, 8)
             if not data:
                 return 0  # the master closed our socket: no more workers from this mold
             buffer += data
-            line, _, buffer = buffer.partition(b"\n")
-            kind, _, text = line.decode().partition(" ")
-            if kind == channel.RETIRE:
-                log.info("mold exiting: a newer mold is ready")
-                return 0
-            if kind != channel.SPAWN or len(fds) != 3:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            slot, generation = (int(part) for part in text.split())
-            reply = self._spawn(slot, generation, *fds)
-            sock.sendall(reply.encode() + b"\n")
+            while b"\n" in buffer:
+                line, _, buffer = buffer.partition(b"\n")
+                kind, _, text = line.decode().partition(" ")
+                if kind == channel.RETIRE:
+                    log.info("mold exiting: a newer mold is ready")
+                    return 0
+                fields = text.split()
+                if (
+                    kind != channel.SPAWN
+                    or len(fds) != 3
+                    or len(fields) != 4
+                    or not all(f.isdigit() for f in fields)
+                ):
+                    for fd in fds:
+                        os.close(fd)
+                    fds = []
+                    continue
+                seq, slot, generation, refork_at = (int(f) for f in fields)
+                kind, _, rest = self._spawn(slot, generation, refork_at, *fds).partition(" ")
+                fds = []
+                sock.sendall(f"{kind} {seq} {rest}\n".encode())
 
-    def _spawn(self, slot: int, generation: int, report_fd: int, command_fd: int, heartbeat_fd: int) -> str:
+    def _spawn(
+        self, slot: int, generation: int, refork_at: int, report_fd: int, command_fd: int, heartbeat_fd: int
+    ) -> str:
         """Fork the worker for ``slot`` through a middle process, so the master
         adopts it; its pid, or why not."""
         answer_r, answer_w = os.pipe()
@@ -144,7 +163,7 @@ class Mold:
         if middle == 0:
             os.close(answer_r)
             os.close(self.spec.command_fd)  # the mold's socket: if the mold dies, the master must see it
-            self._middle(slot, generation, report_fd, command_fd, heartbeat_fd, answer_w, mask)
+            self._middle(slot, generation, refork_at, report_fd, command_fd, heartbeat_fd, answer_w, mask)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in (answer_w, report_fd, command_fd, heartbeat_fd):
             os.close(fd)
@@ -160,6 +179,7 @@ class Mold:
         self,
         slot: int,
         generation: int,
+        refork_at: int,
         report_fd: int,
         command_fd: int,
         heartbeat_fd: int,
@@ -173,6 +193,11 @@ class Mold:
             os.write(answer_w, f"{channel.FAILED} {exc.errno} {exc.strerror}".encode())
             os._exit(0)
         if pid == 0:
+            # the mold's own descriptors go before this process opens any: a number
+            # freed above (the command socket) must not be closed again once reused
+            for fd in self._close_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             os.close(answer_w)
             heartbeat = channel.Heartbeat(heartbeat_fd)
             os.close(heartbeat_fd)
@@ -181,11 +206,12 @@ class Mold:
                     self.spec,
                     id=slot,
                     generation=generation,
+                    refork_at=refork_at,
                     target=self.target,
                     heartbeat=heartbeat,
                     report_fd=report_fd,
                     command_fd=command_fd,
-                    close_fds=self._close_fds,
+                    close_fds=[],
                     close_heartbeats=[self.spec.heartbeat],
                     sigmask=mask,
                 )

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import threading
 import time
 
 log = logging.getLogger("asgiapp")
@@ -23,6 +24,9 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if os.environ.get("LINGER") and not any(t.name == "exporter" for t in threading.enumerate()):
+        # what a telemetry exporter or a scheduler does: a thread that never ends
+        threading.Thread(target=time.sleep, args=(3600,), name="exporter", daemon=True).start()
     path = scope["path"]
     if path == "/sleep":
         log.info("request sleeping")

@@ -1,0 +1,113 @@
+"""Reforking when things go wrong on purpose (real processes): a mold that
+stops answering mid-spawn, a worker that cannot become the mold, a stop that
+arrives while a worker is being promoted. The service must keep every slot
+filled and the master must keep its word on exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from conftest import RawConnection, Run, free_port, wait_until
+
+
+def start(supervise, *extra: str, workers: int = 2, env: dict[str, str] | None = None) -> tuple[Run, int]:
+    port = free_port()
+    run = supervise(
+        "asgiapp:app",
+        "-w",
+        str(workers),
+        "--preload",
+        "--no-fleet",
+        "-b",
+        f"127.0.0.1:{port}",
+        *extra,
+        env=env,
+    )
+    run.wait_ready(workers)
+    return run, port
+
+
+def get(port: int, path: str = "/") -> int:
+    """One request; the pid of the worker that answered."""
+    conn = RawConnection(port, timeout=15)
+    try:
+        conn.send(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        answer = conn.read_response()
+    finally:
+        conn.close()
+    assert answer.status == 200, answer
+    return int(answer.body.decode().split()[0].removeprefix("pid="))
+
+
+def drive(port: int, n: int) -> set[int]:
+    return {get(port) for _ in range(n)}
+
+
+def serving(run: Run) -> dict[int, int]:
+    """worker id -> pid of each slot's live worker, by the log."""
+    exited = {e.get("worker_pid") for e in (*run.find("worker exited"), *run.find("worker crashed"))}
+    return {slot: pid for slot, pid in run.ready_pids().items() if pid not in exited}
+
+
+def test_a_mold_that_stops_answering_is_retired_and_every_slot_is_refilled(supervise):
+    run, port = start(supervise, "--refork-after", "20")
+    drive(port, 60)
+    (ready,) = run.wait_event("mold ready", timeout=20)
+    mold = ready["pid"]
+    run.wait_event("worker exited", reason="recycled: refork: generation 1 is ready", timeout=20)
+    generation_1 = wait_until(lambda: len(serving(run)) == 2 and serving(run), timeout=20, what="2 workers")
+    os.kill(mold, signal.SIGSTOP)  # the mold cannot answer: the master's spawn times out
+    try:
+        victim = generation_1[1]
+        os.kill(victim, signal.SIGKILL)
+        run.wait_event("mold did not answer; retiring it", timeout=15)
+    finally:
+        os.kill(mold, signal.SIGCONT)  # its late answer must not be taken for another spawn's
+    # slot 1 is refilled by the master itself, and both slots serve
+    refilled = wait_until(
+        lambda: (s := serving(run)).get(1) not in (None, victim) and len(s) == 2 and s,
+        timeout=20,
+        what="slot 1 refilled",
+    )
+    assert drive(port, 20) <= set(refilled.values())
+    assert not run.find("worker finished: main returned")
+    # reforking carries on: a worker of the current generation becomes the next mold
+    drive(port, 60)
+    run.wait_event("mold ready", count=2, timeout=40)
+    run.signal(signal.SIGTERM)
+    assert run.wait(30) == 0
+
+
+def test_a_worker_that_cannot_become_the_mold_turns_reforking_off(supervise):
+    run, port = start(supervise, "--refork-after", "10", env={"LINGER": "1"})
+    drive(port, 40)
+    (off,) = run.wait_event(
+        "reforking is off: a worker cannot become the mold; --refork-after 0 silences this"
+    )
+    assert "exporter" in off["reason"]
+    # the promoted worker's slot is refilled by the master; the service never stopped
+    wait_until(lambda: len(serving(run)) == 2, timeout=20, what="2 workers serving")
+    drive(port, 40)
+    assert len(run.find("promoting a worker to mold")) == 1
+    run.signal(signal.SIGTERM)
+    assert run.wait(30) == 0
+
+
+def test_a_stop_during_a_promotion_ends_every_process_within_the_grace(supervise):
+    run, port = start(
+        supervise, "--refork-after", "10", "--graceful-timeout", "5", workers=1, env={"SLEEP_S": "3"}
+    )
+    slow = threading.Thread(target=get, args=(port, "/sleep"), daemon=True)
+    slow.start()
+    run.wait_event("request sleeping")
+    for _ in range(12):
+        get(port)
+    run.wait_event("promoting a worker to mold", timeout=10)
+    began = time.monotonic()
+    run.signal(signal.SIGTERM)  # while the promoted worker drains its slow request
+    assert run.wait(20) == 0
+    assert time.monotonic() - began < 5 + 2
+    slow.join(10)
