@@ -184,7 +184,7 @@ class AsyncCheckedPool(AsyncConnectionPool[AsyncConn]):
             raise
         gate.hold(id(conn))
         if budget is not None:
-            budget.conn = conn
+            budget.conn, budget.running = conn, True
         return conn
 
     async def putconn(self, conn: AsyncConn) -> None:

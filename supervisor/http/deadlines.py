@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
 from supervisor.http.wsgi_request import ARRIVAL, BUDGET, LOST
@@ -42,6 +42,17 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _Nothing:
+    """An awaitable that is already done (a dropped message)."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield
+
+
+_NOTHING = _Nothing()
 
 # a proxy's clock may run ahead of ours; a start further in the past than this is garbage
 MAX_PROXY_QUEUE = 3600.0
@@ -89,8 +100,7 @@ class Deadlines:
     def arrival(self, scope: Scope, local: float, now: float) -> float:
         """When the deadline starts: ``local`` (its arrival in this worker), or
         earlier by what a trusted proxy's ``X-Request-Start`` says it queued there."""
-        if self.trusted is None:
-            return local
+        assert self.trusted is not None
         for name, value in scope["headers"]:
             if name == b"x-request-start":
                 client = scope.get("client")
@@ -115,21 +125,22 @@ class Deadlines:
         if lost is not None and lost.done():
             self.tally.left(running=False)  # gone before its app started: nothing to run
             return
-        task = asyncio.current_task()
-        assert task is not None
-        loop = task.get_loop()
+        # current_task(loop) skips get_running_loop(), a getpid() on Python 3.11
+        watch = self._watch
+        task = asyncio.current_task(watch.loop) if watch is not None else None
+        if watch is None or task is None:  # the first request, or a new loop (tests)
+            task = asyncio.current_task()
+            assert task is not None
+            watch = self._watch = DeadlineWatch(task.get_loop())
         now = time.monotonic()
         local: float = ext.get(ARRIVAL, now)
-        arrival = self.arrival(scope, local, now)
-        budget = TimeBudget(arrival, arrival + self.timeout, lost, loop, now, local, task=task)
+        arrival = self.arrival(scope, local, now) if self.trusted is not None else local
+        budget = TimeBudget(arrival, arrival + self.timeout, lost, watch.loop, now, local, task=task)
         ext[BUDGET] = budget
         if budget.deadline <= now:  # past its deadline before it reached us (a proxy's queue)
             budget.outcome = EXPIRED
             await self._ended(budget, send)
             return
-        watch = self._watch
-        if watch is None or watch.loop is not loop:
-            watch = self._watch = DeadlineWatch(loop)
         watch.add(budget)
         if lost is not None:
             lost.add_done_callback(budget.on_lost)
@@ -142,12 +153,13 @@ class Deadlines:
             finally:
                 budget.resume()
 
-        async def guarded(message: Message) -> None:
+        def guarded(message: Message) -> Awaitable[None]:
+            # a plain function handing back the server's own awaitable: no coroutine of ours per send
             if budget.outcome is not None:
-                return  # ended early: the answer is ours (an app's late 500 is dropped)
+                return _NOTHING  # ended early: the answer is ours (an app's late 500 is dropped)
             if message["type"] == "http.response.start":
                 budget.responding = True
-            await send(message)
+            return send(message)
 
         try:
             try:
@@ -180,7 +192,7 @@ class Deadlines:
         if budget.interrupted:
             self.tally.cancelled()  # psycopg cancelled its query in PostgreSQL
         if outcome == LEFT:
-            self.tally.left(running=budget.queue_s is not None)
+            self.tally.left(running=budget.running)
             return
         if outcome == EXPIRED:
             self.tally.expired()

@@ -42,7 +42,7 @@ def run(target: Target, runtime: Runtime) -> int:
     """Serve ``target`` (ASGI, or WSGI behind the bridge) until stopped."""
     if target.kind is not Kind.WSGI:
         return _serve(target, runtime)
-    from supervisor.http.wsgi_bridge import WSGIBridge
+    from supervisor.http.wsgi_bridge import ADMITTED_PER_THREAD, WSGIBridge
 
     cfg = runtime.config
     # a client that takes nothing for --timeout seconds frees its request thread
@@ -50,7 +50,9 @@ def run(target: Target, runtime: Runtime) -> int:
         target.obj,
         threads=cfg.threads,
         send_timeout=cfg.timeout or None,
-        gate=runtime.admission.gate(cfg.threads),  # requests queue for a thread in the managed queue
+        # requests queue for a thread in the managed queue; a few per thread go on to the
+        # threads' own queue (wsgi_bridge.ADMITTED_PER_THREAD)
+        gate=runtime.admission.gate(ADMITTED_PER_THREAD * cfg.threads),
         on_stuck=runtime.worker.request_recycle,
         stuck_grace=cfg.timeout or None,
     )

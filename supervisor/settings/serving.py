@@ -291,10 +291,10 @@ class HTTPSettings:
         maximum=60,
         metavar="S",
         group="Overload",
-        help="The queue is overloaded while the shortest wait in this worker over 10 targets (at "
+        help="The queue is overloaded while the shortest wait in this worker over 5 targets (at "
         "least 0.2 s) stays above S; while it is, requests that waited 2 x S are refused and the "
         "newest are served first.",
-        default_doc="the median time a connection or thread is held, from 0.02 to 1",
+        default_doc="the median time a connection or thread is held, from 0.1 to 1",
     )
     queue_order: str = _setting(
         "adaptive",

@@ -23,12 +23,13 @@ standing backlog). While overloaded:
 
 When the queue drains, the next interval clears the state and the queue is
 served in arrival order again. The target defaults to the median time a
-permit is held (between 20 ms and 1 s), judged over ten targets (at least
-200 ms): a queue of about one hold time is one request per permit waiting its
-turn, more is a backlog. Queue time counts the waits in this worker before
-the app started and in the gate, not what the app did before it asked for its
-connection, nor the time a proxy says it queued there (its clock may be off
-by more than a target; that time counts toward the deadline only).
+permit is held, between 100 ms and 1 s, judged over five targets: a queue
+of about one hold time is one request per permit waiting its turn, more is a
+backlog, and a wait shorter than 100 ms is never worth refusing anyone. Queue
+time counts the waits in this worker before the app started and in the gate,
+not what the app did before it asked for its connection, nor the time a proxy
+says it queued there (its clock may be off by more than a target; that time
+counts toward the deadline only).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from typing import Any
 from supervisor.shared.channel import COUNTERS, QUEUE_BUCKETS, Load
 from supervisor.worker.time_budget import TimeBudget
 
+_WORD = {name: Load.FIRST_COUNTER + i for i, name in enumerate(COUNTERS)}
+_ADMITTED = _WORD["admitted"]
+
 
 class Tally:
     """What the worker counts of its requests, in its shared heartbeat page
@@ -53,12 +57,14 @@ class Tally:
         self.words = words if words is not None else [0] * Load.SIZE
 
     def _add(self, name: str) -> None:
-        self.words[Load.FIRST_COUNTER + COUNTERS.index(name)] += 1
+        self.words[_WORD[name]] += 1
 
     def admitted(self, queue_s: float) -> None:
-        self._add("admitted")
-        bucket = bisect.bisect_left(QUEUE_BUCKETS, queue_s)
-        self.words[Load.FIRST_BUCKET + bucket] += 1
+        words = self.words
+        words[_ADMITTED] += 1
+        # most waits are short: no bisect for the first bucket
+        bucket = 0 if queue_s <= QUEUE_BUCKETS[0] else bisect.bisect_left(QUEUE_BUCKETS, queue_s)
+        words[Load.FIRST_BUCKET + bucket] += 1
 
     def shed(self) -> None:
         self._add("shed")
@@ -79,12 +85,16 @@ class Tally:
         self.words[Load.OVERLOADED] = int(flag)
 
 
-TARGET_MIN = 0.020  # below it, an event loop's ordinary lag reads as a backlog
+# A queue that waits less than this is not worth a refusal: no user tells 100 ms
+# from nothing, and a server run at capacity (every client asking again as soon
+# as it is answered) holds a standing queue of a few tens of ms that never grows.
+TARGET_MIN = 0.100
 TARGET_MAX = 1.0  # above it, a request has waited for one that is not coming back
-TARGET_DEFAULT = 0.020  # before any hold time is known
-INTERVALS_PER_TARGET = 10  # the interval CoDel watches, in targets (folly: 5 ms / 100 ms)
-INTERVAL_MIN = 0.2  # a short target is judged over enough requests to be sure
+TARGET_DEFAULT = TARGET_MIN  # before any hold time is known
+INTERVALS_PER_TARGET = 5  # the interval CoDel watches, in targets (folly: 5 ms / 100 ms)
+INTERVAL_MIN = 0.2
 HOLD_SAMPLES = 64  # hold times kept for the median
+HOLD_EVERY = 8  # one hold in this many is kept: the median of a sample, at an eighth of the cost
 
 
 @dataclass
@@ -108,6 +118,7 @@ class CoDel:
         self._min: float | None = None  # shortest queue time in the current interval
         self._holds: deque[float] = deque(maxlen=HOLD_SAMPLES)
         self._sorted: list[float] = []
+        self._skip = 0
 
     @property
     def target(self) -> float:
@@ -124,6 +135,10 @@ class CoDel:
 
     def held(self, seconds: float) -> None:
         """A permit was held ``seconds``: the auto target follows the median."""
+        if self._sorted:
+            self._skip = (self._skip + 1) % HOLD_EVERY
+            if self._skip:
+                return
         if len(self._holds) == self._holds.maxlen:
             self._sorted.pop(bisect.bisect_left(self._sorted, self._holds[0]))
         self._holds.append(seconds)
@@ -200,7 +215,9 @@ class Gate:
                 self.tally.shed()
                 return False
         self.free -= 1
-        self._admit(budget, 0.0)
+        if budget is not None and budget.queue_s is None:
+            budget.queue_s = waited
+            self.tally.admitted(waited)
         return True
 
     async def wait(self, budget: TimeBudget | None) -> bool:
@@ -226,6 +243,11 @@ class Gate:
 
     def release(self) -> None:
         """Give a permit back: to the next waiter the rule picks, else to the pool."""
+        if not self.queued and not self.codel.overloaded:
+            self.free += 1  # the usual case: nobody waits
+            if self._waiters:
+                self._waiters.clear()  # only cancelled ones are left
+            return
         now = time.monotonic()
         waiter = self._next(now)
         if waiter is not None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import heapq
-import itertools
 import math
 import threading
 import time
@@ -35,6 +33,7 @@ class TimeBudget:
     started: float | None = None  # when its app started (None: at its arrival)
     local: float | None = None  # when it reached this worker (None: at ``arrival``)
     queue_s: float | None = None  # local arrival to permit, once admitted (admission.Gate)
+    running: bool = False  # its work began: it holds a connection, or a request thread runs it
     outcome: str | None = None  # why it ended early: SHED, EXPIRED, LEFT
     responding: bool = False  # its response has started: the deadline no longer applies
     interrupted: bool = False  # it ended early while a query of its was running
@@ -46,8 +45,6 @@ class TimeBudget:
     paused_at: float = 0.0
     paused_s: float = 0.0  # added to the deadline: time spent waiting on its client
     watch: DeadlineWatch | None = field(default=None, repr=False)
-    watched: float = 0.0  # the deadline its newest entry in ``watch`` has
-    parked: bool = False  # the watch dropped it while paused; ``resume`` adds it back
 
     def end(self, outcome: str) -> None:
         """End it now (in its event loop). From outside its task (the client
@@ -93,92 +90,91 @@ class TimeBudget:
         self.paused -= 1
         if self.paused == 0:
             self.paused_s += time.monotonic() - self.paused_at
-            if self.parked and self.watch is not None:
-                self.parked = False
-                self.watch.add(self)
+            self._watched()
 
     def set_deadline(self, deadline: float) -> None:
         """Move the deadline (from its task, or from a request thread)."""
         self.deadline = deadline
-        watch, loop = self.watch, self.loop
-        if watch is None or loop is None or self.finished:
+        loop = self.loop
+        if self.watch is None or loop is None or self.finished:
             return
         if _in_loop(loop):
-            watch.add(self)
+            self._watched()
         else:
-            loop.call_soon_threadsafe(watch.add, self)
+            loop.call_soon_threadsafe(self._watched)
+
+    def _watched(self) -> None:
+        """Its watch looks at it by its (new) deadline."""
+        watch = self.watch
+        if watch is not None and self.deadline + self.paused_s < watch.armed_for:
+            watch.arm(self.deadline + self.paused_s)
 
 
 class DeadlineWatch:
-    """The deadlines of one event loop's requests: a heap and one timer for
-    its earliest, instead of a timer per request. An entry is judged when it
-    comes due: the unit has ended, answered or moved its deadline (an entry
-    for the new one exists), it is waiting on its client (``resume`` adds it
-    back), its deadline moved by a pause (pushed again), or it expires. Entries
-    of units that ended are dropped in bulk once they are half the heap, so
-    the heap stays about as long as the requests in flight."""
+    """The deadlines of one event loop's requests, with one timer for the
+    soonest instead of one per request: adding a request is an append, and
+    the timer moves only when a deadline sooner than the one it waits for
+    comes in (deadlines mostly follow arrivals, so seldom). When it fires,
+    every request is judged: ended, answered, waiting on its client (judged
+    again when it resumes), expired, or the next soonest. Requests that
+    ended are dropped in bulk once they are half the list, so it stays about
+    as long as the requests in flight."""
 
     COMPACT_FLOOR = 64
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._heap: list[tuple[float, int, TimeBudget]] = []
-        self._order = itertools.count()
+        self._budgets: list[TimeBudget] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._armed_for = math.inf
+        self.armed_for = math.inf
         self._compact_at = self.COMPACT_FLOOR
 
     def add(self, budget: TimeBudget) -> None:
-        """Watch ``budget`` (in this loop), or its deadline that moved."""
-        if budget.finished or budget.outcome is not None:
-            return
+        """Watch ``budget`` (in this loop)."""
         budget.watch = self
-        due = budget.watched = budget.due()
-        heap = self._heap
-        heapq.heappush(heap, (due, next(self._order), budget))
-        if due < self._armed_for:
-            self._arm(due)
-        if len(heap) > self._compact_at:
-            self._compact()
+        budgets = self._budgets
+        budgets.append(budget)
+        due = budget.deadline + budget.paused_s
+        if due < self.armed_for:
+            self.arm(due)
+        if len(budgets) > self._compact_at:
+            self._budgets = [b for b in budgets if _open(b)]
+            self._compact_at = max(self.COMPACT_FLOOR, 2 * len(self._budgets))
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._budgets)
 
-    @staticmethod
-    def _live(entry: tuple[float, int, TimeBudget]) -> bool:
-        budget = entry[2]
-        if budget.outcome is not None or budget.finished or budget.responding:
-            return False
-        return entry[0] == budget.watched  # else its deadline moved: a newer entry stands for it
-
-    def _compact(self) -> None:
-        self._heap = [entry for entry in self._heap if self._live(entry)]
-        heapq.heapify(self._heap)
-        self._compact_at = max(self.COMPACT_FLOOR, 2 * len(self._heap))
-
-    def _arm(self, when: float) -> None:
+    def arm(self, when: float) -> None:
+        """Look again at ``when`` (sooner than now armed for)."""
         if self._timer is not None:
             self._timer.cancel()
-        self._armed_for = when
+        self.armed_for = when
         self._timer = self.loop.call_at(self.loop.time() + (when - time.monotonic()), self._fire)
 
     def _fire(self) -> None:
-        self._timer, self._armed_for = None, math.inf
-        now, heap = time.monotonic(), self._heap
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if not self._live(entry):
+        self._timer, self.armed_for = None, math.inf
+        now, soonest, kept = time.monotonic(), math.inf, []
+        for budget in self._budgets:
+            if not _open(budget):
                 continue
-            budget = entry[2]
             if budget.paused:
-                budget.parked = True
-            elif budget.due() > now:
-                budget.watched = budget.due()
-                heapq.heappush(heap, (budget.watched, next(self._order), budget))
-            else:
+                kept.append(budget)  # resume() arms the timer for it again
+                continue
+            due = budget.deadline + budget.paused_s
+            if due <= now:
                 budget.end(EXPIRED)
-        if heap:
-            self._arm(heap[0][0])
+            else:
+                kept.append(budget)
+                soonest = min(soonest, due)
+        self._budgets = kept
+        self._compact_at = max(self.COMPACT_FLOOR, 2 * len(kept))
+        if soonest < math.inf:
+            self.arm(soonest)
+
+
+def _open(budget: TimeBudget) -> bool:
+    """Its deadline may still end it: not ended, finished or answering."""
+    return budget.outcome is None and not budget.finished and not budget.responding
 
 
 def running_query(conn: Any) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from supervisor.http.deadlines import Deadlines, request_start
 from supervisor.shared.channel import COUNTERS, QUEUE_BUCKETS, Load
-from supervisor.worker.admission import CoDel, Gate, QueuePolicy, Tally
+from supervisor.worker.admission import HOLD_EVERY, HOLD_SAMPLES, CoDel, Gate, QueuePolicy, Tally
 from supervisor.worker.time_budget import LEFT, SHED, TimeBudget, current, set_request_timeout
 
 
@@ -47,18 +47,20 @@ def test_codel_is_overloaded_only_when_an_interval_never_drained():
 
 def test_codel_target_follows_the_median_hold_time_within_bounds():
     codel = CoDel(QueuePolicy())
-    assert codel.target == 0.020  # nothing held yet
+    assert codel.target == 0.100  # nothing held yet
     for _ in range(10):
-        codel.held(0.1)
-    assert codel.target == pytest.approx(0.1)  # 100 ms requests: a 100 ms wait is one turn
-    assert codel.interval == pytest.approx(1.0)
-    for _ in range(64):
+        codel.held(0.3)
+    assert codel.target == pytest.approx(0.3)  # 300 ms requests: a 300 ms wait is one turn
+    assert codel.interval == pytest.approx(1.5)
+    window = HOLD_SAMPLES * HOLD_EVERY  # one hold in HOLD_EVERY is kept
+    for _ in range(window):
         codel.held(5.0)  # slow reports: the target stops at 1 s
     assert codel.target == 1.0
-    for _ in range(64):
+    for _ in range(window):
         codel.held(0.0001)
-    assert codel.target == 0.020  # queries of 0.1 ms: an event loop's lag is still not a backlog
-    assert codel.interval == 0.2  # judged over enough requests
+    assert codel.target == 0.100  # queries of 0.1 ms: a standing queue of tens of ms is no backlog
+    assert codel.interval == pytest.approx(0.5)
+    assert CoDel(QueuePolicy(target=0.01)).interval == 0.2  # judged over enough requests
     assert CoDel(QueuePolicy(target=0.3)).target == 0.3
 
 
@@ -321,7 +323,7 @@ def test_a_client_gone_mid_request_gets_nothing_and_the_app_is_cancelled():
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             b = current.get()
-            b.queue_s = 0.0  # it got its connection: it was running
+            b.running = True  # it got its connection
             asyncio.get_running_loop().call_later(0.01, lost.set_result, None)
             try:
                 await asyncio.sleep(10)

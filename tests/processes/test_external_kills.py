@@ -124,3 +124,23 @@ def test_a_failed_fork_is_retried_with_backoff_and_the_master_lives(supervise, t
     assert len(run.find("worker ready", worker=1)) == 1  # the worker it had was never touched
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_an_idle_worker_killed_every_time_it_is_ready_is_never_a_crash_loop(supervise):
+    """A job worker with nothing to do has done no work when it is killed;
+    having been ready past the healthy time, it is replaced at once, however
+    often, and the master never gives up (--crash-limit 2: it would by the
+    third kill if these counted)."""
+    run = supervise("mains:wait", "-w", "1", "--crash-limit", "2")
+    for kill in range(1, 6):
+        (ready,) = run.wait_event("worker ready", count=kill, timeout=15)[kill - 1 : kill]
+        pid = ready["worker_pid"]
+        time.sleep(1.2)  # ready past the healthy time (1 s): the point of the test, not a wait for it
+        os.kill(pid, signal.SIGKILL)
+        run.wait_event("worker crashed", count=kill, timeout=10)
+        assert alive(run.pid), run.output()
+    crashed = run.find("worker crashed")
+    assert all(e["restart_in_s"] == 0.0 for e in crashed), crashed  # replaced at once, every time
+    assert not run.find("giving up")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
