@@ -99,24 +99,68 @@ def _run_as() -> dict[str, Any]:
     raise RuntimeError("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
 
 
+def _reachable_by(path: str, uid: int, gid: int) -> bool:
+    """Whether ``uid`` can walk down to ``path`` (search permission on each
+    directory on the way), judged from the mode bits as the kernel would."""
+    here = os.path.realpath(path)
+    parts = [here]
+    while here != os.path.dirname(here):
+        here = os.path.dirname(here)
+        parts.append(here)
+    for part in parts:
+        st = os.stat(part)
+        if st.st_uid == uid:
+            bit = 0o100
+        elif st.st_gid == gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _cluster_parent(run_as: dict[str, Any]) -> str | None:
+    """Where to make the cluster's directory: the temporary directory, unless
+    the user PostgreSQL runs as cannot reach it (root's TMPDIR is often a
+    private 0700 directory, as pytest's own are); then a shared one."""
+    if not run_as:
+        return None
+    uid, gid = run_as["user"], run_as["group"]
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        if os.path.isdir(candidate) and _reachable_by(candidate, uid, gid):
+            return candidate
+    raise RuntimeError(
+        f"no temporary directory that user {pwd.getpwuid(uid).pw_name!r} can reach "
+        "for PostgreSQL's data (set TMPDIR to one it can)"
+    )
+
+
 class LocalCluster:
     """A throwaway cluster in a temporary directory; :meth:`stop` removes it."""
 
     def __init__(self, bindir: str, max_connections: int = 200) -> None:
         self.bindir = bindir
         self.max_connections = max_connections
-        self.dir = tempfile.mkdtemp(prefix="supervise-pg-")
+        self._as = _run_as()
+        self.dir = tempfile.mkdtemp(prefix="supervise-pg-", dir=_cluster_parent(self._as))
         self.data = os.path.join(self.dir, "data")
         self.port = _free_port()
-        self._as = _run_as()
         if self._as:
             os.chown(self.dir, self._as["user"], self._as["group"])
         self.url = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def _pg(self, *args: str, timeout: float = 60) -> None:
-        subprocess.run(
-            args, check=True, capture_output=True, text=True, cwd=self.dir, timeout=timeout, **self._as
-        )
+        try:
+            subprocess.run(
+                args, check=True, capture_output=True, text=True, cwd=self.dir, timeout=timeout, **self._as
+            )
+        except subprocess.CalledProcessError as exc:
+            # The tool's own last words say why (permissions, a port, a locale);
+            # "exit status 1" alone does not.
+            said = (exc.stderr or exc.stdout or "").strip().splitlines()
+            why = said[-1] if said else f"exit status {exc.returncode}"
+            raise RuntimeError(f"{os.path.basename(args[0])} failed: {why}") from None
 
     def start(self) -> None:
         self._pg(
@@ -162,7 +206,7 @@ class LocalCluster:
             return ""
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
+        with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):
             self.stop_server()
         shutil.rmtree(self.dir, ignore_errors=True)
 
