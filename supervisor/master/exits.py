@@ -85,7 +85,8 @@ def judge(
     """``handle`` exited (with ``exit_code``, None if a signal killed it; ``desc``
     says how, for the log) and is already out of its slot; ``worked``: it had
     reported work done."""
-    if (handle.stop_reason is not None and handle.failure is None) or at.stopping:
+    asked = handle.stop_reason is not None and not handle.died_promoted(exit_code)
+    if (asked and handle.failure is None) or at.stopping:
         log.info(
             "worker exited", worker=handle.slot, worker_pid=handle.pid, reason=handle.stop_reason, status=desc
         )
@@ -98,6 +99,8 @@ def judge(
         log.info("worker finished: main returned", worker=handle.slot, worker_pid=handle.pid)
         return Finished()
     why = handle.failure or (f"{desc} without being asked to stop" if exit_code == 0 else desc)
+    if handle.died_promoted(exit_code):
+        why = f"{desc} while becoming the mold"
     lived = now - handle.ready_at
     healthy = at.policy.healthy(lived, worked, stuck=handle.failure is not None)
     return crashed(handle.slot, handle.pid, why, lived, now, at, healthy)

@@ -29,6 +29,7 @@ log = get_logger()
 FAST_GRACE = 1.0  # seconds a worker gets after QUIT before SIGKILL
 ABORT_GRACE = 1.0  # seconds between the stack-dump signal and SIGKILL
 KILL_MARGIN = 1.0  # past --graceful-timeout: the worker exits itself first, then we KILL
+PROMOTED = "promoted: becoming the mold"
 
 
 class State(enum.StrEnum):
@@ -74,6 +75,7 @@ class WorkerHandle:
     generation: int = 0  # 0: forked by the master; N: by the mold of generation N
     molded_at: float | None = None  # when it became the mold
     serves: bool = False  # an HTTP app (its ready line says): exiting unasked is a crash, not "finished"
+    killed: bool = False  # the master sent it SIGKILL (a stop past its grace, a stuck worker)
 
     @classmethod
     def forked(
@@ -175,7 +177,7 @@ class WorkerHandle:
     def promote(self, procs: Processes, now: float, graceful_timeout: float) -> None:
         """Ask it to finish its work politely, then become the mold; killed if it
         is still draining when the grace ends (as a retired worker would be)."""
-        self.stop_reason = "promoted: becoming the mold"
+        self.stop_reason = PROMOTED
         self._kill_by(now + graceful_timeout + KILL_MARGIN)
         procs.promote(self.pid, self.command_fd)
 
@@ -201,8 +203,15 @@ class WorkerHandle:
         if self.failure is None:
             log.warning("worker did not stop in time; killing", worker=self.slot, worker_pid=self.pid)
         self.kill_at = None
+        self.killed = True
         procs.signal(self.pid, signal.SIGKILL)
         return True
+
+    def died_promoted(self, exit_code: int | None) -> bool:
+        """Promoted, it died of something the master did not do (the OOM
+        killer, an error while quiescing): a crash, not the stop it was asked
+        for. One that cannot be the mold says so and exits 0."""
+        return self.stop_reason == PROMOTED and exit_code != 0 and not self.killed
 
     def note_pool(self, text: str, now: float) -> None:
         """Its ``pool`` line (JSON): kept for the next ``supervise status``."""

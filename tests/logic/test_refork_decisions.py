@@ -94,3 +94,33 @@ def test_an_http_worker_that_exits_0_unasked_is_replaced():
         master.on_message(slot.child.pid, "ready main", clock.t)
     master.on_exit(pid_of(master, 1), 0, clock.t)  # main returned: done
     assert master.slots[1].finished
+
+
+def test_a_promoted_worker_killed_from_outside_is_a_crash_but_not_one_the_master_killed():
+    """The OOM killer may pick the worker being promoted: that is a crash of its
+    slot (logged, counted), not the stop it was asked for. One the master itself
+    killed for draining past its grace is a stop, as a retired worker's is."""
+    from structlog.testing import capture_logs
+
+    master, procs, clock = reforking()
+    pid = promote_slot_1(master, procs, clock)
+    with capture_logs() as logs:
+        master.on_exit(pid, -signal.SIGKILL, clock.t)
+    crashes = [e for e in logs if e["event"] == "worker crashed"]
+    assert len(crashes) == 1 and crashes[0]["worker"] == 1
+    assert "while becoming the mold" in crashes[0]["status"]
+    master.tick(clock.t)
+    assert master.slots[1].child is not None  # refilled
+    assert master.refork.promoting is None
+
+    master, procs, clock = reforking()
+    pid = promote_slot_1(master, procs, clock)
+    handle = master.children[pid]
+    assert handle.kill_at is not None
+    clock.t = handle.kill_at + 0.1
+    master.tick(clock.t)
+    assert (pid, signal.SIGKILL) in procs.sent
+    with capture_logs() as logs:
+        master.on_exit(pid, -signal.SIGKILL, clock.t)
+    assert not [e for e in logs if e["event"] == "worker crashed"]
+    assert [e for e in logs if e["event"] == "worker exited"]

@@ -111,3 +111,26 @@ def test_a_stop_during_a_promotion_ends_every_process_within_the_grace(supervise
     assert run.wait(20) == 0
     assert time.monotonic() - began < 5 + 2
     slow.join(10)
+
+
+def test_a_worker_killed_while_being_promoted_is_a_crash_and_its_slot_is_refilled(supervise):
+    """The OOM killer picks the worker being promoted: its slot is refilled at
+    once (it had served: no backoff), the death is logged as a crash of that
+    worker, and every slot keeps serving."""
+    run, port = start(supervise, "--refork-after", "20", "--hooks", "hooks_slowmold")
+    drive(port, 60)
+    (promoted,) = run.wait_event("promoting a worker to mold", timeout=20)
+    victim = promoted["worker_pid"]
+    os.kill(victim, signal.SIGKILL)
+    (crashed,) = run.wait_event("worker crashed", worker_pid=victim, timeout=15)
+    assert "while becoming the mold" in crashed["status"]
+    assert crashed["restart_in_s"] == 0.0 and crashed["crashes_in_a_row"] == 0, crashed
+    slot = promoted["worker"]
+    refilled = wait_until(
+        lambda: (s := serving(run)).get(slot) not in (None, victim) and len(s) == 2 and s,
+        timeout=20,
+        what=f"slot {slot} refilled",
+    )
+    assert drive(port, 20) <= set(refilled.values())
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
