@@ -116,6 +116,8 @@ class CheckedPool(ConnectionPool[SyncConn]):
         budget = current.get()
         if budget is None:
             return super().getconn(timeout)
+        if budget.outcome is not None:
+            raise PoolTimeout(f"the request has ended ({budget.outcome}): no connection for it")
         left = budget.remaining()
         if left <= 0:
             raise PoolTimeout("the request's deadline passed before it got a connection")

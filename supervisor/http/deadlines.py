@@ -146,12 +146,23 @@ class Deadlines:
             lost.add_done_callback(budget.on_lost)
         token = current.set(budget)
 
+        body_done = False
+
         async def paced() -> Message:
-            budget.pause()  # waiting on the client (its body) is not the server's time
-            try:
+            # Waiting for the client's body is the client's time, not the server's. Once the
+            # body is in, a receive() waits for the disconnect (Django 5 and Quart keep one
+            # pending beside the view): that is the server's time, and it must not pause.
+            nonlocal body_done
+            if body_done:
                 return await receive()
+            budget.pause()
+            try:
+                message = await receive()
             finally:
                 budget.resume()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         def guarded(message: Message) -> Awaitable[None]:
             # a plain function handing back the server's own awaitable: no coroutine of ours per send

@@ -68,6 +68,11 @@ class TimeBudget:
         return self.deadline + self.paused_s
 
     def remaining(self) -> float:
+        """Seconds left before its deadline; infinite once its response has
+        started (a streaming response is not cut, so its checkouts wait as
+        any other would)."""
+        if self.responding:
+            return math.inf
         now = self.paused_at if self.paused else time.monotonic()
         return self.deadline + self.paused_s - now
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 from test_overload import get, send, start
 
-from conftest import RawConnection, free_port
+from conftest import RawConnection, free_port, wait_until
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -45,6 +46,38 @@ def test_a_slow_upload_is_not_a_slow_server(supervise, postgres_url, kind):
     finally:
         conn.close()
     assert answer.status == 200 and answer.body.startswith(b"got 600"), answer
+
+
+def test_an_app_listening_for_the_disconnect_still_meets_its_deadline(supervise, postgres_url):
+    """Django 5 and Quart keep a receive() pending beside the view for the whole
+    request: that wait is not the client's body, and must not stop the clock."""
+    _, port = start(supervise, postgres_url, "asgi", "--request-timeout", "1")
+    began = time.monotonic()
+    answer = get(port, "/listening?tag=listening&sleep=5")
+    took = time.monotonic() - began
+    assert answer.status == 504 and took < 3, (answer, took)
+
+    def sleeping() -> int:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            row = conn.execute(
+                "select count(*) from pg_stat_activity"
+                " where query like 'select pg_sleep%' and state = 'active'"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # the query of a request past its deadline is cancelled (well before its 5 s)
+    wait_until(lambda: sleeping() == 0, timeout=2, what="the query cancelled")
+
+
+def test_a_streaming_response_outlives_its_deadline(supervise, postgres_url):
+    """The deadline covers the time to the first byte: 4 batches of 0.4 s, one
+    checkout each, at a 1 s deadline, all arrive (no batch refused its
+    connection once the response has started)."""
+    _, port = start(supervise, postgres_url, "wsgi", "--request-timeout", "1")
+    answer = get(port, "/stream?sleep=0.4")
+    assert answer.status == 200, answer
+    assert answer.body == b"".join(f"batch {i}\n".encode() for i in range(4)), answer
 
 
 def wsgi_sleeper(supervise, *extra: str, sleep_s: float = 3):
