@@ -181,6 +181,13 @@ class WorkerHandle:
         self._kill_by(now + graceful_timeout + KILL_MARGIN)
         procs.promote(self.pid, self.command_fd)
 
+    def call_off_promotion(self, procs: Processes, why: str, now: float, graceful_timeout: float) -> None:
+        """A reload came while it drained to become the mold: stop it instead
+        (TERM ends a promoted worker, and a mold, as it ends any worker)."""
+        self.stop_reason = why
+        procs.signal(self.pid, signal.SIGTERM)
+        self._kill_by(now + graceful_timeout + KILL_MARGIN)
+
     def became_mold(self, now: float, generation: int) -> None:
         self.stop_reason, self.kill_at, self.pool = None, None, None  # it holds no pool any more
         self.molded_at, self.generation = now, generation
@@ -208,10 +215,10 @@ class WorkerHandle:
         return True
 
     def died_promoted(self, exit_code: int | None) -> bool:
-        """Promoted, it died of something the master did not do (the OOM
-        killer, an error while quiescing): a crash, not the stop it was asked
-        for. One that cannot be the mold says so and exits 0."""
-        return self.stop_reason == PROMOTED and exit_code != 0 and not self.killed
+        """Promoted, it was killed by a signal the master did not send (the OOM
+        killer): a crash, not the stop it was asked for. An exit of its own
+        (it cannot be the mold, or it drained past its grace) stays a stop."""
+        return self.stop_reason == PROMOTED and exit_code is None and not self.killed
 
     def note_pool(self, text: str, now: float) -> None:
         """Its ``pool`` line (JSON): kept for the next ``supervise status``."""

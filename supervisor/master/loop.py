@@ -130,8 +130,8 @@ class Master:
             if handle is not None and handle.report_fd >= 0:
                 self._read_reports(handle, alive=False)  # what it said before dying comes first
             self.on_exit(pid, code, self.clock())
-        for signum in signals:
-            self.on_signal(signum, self.clock())
+        while signals:  # one at a time: a re-exec carries over the ones not yet acted on
+            self.on_signal(signals.pop(0), self.clock())
         for fd, data in ready:
             if isinstance(data, WorkerHandle):
                 if data.pid in self.children and data.report_fd == fd:

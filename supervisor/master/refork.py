@@ -204,7 +204,11 @@ class Reforker:
     def reset(self, why: str, now: float) -> None:
         """New code (a reload): the mold's is old. Forked by the master again."""
         mold, self.mold = self.mold, None
+        promoting = self.promoting
         self.generation, self.regrow, self.promoting = 0, False, None
+        if promoting is not None:
+            # left alone it would become a mold nobody tracks, holding its slot until killed
+            promoting.call_off_promotion(self._m.procs, why, now, self._m.config.graceful_timeout)
         if mold is not None and mold.state is State.MOLD:
             log.info("retiring the mold", reason=why)
             mold.retire(self._m.procs, why, now, self._m.config.graceful_timeout)

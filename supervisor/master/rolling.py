@@ -95,11 +95,14 @@ class Rollout:
             workers=len(workers),
         )
         systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading (re-exec)")
+        held = m.wakeup.hold_for_exec()
         try:
-            m.procs.reexec(handover)
+            m.procs.reexec(handover)  # does not return, unless it failed
         except OSError as exc:
             log.error("reload aborted: re-exec failed; the running workers are kept", error=str(exc))
             self.failed()
+        finally:
+            m.wakeup.release(held)  # still this image: what was held is delivered now
 
     def abort(self) -> None:
         self.reload_queue.clear()

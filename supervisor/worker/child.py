@@ -191,11 +191,15 @@ class _WorkerProcess:
 
     def _become_mold(self, target: Target) -> int:
         """Promoted: its requests are done and its pools closed; fork from now on."""
-        from supervisor.worker.mold import Mold, MoldRefused, quiesce
+        from supervisor.worker.mold import Mold, MoldNotNow, MoldRefused, quiesce
 
         self.control.finish()
         try:
             quiesce(self.spec)
+        except MoldNotNow as exc:
+            # a slow request, not a property of the app: the master promotes another later
+            log.warning("cannot become the mold now; exiting instead", reason=str(exc))
+            return 0
         except MoldRefused as exc:
             log.error("cannot become the mold; exiting instead", reason=str(exc))
             channel.send(self.spec.report_fd, channel.NOMOLD, str(exc))  # the next one would not either

@@ -58,6 +58,14 @@ class MoldRefused(Exception):
     """The worker cannot fork safely (a thread that will not end): it exits instead."""
 
 
+class MoldNotNow(MoldRefused):
+    """Only a thread of ours is still busy (a request past its deadline, a
+    query cancel in flight): this worker exits, and a later promotion may work."""
+
+
+TRANSIENT_THREADS = ("wsgi", "supervise-cancel")  # request threads and query cancels: they end
+
+
 def quiesce(spec: WorkerSpec) -> None:
     """Leave one thread and no connection, then freeze what is warm."""
     deadline = time.monotonic() + THREADS_GRACE
@@ -65,6 +73,8 @@ def quiesce(spec: WorkerSpec) -> None:
         if thread is not threading.main_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if others and all(name.startswith(TRANSIENT_THREADS) for name in others):
+        raise MoldNotNow(f"threads still running: {', '.join(others)}")
     if others:
         raise MoldRefused(f"threads still running: {', '.join(others)}")
     strays = fork_guard.before_fork()  # closes (and names) any connection left open

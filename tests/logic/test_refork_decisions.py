@@ -124,3 +124,30 @@ def test_a_promoted_worker_killed_from_outside_is_a_crash_but_not_one_the_master
         master.on_exit(pid, -signal.SIGKILL, clock.t)
     assert not [e for e in logs if e["event"] == "worker crashed"]
     assert [e for e in logs if e["event"] == "worker exited"]
+
+
+def test_a_reload_during_a_promotion_calls_it_off_and_every_slot_serves_new_code():
+    """HUP while a worker drains to become the mold: it is asked to stop (it
+    would otherwise become a mold nobody tracks, holding its slot), and the
+    slot is refilled with the new code like the others."""
+    master, procs, clock = reforking()
+    pid = promote_slot_1(master, procs, clock)
+    master.on_signal(signal.SIGHUP, clock.t)
+    assert procs.sent[-1] == (pid, signal.SIGTERM)
+    assert master.refork.promoting is None
+    master.on_message(pid, "mold 1", clock.t)  # too late: it had quiesced already
+    assert master.refork.mold is None
+    master.on_exit(pid, 0, clock.t)
+    for _ in range(6):  # the rolling reload, one slot at a time
+        master.tick(clock.t)
+        for slot in master.slots.values():
+            child = slot.child
+            if child is not None and child.state is State.BOOTING:
+                master.on_message(child.pid, "ready asgi", clock.t)
+        for sent_pid, what in list(procs.sent):
+            if sent_pid in master.children and what != PROMOTE and sent_pid != pid:
+                master.on_exit(sent_pid, 0, clock.t)
+    serving = {s.id: s.child.pid for s in master.slots.values() if s.child is not None}
+    assert len(serving) == 2 and pid not in serving.values()
+    assert all(master.children[p].state is State.READY for p in serving.values())
+    assert master.error is None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import alive, free_port, wait_until
 
 NEEDS_GRANIAN = pytest.mark.skipif(
     importlib.util.find_spec("granian") is None, reason="--http granian needs the granian package"
@@ -528,6 +528,27 @@ def test_hup_with_preload_and_broken_new_code_keeps_serving(supervise, app_dir: 
     assert get(port) == (200, "version=1")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+@pytest.mark.parametrize("during", ["the check of the new code", "the exec"])
+def test_a_term_during_a_preload_reload_stops_the_master_cleanly(supervise, app_dir: Path, during: str):
+    """A preload reload first checks the new code in another interpreter, then
+    re-executes the master, whose new image takes a while to start. A TERM in
+    either window must stop the master and its workers: not be lost with the
+    old image, nor meet the default action (exit by signal, workers orphaned)."""
+    port = free_port()
+    run = supervise("versioned:app", "-w", "2", "--preload", "--bind", f"127.0.0.1:{port}",
+                    cwd=app_dir, env={"PYTHONPATH": str(app_dir)})  # fmt: skip
+    workers = set(run.wait_ready(2).values())
+    run.signal(signal.SIGHUP)
+    if during == "the exec":
+        run.wait_event(
+            "re-executing the master to load new code; pid, sockets and workers are kept", timeout=30
+        )
+    # else at once: the check of the new code takes an interpreter's start and an import
+    run.signal(signal.SIGTERM)
+    assert run.wait(40) == 0
+    wait_until(lambda: not any(alive(pid) for pid in workers), 15, "the workers to stop")
 
 
 def test_factory(supervise):

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from conftest import RawConnection, Run, free_port, wait_until
+from conftest import RawConnection, Run, alive, free_port, wait_until
 
 
 def start(supervise, *extra: str, workers: int = 2, env: dict[str, str] | None = None) -> tuple[Run, int]:
@@ -132,5 +132,51 @@ def test_a_worker_killed_while_being_promoted_is_a_crash_and_its_slot_is_refille
         what=f"slot {slot} refilled",
     )
     assert drive(port, 20) <= set(refilled.values())
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_a_reload_during_a_promotion_leaves_no_mold_behind(supervise):
+    """HUP while a worker drains to become the mold: the promotion is called
+    off, the worker exits, and every slot serves again; no process lingers as
+    a mold that no master tracks."""
+    run, port = start(supervise, "--refork-after", "20", "--hooks", "hooks_slowmold")
+    drive(port, 60)
+    (promoted,) = run.wait_event("promoting a worker to mold", timeout=20)
+    victim = promoted["worker_pid"]
+    before = set(serving(run).values())
+    run.signal(signal.SIGHUP)
+    run.wait_event("re-executed with new code", timeout=30)  # --preload: the master re-executes
+    wait_until(lambda: not alive(victim), timeout=10, what="the promoted worker to exit")
+    wait_until(
+        lambda: len(s := serving(run)) == 2 and not set(s.values()) & before, timeout=20, what="2 new workers"
+    )
+    assert drive(port, 20) <= set(serving(run).values())
+    assert not run.find("mold ready")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_a_request_thread_still_busy_at_promotion_delays_reforking_but_does_not_end_it(supervise):
+    """A WSGI request thread runs on after its client left (as under any sync
+    server); promoted then, the worker cannot fork safely. That is one slow
+    request, not the app: the worker exits, its slot is refilled, and a later
+    promotion makes the mold (reforking stays on)."""
+    port = free_port()
+    run = supervise(
+        "wsgipid:app", "-w", "1", "--threads", "2", "--preload", "--no-fleet", "-b", f"127.0.0.1:{port}",
+        "--refork-after", "20", env={"SLEEP_S": "8"},
+    )  # fmt: skip
+    first = run.wait_ready(1)[1]
+    gone = RawConnection(port)
+    gone.send(b"GET /sleep HTTP/1.1\r\nHost: test\r\n\r\n")
+    run.wait_event("request sleeping")
+    gone.close()  # its thread sleeps on
+    drive(port, 30)
+    run.wait_event("promoting a worker to mold", timeout=20)
+    run.wait_event("cannot become the mold now; exiting instead", timeout=20)
+    assert not run.find("reforking is off: a worker cannot become the mold; --refork-after 0 silences this")
+    wait_until(lambda: serving(run).get(1) not in (None, first), timeout=20, what="slot 1 refilled")
+    wait_until(lambda: drive(port, 5) and run.find("mold ready"), timeout=40, what="a later promotion")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
