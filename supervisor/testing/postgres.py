@@ -160,6 +160,9 @@ class LocalCluster:
             # "exit status 1" alone does not.
             said = (exc.stderr or exc.stdout or "").strip().splitlines()
             why = said[-1] if said else f"exit status {exc.returncode}"
+            logged = self.log().strip().splitlines()  # pg_ctl's own reason is in the server's log
+            if logged:
+                why += f" (server log: {logged[-1]})"
             raise RuntimeError(f"{os.path.basename(args[0])} failed: {why}") from None
 
     def start(self) -> None:
