@@ -45,6 +45,7 @@ from supervisor.worker.time_budget import SHED, current, returning
 
 if TYPE_CHECKING:
     from supervisor.worker.admission import Gate
+    from supervisor.worker.time_budget import TimeBudget
 
 SyncConn = psycopg.Connection[Any]
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -168,13 +169,16 @@ class AsyncCheckedPool(AsyncConnectionPool[AsyncConn]):
             return await super().getconn(timeout)
         admitted = gate.poll(budget)
         if admitted is None:
-            # a request's own deadline (http/deadlines.py) ends this wait first when it is sooner
             wait = timeout if timeout is not None else self.timeout
-            try:
-                async with asyncio.timeout(wait):
-                    admitted = await gate.wait(budget)
-            except TimeoutError:
-                raise PoolTimeout(f"no connection within {wait:g} s") from None
+            if _watched_sooner(budget, wait):
+                # its deadline's watch ends this wait first: no timer of our own per waiter
+                admitted = await gate.wait(budget)
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        admitted = await gate.wait(budget)
+                except TimeoutError:
+                    raise PoolTimeout(f"no connection within {wait:g} s") from None
         if not admitted:
             if budget is not None:
                 budget.end(SHED)  # its answer is a 503 (http/deadlines.py)
@@ -202,3 +206,14 @@ class AsyncCheckedPool(AsyncConnectionPool[AsyncConn]):
         finally:
             if gate is not None:
                 gate.release()  # after the connection is back: the next permit finds it
+
+
+def _watched_sooner(budget: TimeBudget | None, wait: float) -> bool:
+    """Whether ``budget``'s deadline is watched (its task is cancelled then)
+    and comes before ``wait`` seconds from now."""
+    return (
+        budget is not None
+        and budget.watch is not None
+        and not budget.responding
+        and budget.due() <= time.monotonic() + wait
+    )
