@@ -35,8 +35,10 @@ def test_chaos_every_job_done_exactly_once(postgres_url: str, postgres_cluster: 
         kills=6,
         db_restarts=1,
         # long enough that six kills fit before the queue runs dry: a killed worker
-        # that had done work is replaced at once now, so the run no longer slows down
-        work_ms=5.0,
+        # that had done work is replaced at once, so the run does not slow down, and
+        # each kill may wait up to 2 s for its victim to hold a job (at 5 ms a CI run
+        # once emptied the queue 2 s after the fifth kill, before the sixth)
+        work_ms=8.0,
         timeout=120,
         say=lines.append,
     )
