@@ -225,13 +225,11 @@ class WSGIBridge:
                 if gate is not None:
                     gate.release()
                 raise
-            if gate is not None:
-                gate.hold(id(running))  # the auto target follows how long a thread is held
             try:
                 whole = await asyncio.wrap_future(running, loop=loop)
             finally:
                 if gate is not None:
-                    _give_back_when_done(gate, running, loop)
+                    _give_back_when_done(gate, response, running, loop)
             if whole is not None:  # the body is all here (and the app's iterable closed): one message
                 await _send_whole(send, response, whole)
         except asyncio.CancelledError:
@@ -292,6 +290,11 @@ class WSGIBridge:
             if budget.outcome is not None:
                 return None  # it ended (deadline, client gone) while it waited for this thread
             budget.running = True
+        gate = self.gate
+        if gate is not None:
+            # the auto target follows how long a thread is busy, from here: not the time
+            # its request waited in the executor's queue, which is queue time
+            gate.hold(id(response))
         token = current.set(budget)  # the pools bound their waits by it, in this thread
         try:
             return self._run_app_in(environ, response, stream)
@@ -416,15 +419,22 @@ class WSGIBridge:
 
 
 def _give_back_when_done(
-    gate: Gate, running: concurrent.futures.Future[Any], loop: asyncio.AbstractEventLoop
+    gate: Gate, response: _Response, running: concurrent.futures.Future[Any], loop: asyncio.AbstractEventLoop
 ) -> None:
-    """The thread's permit goes back when the thread is free: now, in the loop
-    (the usual case: no second wake-up of the loop from the thread), or, when
-    its request ended early while it runs, once it returns."""
+    """The thread's permit (timed from the thread's start, under the id of its
+    ``response``) goes back when the thread is free: now, in the loop (the
+    usual case: no second wake-up of the loop from the thread), or, when its
+    request ended early while it runs, once it returns. One cancelled before a
+    thread took it was never timed: no hold is counted for it."""
     if running.done():
-        gate.give_back(id(running))
+        gate.give_back(id(response))
     else:
-        running.add_done_callback(lambda done: loop.call_soon_threadsafe(gate.give_back, id(done)))
+
+        def free(_: concurrent.futures.Future[Any]) -> None:
+            # holds the response, so that its id is not another request's meanwhile
+            loop.call_soon_threadsafe(gate.give_back, id(response))
+
+        running.add_done_callback(free)
 
 
 def _collect(result: Iterable[bytes], declared: int) -> list[bytes]:

@@ -791,3 +791,36 @@ def test_repeated_headers_fold_in_linear_time():
     environ = _environ(scope(headers=headers), None, multithread=False)  # type: ignore[arg-type]
     assert time.monotonic() - started < 1  # adding to one string each time is quadratic: far longer
     assert environ["HTTP_X_REPEAT"] == ",".join(["0123456789"] * 200_000)
+
+
+def test_the_auto_target_times_a_thread_from_its_start_not_from_its_queue(monkeypatch):
+    """Four permits per thread: three requests wait in the executor's queue.
+    That wait is queue time; the hold the auto target follows is the thread's
+    own (here 50 ms), not 50 ms more for each request ahead."""
+    from supervisor.worker import admission
+
+    monkeypatch.setattr(admission, "HOLD_EVERY", 1)  # keep every hold, not one in eight
+    gate = admission.Admission(admission.QueuePolicy(), admission.Tally()).gate(4)
+
+    def app(environ, start_response):
+        time.sleep(0.05)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    bridge = WSGIBridge(app, threads=1, gate=gate)
+
+    async def requests() -> None:
+        await asyncio.gather(*(bridge(scope(), no_body, send) for _ in range(8)))
+
+    try:
+        asyncio.run(requests())
+    finally:
+        bridge.shutdown()
+    holds = list(gate.codel._holds)
+    assert len(holds) == 8 and all(m.get("status", 200) == 200 for m in sent)
+    assert max(holds) < 0.12, holds  # from submit, the fourth in line would read 0.2 s
