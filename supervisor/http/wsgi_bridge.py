@@ -113,7 +113,7 @@ class WSGIBridge:
         self.app = app
         self.threads = threads
         self.send_timeout = send_timeout
-        self.gate = gate  # a permit per thread: where requests queue for one
+        self.gate = gate  # ADMITTED_PER_THREAD permits per thread: where requests queue for one
         self.on_stuck = on_stuck  # a thread outlived its expired request: ask for a replacement
         self.stuck_grace = stuck_grace  # how long it may (None: for ever)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="wsgi")

@@ -73,8 +73,7 @@ class TimeBudget:
         any other would)."""
         if self.responding:
             return math.inf
-        now = self.paused_at if self.paused else time.monotonic()
-        return self.deadline + self.paused_s - now
+        return self.due() - (self.paused_at if self.paused else time.monotonic())
 
     def before_app(self) -> float:
         """How long it waited in this worker before its app started (in the
@@ -111,8 +110,8 @@ class TimeBudget:
     def _watched(self) -> None:
         """Its watch looks at it by its (new) deadline."""
         watch = self.watch
-        if watch is not None and self.deadline + self.paused_s < watch.armed_for:
-            watch.arm(self.deadline + self.paused_s)
+        if watch is not None and (due := self.due()) < watch.armed_for:
+            watch.arm(due)
 
 
 class DeadlineWatch:
@@ -139,7 +138,7 @@ class DeadlineWatch:
         budget.watch = self
         budgets = self._budgets
         budgets.append(budget)
-        due = budget.deadline + budget.paused_s
+        due = budget.due()
         if due < self.armed_for:
             self.arm(due)
         if len(budgets) > self._compact_at:
@@ -165,7 +164,7 @@ class DeadlineWatch:
             if budget.paused:
                 kept.append(budget)  # resume() arms the timer for it again
                 continue
-            due = budget.deadline + budget.paused_s
+            due = budget.due()
             if due <= now:
                 budget.end(EXPIRED)
             else:
