@@ -46,7 +46,8 @@ def on_signal(m: MasterView, signum: int, now: float) -> None:
         )
     elif signum == signal.SIGUSR1:
         status.log_workers(m, now)
-        m.signal_workers(signal.SIGUSR1)  # each adds what only it knows (pool stats)
+        for handle in m.children.values():  # each adds what only it knows (pool stats)
+            m.procs.signal(handle.pid, signal.SIGUSR1)
 
 
 def dispatch(m: MasterView, request: dict[str, Any]) -> Reply:

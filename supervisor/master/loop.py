@@ -24,11 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from supervisor.context import MasterInfo, WorkerInfo, describe_exit
-from supervisor.errors import (
-    ConfigError,
-    HookError,
-    SupervisorError,
-)
+from supervisor.errors import ConfigError, HookError, SupervisorError
 from supervisor.hooks import Hooks
 from supervisor.logging import get_logger
 from supervisor.master import commands, exits, rolling, startup, systemd
@@ -100,7 +96,7 @@ class Master:
             try:
                 self.wakeup.open(startup.interrupt)
                 self.take(startup.start(self))
-                self.refork.follow(self.config)
+                self.refork.follow(self.config, seed=self.target is None)
                 self.wakeup.arm()
             except startup.Interrupted as stop:
                 log.info("stopped before any worker started", signal=stop.signal_name)
@@ -306,10 +302,6 @@ class Master:
         self._signalled_stop = True
         self.begin_stop(mode, reason)
 
-    def signal_workers(self, signum: int) -> None:
-        for handle in self.children.values():
-            self.procs.signal(handle.pid, signum)
-
     def fail(self, error: SupervisorError) -> None:
         """Record the error that ends the run (the first one wins) and stop."""
         if self.error is None:
@@ -373,6 +365,7 @@ class Master:
             if why is not None:
                 handle.abort(self.procs, why, now)
         if not self.stopping:
+            self.refork.sow(now)
             self._reconcile(now)
             self.refork.tick(now)
 
@@ -391,7 +384,7 @@ class Master:
         for slot in sorted(self.slots.values(), key=lambda s: s.id):
             if self.stopping:
                 return  # a failed before_fork may have just begun a stop
-            if slot.empty and now >= slot.spawn_at:
+            if slot.empty and now >= slot.spawn_at and self.refork.seeding is None:
                 failed += self.spawn(slot, now) is None
         if failed and not self.booted:
             log.warning("workers could not be started; retrying with backoff", failed=failed, workers=wanted)
@@ -417,15 +410,23 @@ class Master:
             self.apply(exits.spawn_failed(slot.id, replacing, why, exc, now, self._situation(slot)), slot)
             return None
         handle = WorkerHandle.forked(slot.id, spawned, now, replacing, why, reason, spec.generation)
-        self.children[handle.pid] = handle
         if replacing is None:
-            slot.child = handle
+            slot.child = self._register(handle)
         else:
-            slot.pending = handle
-        if handle.report_fd >= 0:
-            self.wakeup.watch(handle.report_fd, handle)
+            slot.pending = self._register(handle)
         log.info("worker spawned", **handle.spawn_fields(slot.waited))
         slot.waited = 0.0
+        return handle
+
+    def fork_seed(self, now: float) -> WorkerHandle:
+        """Fork the mold of generation 0 (refork.Reforker.sow); OSError if not."""
+        spawned = self.procs.spawn(replace(self._spec(0), seed=True, mold_fd=-1, generation=0, refork_at=0))
+        return self._register(WorkerHandle.forked(0, spawned, now, None, Replacement.RELOAD, "", 0))
+
+    def _register(self, handle: WorkerHandle) -> WorkerHandle:
+        self.children[handle.pid] = handle
+        if handle.report_fd >= 0:
+            self.wakeup.watch(handle.report_fd, handle)
         return handle
 
     def _spec(self, slot_id: int) -> WorkerSpec:

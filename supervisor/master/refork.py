@@ -10,11 +10,17 @@ its subreaper), starting with the slot the mold left; the workers of the
 older generation are replaced one at a time through the rolling path, so
 capacity never drops by more than one worker and no request fails.
 
-A mold that dies is replaced by promoting a worker of the current generation
-again (after a pause), keeping the generation: its workers are already the
-mold's kind. A mold that cannot fork (EAGAIN) leaves the current workers in
-place; the replacement is tried again later. A reload drops the mold: new code
-is forked by the master, and the schedule starts again.
+Once its generation is complete (every slot serves one of its workers), the
+mold is retired unless workers are expected to be replaced (--max-requests,
+--max-worker-memory): an idle mold holds a private copy of every page its
+workers have written, about one worker's memory (bench/memory.py). A worker
+replaced later (a crash, a scale-up) is then forked by the master, cold; the
+master promotes a worker of the current generation again to replace it warm,
+as it does when the mold dies: after a pause, keeping the generation, since
+its workers are already the mold's kind. When no worker of the generation is
+left, the schedule starts over. A mold that cannot fork (EAGAIN) leaves the
+current workers in place; the replacement is tried again later. A reload drops
+the mold: new code is forked by the master, and the schedule starts again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ log = get_logger()
 RETRY_AFTER = 10.0  # seconds before another promotion, after a failed one or a dead mold
 
 
+def preloads_in_mold(config: Config) -> bool:
+    """--preload with reforking: the target is imported by a mold of generation
+    0 that the workers are forked from, not by the master, so that once every
+    worker descends from a later mold no process holds a copy of the app that
+    no other shares (the master's was about 20 MiB of a Django app's 180)."""
+    return config.preload and bool(refork_schedule(config, config.http))
+
+
 class Reforker:
     """The master's refork state: the mold, the generation, what is in progress."""
 
@@ -47,17 +61,37 @@ class Reforker:
         self.promoting: WorkerHandle | None = None
         self.retry_at = 0.0
         self.regrow = False  # the mold died: promote again, keeping the generation
+        self.seeding: WorkerHandle | None = None  # the mold of generation 0, importing the app
+        self._seed = False  # --preload: the app is imported in a mold, not in the master; once
         self._subreaper = False  # adopt_orphans() succeeded: a mold's workers become the master's
 
-    def follow(self, config: Config) -> None:
+    def follow(self, config: Config, seed: bool = False) -> None:
         """Take ``config``'s schedule (validated when it was loaded), or none
-        when this system cannot adopt the mold's workers."""
+        when this system cannot adopt the mold's workers. ``seed``: at start,
+        when the master holds no app, sow a mold of generation 0 if
+        ``preloads_in_mold``."""
+        self._seed = seed and preloads_in_mold(config)
         self.schedule = refork_schedule(config, config.http)
         if self.schedule and not self._subreaper:
             self._subreaper = self._m.procs.adopt_orphans()
             if not self._subreaper:
                 log.warning("reforking off: this system cannot adopt the mold's workers (no subreaper)")
                 self.schedule = ()
+
+    def sow(self, now: float) -> None:
+        """Fork the mold of generation 0, before any worker: the workers are forked
+        from it. If it fails, the master forks them, and each imports the app."""
+        m = self._m
+        if not self._seed or not self._subreaper or m.stopping:
+            return
+        self._seed = False
+        try:
+            handle = m.fork_seed(now)
+        except OSError as exc:
+            log.warning("could not fork the mold of generation 0; the master forks workers", error=str(exc))
+            return
+        self.seeding = handle
+        log.info("mold of generation 0 spawned; it imports the target", mold_pid=handle.pid)
 
     @property
     def enabled(self) -> bool:
@@ -82,19 +116,63 @@ class Reforker:
         if not self.enabled or m.stopping or self.promoting is not None or m.reloading or now < self.retry_at:
             return
         self.retry_at = 0.0
-        if self.mold is not None and self._roll(now):
-            return  # the old generation first
+        if self.mold is not None:
+            if self._roll(now):
+                return  # the old generation first
+            self._retire_when_complete(now)
+        elif self.generation > 0:
+            self._regrow_if_cold(now)
+            if self.retry_at > now:
+                return
         due = self._due()
         if due is not None:
             self._promote(due, now)
 
-    def _due(self) -> WorkerHandle | None:
-        """The worker to promote now, if one is due."""
-        serving = [
+    def _serving(self) -> list[WorkerHandle]:
+        return [
             s.child
             for s in self._m.slots.values()
             if s.child is not None and s.child.state is State.READY and s.pending is None
         ]
+
+    def _retire_when_complete(self, now: float) -> None:
+        """Every slot serves a worker of the mold's generation: unless workers
+        are expected to be replaced, the mold has nothing left to fork."""
+        m, mold = self._m, self.mold
+        if mold is None or mold.state is not State.MOLD or self.generation == 0:
+            return  # the preloaded mold forks replacements until the first refork retires it
+        if m.config.max_requests or m.config.max_worker_memory:
+            return
+        for slot in m.slots.values():
+            child = slot.child
+            if slot.pending is not None or child is None or child.generation != self.generation:
+                return
+            if child.state is not State.READY:
+                return  # still booting: a boot that fails is forked again, from the mold
+        self.mold = None
+        log.info("generation complete; retiring its mold", mold_pid=mold.pid, generation=self.generation)
+        mold.retire(m.procs, f"generation {self.generation} is complete", now, m.config.graceful_timeout)
+
+    def _regrow_if_cold(self, now: float) -> None:
+        """No mold: a worker the master forked since (a crash's replacement, a
+        scale-up) is cold. Promote a worker of the generation again to replace
+        it warm, after a pause that lets a burst of replacements gather; with
+        none of the generation left, start the schedule over."""
+        serving = self._serving()
+        if not any(h.generation < self.generation for h in serving):
+            return
+        if not any(h.generation == self.generation for h in serving):
+            if len(serving) == len(self._m.slots):
+                log.info("no worker of the generation is left; the refork schedule starts over")
+                self.generation, self.regrow, self.retry_at = 0, False, 0.0
+            return
+        if not self.regrow:
+            self.regrow = True
+            self.retry_at = now + RETRY_AFTER
+
+    def _due(self) -> WorkerHandle | None:
+        """The worker to promote now, if one is due."""
+        serving = self._serving()
         if self.regrow:  # any worker will do: the warmest of the newest generation
             return max(serving, key=lambda h: (h.generation, h.heartbeat.work), default=None)
         if self.generation >= len(self.schedule):
@@ -120,6 +198,15 @@ class Reforker:
 
     def molded(self, handle: WorkerHandle, text: str, now: float) -> None:
         """``handle`` says it is the mold now (``mold GENERATION``)."""
+        if handle is self.seeding:
+            self.seeding = None
+            if self._m.stopping:
+                self._m.procs.signal(handle.pid, signal.SIGTERM)
+            else:
+                handle.became_mold(now, 0)
+                self.mold = handle
+                log.info("mold ready; forking workers from it", mold_pid=handle.pid, generation=0)
+            return
         if handle is not self.promoting:
             return
         self.promoting = None
@@ -159,6 +246,15 @@ class Reforker:
 
     def exited(self, handle: WorkerHandle, desc: str, now: float) -> bool:
         """A child exited: True if it was the mold (the caller judges nothing more)."""
+        if handle is self.seeding:
+            self.seeding = None
+            if not self._m.stopping:
+                log.warning(
+                    "the mold of generation 0 exited before it was ready; the master forks the "
+                    "workers, each importing the target",
+                    status=desc,
+                )
+            return True
         if handle is self.promoting:
             self.promoting = None
             self.retry_at = now + RETRY_AFTER
@@ -193,7 +289,7 @@ class Reforker:
     def refused(self, handle: WorkerHandle, why: str) -> None:
         """The promoted worker cannot be the mold (a thread that does not end):
         none of its kind could. Reforking stops, once, with the reason."""
-        if handle is not self.promoting:
+        if handle is not self.promoting and handle is not self.seeding:
             return
         self.schedule = ()
         log.warning(
@@ -204,8 +300,10 @@ class Reforker:
     def reset(self, why: str, now: float) -> None:
         """New code (a reload): the mold's is old. Forked by the master again."""
         mold, self.mold = self.mold, None
-        promoting = self.promoting
-        self.generation, self.regrow, self.promoting = 0, False, None
+        promoting, seeding = self.promoting, self.seeding
+        self.generation, self.regrow, self.promoting, self.seeding = 0, False, None, None
+        if seeding is not None:  # it would fork old code; it ends once it reads this
+            seeding.retire(self._m.procs, why, now, self._m.config.graceful_timeout)
         if promoting is not None:
             # left alone it would become a mold nobody tracks, holding its slot until killed
             promoting.call_off_promotion(self._m.procs, why, now, self._m.config.graceful_timeout)

@@ -21,6 +21,7 @@ from supervisor.errors import SupervisorError, TargetError
 from supervisor.logging import get_logger
 from supervisor.master import status
 from supervisor.master.handle import WorkerHandle
+from supervisor.master.refork import preloads_in_mold
 from supervisor.master.started import Started
 from supervisor.shared import channel, proctitle, reexec, signals
 from supervisor.target import Kind, check_importable, resolve
@@ -82,11 +83,15 @@ def start(m: MasterView) -> Started:
                 m.hooks, fresh=reexec.received() is None, workers=lambda: status.workers(m, m.clock())
             )
         m.hooks.run("on_starting", m.info())
-        if cfg.preload and out.target is None:
+        probed = probe_kind(cfg) if out.target is None and preloads_in_mold(cfg) else None
+        # an app server is preloaded in a mold that the workers are forked from, never
+        # here (refork.preloads_in_mold); a main(worker) target serves no requests to refork
+        in_mold = probed is not None and runners.listens(probed)
+        if cfg.preload and out.target is None and not in_mold:
             out.target = resolve(cfg.target, cfg.interface, cfg.factory)
             log.info("target preloaded", kind=out.target.kind.value)
-        kind = out.target.kind if out.target is not None else probe_kind(cfg)
-        _open_listeners(out, cfg, kind, m.clock())
+        kind = out.target.kind if out.target is not None else (probed or probe_kind(cfg))
+        _open_listeners(out, cfg, kind, m.clock(), warm=not in_mold)
         if out.listeners:
             undo.callback(sockets.close, out.listeners, unlink=True)
         if cfg.health_bind:
@@ -122,9 +127,10 @@ def start(m: MasterView) -> Started:
     return out
 
 
-def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float) -> None:
+def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float, warm: bool) -> None:
     """Take the sockets a previous image handed over, or bind the configured
-    ones when the target serves HTTP (or --bind / --interface ask for it)."""
+    ones when the target serves HTTP (or --bind / --interface ask for it).
+    ``warm``: import the HTTP server here (not when a mold preloads the app)."""
     from supervisor.http import engines, sockets
 
     handover = reexec.received()
@@ -136,7 +142,8 @@ def _open_listeners(out: Started, cfg: Config, kind: Kind, now: float) -> None:
         log.info("listening", on=[sockets.describe(lsn, bool(cfg.ssl_certfile)) for lsn in out.listeners])
         # Import the server once here: every fork then starts with it loaded
         # (about 100 ms saved per worker boot and replacement; see uvicorn_engine.warm).
-        engines.warm(cfg.http, kind)
+        if warm:
+            engines.warm(cfg.http, kind)
 
 
 def _adopt(out: Started, handover: reexec.Handover, now: float) -> None:

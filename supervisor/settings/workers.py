@@ -152,11 +152,14 @@ class WorkerSettings:
         "mold; new workers are forked from it and replace the others one at a time, sharing what it "
         "warmed. Each number is for the next generation; after the last, no more (off: never). "
         "Linux, --http uvicorn.",
-        default_doc="1000 with --preload on Linux and --http uvicorn, else off",
+        default_doc="100,1000 with --preload on Linux and --http uvicorn, else off",
     )
 
 
-REFORK_DEFAULT = (1000,)  # bench/memory.py: the first refork takes the gain; a second adds little
+# bench/memory.py: a worker's first hundred requests warm most of what it ever
+# will (the first refork takes the gain); the second shares what rarer requests
+# warm later, then no more rollouts
+REFORK_DEFAULT = (100, 1000)
 
 
 def refork_schedule(config: WorkerSettings, http: str, platform: str = sys.platform) -> tuple[int, ...]:

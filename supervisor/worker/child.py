@@ -136,6 +136,8 @@ class _WorkerProcess:
 
     def run(self) -> int:
         self._reset_process()
+        if self.spec.seed:
+            return self._seed()
         self.control.start()
         hooks = self.spec.hooks
         try:
@@ -188,6 +190,28 @@ class _WorkerProcess:
         if self.worker.molding and code == 0:
             return self._become_mold(target)
         return code
+
+    def _seed(self) -> int:
+        """The mold of generation 0 (--preload with reforking): the target is
+        imported here, not in the master, so that once every worker descends
+        from a later mold no process holds a copy of the app that nobody shares."""
+        from supervisor.http import engines
+        from supervisor.worker.mold import Mold, MoldRefused, quiesce
+
+        try:
+            target = resolve(self.config.target, self.config.interface, self.config.factory)
+            engines.warm(self.config.http, target.kind)
+            log.info("target preloaded in the mold", kind=target.kind.value)
+            quiesce(self.spec)
+        except TargetError as exc:
+            return self._fail_boot(ExitCode.TARGET, str(exc))
+        except MoldRefused as exc:  # a thread the import started: no fork would carry it
+            log.error("cannot be the mold; the master forks the workers instead", reason=str(exc))
+            channel.send(self.spec.report_fd, channel.NOMOLD, str(exc))
+            return 0
+        spec = self.spec
+        own = [spec.report_fd, spec.command_fd, self._wake_r, self._wake_w]
+        return Mold(spec, target, 0, own, run_worker).serve()
 
     def _become_mold(self, target: Target) -> int:
         """Promoted: its requests are done and its pools closed; fork from now on."""

@@ -136,7 +136,7 @@ class Mold:
                 line, _, buffer = buffer.partition(b"\n")
                 kind, _, text = line.decode().partition(" ")
                 if kind == channel.RETIRE:
-                    log.info("mold exiting: a newer mold is ready")
+                    log.info("mold exiting: retired by the master (a newer mold, or nothing left to fork)")
                     return 0
                 fields = text.split()
                 if (
@@ -224,6 +224,7 @@ class Mold:
                     close_fds=[],
                     close_heartbeats=[self.spec.heartbeat],
                     sigmask=mask,
+                    seed=False,
                 )
             )
         os.write(answer_w, f"{channel.SPAWNED} {pid}".encode())

@@ -37,3 +37,4 @@ class WorkerSpec:
     generation: int = 0  # 0: forked by the master; N: by the mold of generation N
     refork_at: int = 0  # requests after which it tells the master "due" (0: never)
     mold_fd: int = -1  # the master's end of the mold's command socket: spawn through it (forker.py)
+    seed: bool = False  # import the target and become the mold of generation 0, serving nothing

@@ -1,7 +1,9 @@
-"""A naive ASGI app: a connection opened at import (so, with --preload, in
-the master) and kept in a global, reopened at the first request of a process
-that finds it closed; and the worker's own pool. Each answer names the
-backends both used, so a test sees which process holds which connection."""
+"""A naive ASGI app: a connection opened at import (with --preload, in the
+master, or with reforking in the mold of generation 0) and kept in a global,
+reopened at the first request of a process that finds it closed; and the
+worker's own pool. Each answer names the backends both used, so a test sees
+which process holds which connection. NAIVE_IMPORTS names a file each process
+that imports it appends its pid to."""
 
 import os
 
@@ -10,6 +12,9 @@ import psycopg
 from supervisor import Database
 
 URL = os.environ["DATABASE_URL"]
+if os.environ.get("NAIVE_IMPORTS"):
+    with open(os.environ["NAIVE_IMPORTS"], "a") as imports:
+        imports.write(f"{os.getpid()}\n")
 db = Database()
 _conn = psycopg.connect(URL, autocommit=True, application_name="naive:global")
 

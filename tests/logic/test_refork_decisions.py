@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from test_master_decisions import Clock, FakeProcesses, boot, make, pid_of
+from test_master_decisions import RETIRE, Clock, FakeProcesses, boot, make, pid_of
 
 from supervisor.master.handle import State, StopMode
 from supervisor.master.loop import Master
@@ -151,3 +151,90 @@ def test_a_reload_during_a_promotion_calls_it_off_and_every_slot_serves_new_code
     assert len(serving) == 2 and pid not in serving.values()
     assert all(master.children[p].state is State.READY for p in serving.values())
     assert master.error is None
+
+
+class MoldingProcesses(ReforkingProcesses):
+    """Gives every child a command socket, so a mold can be asked to fork."""
+
+    def spawn(self, spec):  # type: ignore[no-untyped-def]
+        spawned = super().spawn(spec)
+        self.generations = {**getattr(self, "generations", {}), spawned.pid: spec.generation}
+        return spawned._replace(command_fd=spawned.pid)
+
+
+def settle(master: Master, procs: ReforkingProcesses, clock: Clock, rounds: int = 8) -> None:
+    """Tick; every booting child says ready, every retired one exits; all beat."""
+    for _ in range(rounds):
+        for handle in master.children.values():
+            handle.heartbeat.beat(clock.t)
+        master.tick(clock.t)
+        for slot in master.slots.values():
+            for child in (slot.child, slot.pending):
+                if child is not None and child.state is State.BOOTING:
+                    master.on_message(child.pid, "ready asgi", clock.t)
+        for pid, what in list(procs.sent):
+            handle = master.children.get(pid)
+            if handle is not None and handle.state is State.STOPPING and what != PROMOTE:
+                master.on_exit(pid, 0, clock.t)
+
+
+def refork_once(**settings: object) -> tuple[Master, MoldingProcesses, Clock, int]:
+    master, procs, clock = make(target="app:app", **settings)
+    procs.__class__ = MoldingProcesses
+    master.refork.schedule = (5,)
+    boot(master, clock)
+    mold = promote_slot_1(master, procs, clock)  # type: ignore[arg-type]
+    master.on_message(mold, "mold 1", clock.t)
+    settle(master, procs, clock)
+    return master, procs, clock, mold  # type: ignore[return-value]
+
+
+def test_the_mold_is_retired_once_its_generation_serves_every_slot():
+    """An idle mold holds a private copy of every page its workers wrote: once
+    nothing is left for it to fork, it goes, unless workers are expected to be
+    replaced (--max-requests), when it stays to fork them warm."""
+    master, procs, _, mold = refork_once()
+    generations = [master.children[s.child.pid].generation for s in master.slots.values() if s.child]
+    assert generations == [1, 1]
+    assert master.refork.mold is None and mold not in master.children  # retired, and it exited
+    assert (mold, RETIRE) in procs.sent and master.refork.mold_fd() == -1
+
+    master, _, _, mold = refork_once(max_requests=10_000)
+    assert master.refork.mold is not None and master.refork.mold.pid == mold
+    assert master.refork.mold.state is State.MOLD
+
+
+def test_a_cold_replacement_after_the_mold_retired_is_replaced_warm_by_a_new_promotion():
+    master, procs, clock, _ = refork_once()
+    warm = pid_of(master, 1)
+    master.on_exit(pid_of(master, 2), -signal.SIGKILL, clock.t)  # a crash: the master forks it, cold
+    settle(master, procs, clock)
+    cold = pid_of(master, 2)
+    assert master.children[cold].generation == 0
+    promoted = [p for p, what in procs.sent if what == PROMOTE]
+    assert len(promoted) == 1  # not at once: a burst of replacements may follow
+    master.children[warm].heartbeat.done = 50  # type: ignore[attr-defined]
+    clock.t += 11
+    settle(master, procs, clock)
+    promoted = [p for p, what in procs.sent if what == PROMOTE]
+    assert promoted[-1] == warm  # the warm one, not the cold one
+    master.on_message(warm, "mold 1", clock.t)
+    assert master.refork.generation == 1  # kept
+    settle(master, procs, clock)
+    assert all(master.children[s.child.pid].generation == 1 for s in master.slots.values() if s.child)
+    assert cold not in master.children and master.refork.mold is None  # replaced, then retired again
+
+
+def test_with_no_worker_of_the_generation_left_the_schedule_starts_over():
+    master, procs, clock, _ = refork_once()
+    for slot in (1, 2):
+        master.on_exit(pid_of(master, slot), -signal.SIGKILL, clock.t)
+        settle(master, procs, clock)
+    clock.t += 11  # the pause before a promotion
+    settle(master, procs, clock)
+    assert master.refork.generation == 0 and not master.refork.regrow
+    assert not [p for p, what in procs.sent if what == PROMOTE and p in master.children]
+    pid = pid_of(master, 1)
+    master.children[pid].heartbeat.done = 10  # type: ignore[attr-defined]
+    master.on_message(pid, "due", clock.t)
+    assert procs.sent[-1] == (pid, PROMOTE)  # its schedule's first count again

@@ -115,9 +115,10 @@ def test_a_failed_fork_is_retried_with_backoff_and_the_master_lives(supervise, t
     source.write_text(_FAIL_FORK)
     shim = tmp_path / "failfork.so"
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=True, timeout=60)
-    # with --preload the master forks nothing but workers: fork 1 is worker 1, forks 2-4 fail
+    # with --preload and no reforking the master forks nothing but workers: fork 1 is
+    # worker 1, forks 2-4 fail
     env = {"LD_PRELOAD": str(shim), "FAIL_FORK_FROM": "2", "FAIL_FORK_COUNT": "3"}
-    run = supervise("mains:wait", "-w", "2", "--preload", env=env)
+    run = supervise("mains:wait", "-w", "2", "--preload", "--refork-after", "off", env=env)
     run.wait_event("all workers ready", timeout=20)
     failures = run.find("could not start a worker", worker=2)
     assert len(failures) == 3

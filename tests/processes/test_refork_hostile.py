@@ -53,9 +53,10 @@ def serving(run: Run) -> dict[int, int]:
 
 
 def test_a_mold_that_stops_answering_is_retired_and_every_slot_is_refilled(supervise):
-    run, port = start(supervise, "--refork-after", "20")
+    # --max-requests (never reached) keeps the mold once its generation is complete
+    run, port = start(supervise, "--refork-after", "20", "--max-requests", "1000000")
     drive(port, 60)
-    (ready,) = run.wait_event("mold ready", timeout=20)
+    (ready,) = run.wait_event("mold ready", generation=1, timeout=20)
     mold = ready["pid"]
     run.wait_event("worker exited", reason="recycled: refork: generation 1 is ready", timeout=20)
     generation_1 = wait_until(lambda: len(serving(run)) == 2 and serving(run), timeout=20, what="2 workers")
@@ -76,7 +77,7 @@ def test_a_mold_that_stops_answering_is_retired_and_every_slot_is_refilled(super
     assert not run.find("worker finished: main returned")
     # reforking carries on: a worker of the current generation becomes the next mold
     drive(port, 60)
-    run.wait_event("mold ready", count=2, timeout=40)
+    run.wait_event("mold ready; forking workers from it", count=2, generation=1, timeout=40)
     run.signal(signal.SIGTERM)
     assert run.wait(30) == 0
 
@@ -152,7 +153,7 @@ def test_a_reload_during_a_promotion_leaves_no_mold_behind(supervise):
         lambda: len(s := serving(run)) == 2 and not set(s.values()) & before, timeout=20, what="2 new workers"
     )
     assert drive(port, 20) <= set(serving(run).values())
-    assert not run.find("mold ready")
+    assert not run.find("mold ready", generation=1)  # (each image preloads in a mold of generation 0)
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
 
