@@ -59,7 +59,8 @@ MEM_APPS: dict[str, MemApp] = {
 class MemServer:
     cmd: str
     kinds: tuple[str, ...]
-    refork: bool | None = None  # True: needs --refork-after; False: ours with it off; None: a peer
+    # True: needs --refork-after; False: ours with it off; None: a peer, or ours on its defaults
+    refork: bool | None = None
     needs: str = ""  # an executable
     needs_module: str = ""
 
@@ -67,6 +68,8 @@ class MemServer:
 _OURS = "supervise {target} -w {workers} --bind 127.0.0.1:{port} --log-level warning --preload"
 _GUNICORN = "gunicorn --preload -w {workers} -b 127.0.0.1:{port}"
 MEM_SERVERS: dict[str, MemServer] = {
+    # what a user gets from --preload alone: 4 threads (WSGI), reforking on its default schedule
+    "pg-supervise-defaults": MemServer(_OURS, ("wsgi", "asgi")),
     "pg-supervise-refork": MemServer(_OURS + "{threads1} --refork-after {refork}", ("wsgi", "asgi"), True),
     "pg-supervise": MemServer(_OURS + "{threads1} --refork-after off", ("wsgi", "asgi"), False),
     # the master does not import the app: the first workers do, the mold's children share it

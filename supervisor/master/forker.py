@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.database import fork_guard
 from supervisor.master.processes import Spawned
-from supervisor.shared import channel, signals
+from supervisor.shared import channel, heap, signals
 
 if TYPE_CHECKING:
     from supervisor.shared.reexec import Handover
@@ -94,6 +94,7 @@ class Forker:
         # --preload, the whole app), and the next fork guard sweep only walks
         # objects made since this fork.
         gc.freeze()
+        heap.release_free_pages()
         sys.stdout.flush()
         sys.stderr.flush()
         # Signals that reach the child before it installs its own handlers would

@@ -4,5 +4,5 @@
 tells the master); ``signals`` the signal sets (handled by the master, blocked
 around fork, reset by a new worker); ``proctitle`` the names shown in ``ps``;
 ``reexec`` the handover of sockets and workers when a ``--preload`` master
-re-executes itself.
+re-executes itself; ``heap`` the free pages given back before a fork.
 """

@@ -1,11 +1,14 @@
-"""The mold: a warmed worker that new workers are forked from (reforking).
+"""The mold: the process new workers are forked from (reforking).
 
-A worker the master promotes finishes its current requests as if retired,
-then, instead of exiting, becomes the mold:
+The mold of generation 0 is forked by the master to import a preloaded app
+(``child._seed``), so that the master never holds a copy of it. A worker the
+master promotes later finishes its current requests as if retired, then,
+instead of exiting, becomes the next mold. Either way:
 
     quiesce:  ``worker_exit`` runs, its pools close, every thread but this one
               ends; the fork guard proves no PostgreSQL connection is left
-    freeze:   ``gc.collect()`` then ``gc.freeze()``: what it warmed (imports,
+    freeze:   ``gc.collect()`` then ``gc.freeze()`` (and the free heap pages
+              handed back, shared/heap.py): what it warmed (imports,
               URL resolvers, compiled templates, caches) moves out of the
               collector's reach, so it stays shared with the workers forked
               from it instead of being copied by their first full collection
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from supervisor.database import fork_guard
 from supervisor.logging import get_logger
-from supervisor.shared import channel, proctitle
+from supervisor.shared import channel, heap, proctitle
 
 if TYPE_CHECKING:
     from supervisor.target import Target
@@ -82,6 +85,7 @@ def quiesce(spec: WorkerSpec) -> None:
         log.warning("connections were still open in the mold; closed before any fork", closed=strays)
     gc.collect()  # garbage frozen now would never be freed
     gc.freeze()
+    heap.release_free_pages()
 
 
 class Mold:

@@ -212,6 +212,8 @@ def test_memory_servers_listen_on_loopback_and_turn_reforking_off_explicitly():
             if server.refork:
                 assert "--refork-after 1000" in cmd
         assert spec.baseline in servers_for(app, smoke=True)
+    defaults = command("pg-supervise-defaults", "django", "1000", True)
+    assert "--preload" in defaults and "--refork-after" not in defaults and "--threads" not in defaults
     assert "--threads 1" in command("pg-supervise", "django", "off", True)
     assert "--threads" not in command("pg-supervise", "fastapi", "off", True)
 
