@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
+import select
 import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -198,6 +199,11 @@ class _WorkerProcess:
         from supervisor.http import engines
         from supervisor.worker.mold import Mold, MoldRefused, quiesce
 
+        # no control thread here: a stop ends the mold at once, even mid-import
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if self._stop_recorded():
+            return 0
         try:
             target = resolve(self.config.target, self.config.interface, self.config.factory)
             engines.warm(self.config.http, target.kind)
@@ -212,6 +218,12 @@ class _WorkerProcess:
         spec = self.spec
         own = [spec.report_fd, spec.command_fd, self._wake_r, self._wake_w]
         return Mold(spec, target, 0, own, run_worker).serve()
+
+    def _stop_recorded(self) -> bool:
+        """A stop signal arrived between the fork and now (the handlers of
+        ``_reset_process`` wrote its number into the wake-up pipe)."""
+        readable, _, _ = select.select([self._wake_r], [], [], 0)
+        return bool(readable) and any(sig in STOP for sig in os.read(self._wake_r, 64))
 
     def _become_mold(self, target: Target) -> int:
         """Promoted: its requests are done and its pools closed; fork from now on."""

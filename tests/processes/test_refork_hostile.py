@@ -10,6 +10,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from conftest import RawConnection, Run, alive, free_port, wait_until
 
 
@@ -181,3 +183,20 @@ def test_a_request_thread_still_busy_at_promotion_delays_reforking_but_does_not_
     wait_until(lambda: drive(port, 5) and run.find("mold ready"), timeout=40, what="a later promotion")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_a_stop_while_the_mold_of_generation_0_imports_the_app_ends_at_once(supervise):
+    """The app is imported in the mold, after the master started: a TERM then
+    must not wait for the import, nor for the graceful timeout."""
+    pytest.importorskip("setproctitle")  # the app finds the mold by its title
+    port = free_port()
+    run = supervise(
+        "asgiapp:app", "-w", "2", "--preload", "--no-fleet", "-b", f"127.0.0.1:{port}",
+        env={"SLOW_SEED_IMPORT": "30"},
+    )  # fmt: skip
+    run.wait_event("mold of generation 0 spawned; it imports the target", timeout=15)
+    began = time.monotonic()
+    run.signal(signal.SIGTERM)
+    assert run.wait(15) == 0
+    assert time.monotonic() - began < 5
+    assert not run.find("worker ready")
