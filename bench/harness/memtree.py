@@ -68,7 +68,7 @@ def roles(master: int, served: Iterable[int] = ()) -> dict[int, tuple[str, str]]
 def _threads(pid: int) -> int | None:
     try:
         return len(os.listdir(f"/proc/{pid}/task"))
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
 
 

@@ -82,7 +82,7 @@ def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return ""
 
 
@@ -95,7 +95,7 @@ def smaps_rollup(pid: int) -> dict[str, int] | None:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] == "kB":
                     out[parts[0].rstrip(":")] = int(parts[1])
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # it exited meanwhile (a start-up probe)
         return None
     out["USS"] = out.get("Private_Clean", 0) + out.get("Private_Dirty", 0)
     return out
