@@ -60,6 +60,14 @@ SCENARIOS: dict[str, Scenario] = {
     "fastapi-hello": Scenario("/", ("pg-supervise-fastapi", "uvicorn-std-fastapi", "granian-fastapi")),
     "fastapi-db": Scenario("/db", ("pg-supervise-fastapi-pool", "uvicorn-std-fastapi", "granian-fastapi")),
     "wsgi-db-check-window": Scenario("/db", ("pg-supervise-wsgi-pool", "pg-supervise-wsgi-pool-check-every")),
+    # --preload's defaults (reforking: the runs include both reforks) against reforking off
+    "asgi-db-refork": Scenario(
+        "/db", ("pg-supervise-pool-preload", "pg-supervise-pool-preload-no-refork", "uvicorn-std")
+    ),
+    "wsgi-db-refork": Scenario(
+        "/db",
+        ("pg-supervise-wsgi-pool-preload", "pg-supervise-wsgi-pool-preload-no-refork", "gunicorn-gthread"),
+    ),
 }
 
 

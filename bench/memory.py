@@ -78,7 +78,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=3.0, help="least seconds before a reading")
     ap.add_argument("--settle-max", type=float, default=30.0, help="most seconds waiting for a steady tree")
     ap.add_argument("--gc", action="store_true", help="add a reading after a full GC in every worker")
-    ap.add_argument("--refork", default="100,1000", help="ours' --refork-after in the memory runs (the default)")
+    ap.add_argument(
+        "--refork", default="100,1000", help="ours' --refork-after in the memory runs (the default)"
+    )
     ap.add_argument("--no-refork-load", action="store_true", help="skip the load across a refork")
     ap.add_argument("--refork-load-after", type=int, help="its --refork-after (default: the app's)")
     ap.add_argument("--load-clients", type=int, default=8)

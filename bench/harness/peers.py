@@ -71,6 +71,20 @@ PEERS: dict[str, Peer] = {
         _ASGI.replace("warning", "info") + " --access-log" + _POOL + " 2", "asgi", env=_OWN_POOL
     ),
     "pg-supervise-wsgi-pool": Peer(_WSGI + " --threads 4" + _POOL + " 2", "wsgi", env=_OWN_POOL),
+    # --preload on the defaults reforks (a mold imports the app; reforks at 100 and 1,000 requests)
+    "pg-supervise-pool-preload": Peer(_ASGI + _POOL + " 2 --preload", "asgi", env=_OWN_POOL, preload=True),
+    "pg-supervise-pool-preload-no-refork": Peer(
+        _ASGI + _POOL + " 2 --preload --refork-after off", "asgi", env=_OWN_POOL, preload=True
+    ),
+    "pg-supervise-wsgi-pool-preload": Peer(
+        _WSGI + " --threads 4" + _POOL + " 2 --preload", "wsgi", env=_OWN_POOL, preload=True
+    ),
+    "pg-supervise-wsgi-pool-preload-no-refork": Peer(
+        _WSGI + " --threads 4" + _POOL + " 2 --preload --refork-after off",
+        "wsgi",
+        env=_OWN_POOL,
+        preload=True,
+    ),
     "pg-supervise-wsgi-pool-check-every": Peer(_WSGI + " --threads 4" + _POOL + " 0", "wsgi", env=_OWN_POOL),
     # the same with granian's Rust HTTP stack in our workers (--http granian)
     "pg-supervise-granian": Peer(_ASGI + " --http granian", "asgi", needs="granian"),
