@@ -60,6 +60,9 @@ class WorkerHandle:
     spawned_at: float
     command_fd: int = -1  # master -> worker lines ("retire"); -1 when there is none
     adopted: bool = False  # a worker of the previous image, kept across a re-exec
+    # the mold of generation 0 importing a preloaded app: no --boot-timeout, as the
+    # master's own import had none before reforking moved it there
+    preloading: bool = False
     ready_at: float | None = None
     stop_reason: str | None = None  # why the master asked it to stop
     failure: str | None = None  # why the master is killing it
@@ -141,12 +144,13 @@ class WorkerHandle:
         if self.state is State.STOPPING:
             return None
         if self.ready_at is None:
-            return self.spawned_at + cfg.boot_timeout if cfg.boot_timeout else None
+            return self.spawned_at + cfg.boot_timeout if cfg.boot_timeout and not self.preloading else None
         return self.last_sign() + cfg.timeout if cfg.timeout else None  # a mold beats too
 
     def overdue(self, cfg: Config, now: float) -> str | None:
         """Why this worker must be aborted now (it is stuck), or None."""
-        if self.state is State.BOOTING and cfg.boot_timeout and now - self.spawned_at >= cfg.boot_timeout:
+        booting = self.state is State.BOOTING and not self.preloading
+        if booting and cfg.boot_timeout and now - self.spawned_at >= cfg.boot_timeout:
             return f"did not become ready within {cfg.boot_timeout:g} s"
         if self.state in (State.READY, State.MOLD) and cfg.timeout:
             silent = now - self.last_sign()  # one reading: the decision and its message agree

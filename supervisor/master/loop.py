@@ -270,7 +270,6 @@ class Master:
         with --preload, re-execute the master."""
         if self.stopping or self.rollout.defer():
             return
-        self.refork.reset("reload: new code", now)
         before, changed = self.config, dict[str, object]()
         if self.reload_config is not None:
             reread = rolling.reread(self.config, self.reload_config)
@@ -281,9 +280,10 @@ class Master:
             self.refork.follow(self.config)  # its settings may have changed
         if not self.run_hook("on_reload", self.info(), abort="reload aborted: hook failed"):
             return
-        if self.config.preload:
-            self.rollout.reexec()  # returns only if the reload was aborted
+        if self.config.preload:  # the mold goes only once the new code loads: it may be all we have
+            self.rollout.reexec(lambda: self.refork.reset("reload: new code", now))  # returns if aborted
             return
+        self.refork.reset("reload: new code", now)
         self.config = rolling.within_budget(self.config, before, len(self.slots), self.check_budget)
         self.rollout.begin(changed)
 
@@ -448,7 +448,7 @@ class Master:
     def next_wakeup(self, now: float) -> float | None:
         """Seconds until the nearest deadline, or None to sleep until a signal."""
         deadlines = [d for d in (h.deadline(self.config) for h in self.children.values()) if d is not None]
-        if not self.stopping:
+        if not self.stopping and self.refork.seeding is None:  # (its "mold" line wakes us)
             deadlines += [s.spawn_at for s in self.slots.values() if s.empty]
         if self._watchdog is not None:
             deadlines.append(self._next_watchdog)

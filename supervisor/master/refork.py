@@ -90,7 +90,7 @@ class Reforker:
         except OSError as exc:
             log.warning("could not fork the mold of generation 0; the master forks workers", error=str(exc))
             return
-        self.seeding = handle
+        self.seeding, handle.preloading = handle, True
         log.info("mold of generation 0 spawned; it imports the target", mold_pid=handle.pid)
 
     @property
@@ -120,10 +120,8 @@ class Reforker:
             if self._roll(now):
                 return  # the old generation first
             self._retire_when_complete(now)
-        elif self.generation > 0:
-            self._regrow_if_cold(now)
-            if self.retry_at > now:
-                return
+        elif self.generation > 0 and self._regrow_if_cold(now):
+            return
         due = self._due()
         if due is not None:
             self._promote(due, now)
@@ -153,22 +151,26 @@ class Reforker:
         log.info("generation complete; retiring its mold", mold_pid=mold.pid, generation=self.generation)
         mold.retire(m.procs, f"generation {self.generation} is complete", now, m.config.graceful_timeout)
 
-    def _regrow_if_cold(self, now: float) -> None:
+    def _regrow_if_cold(self, now: float) -> bool:
         """No mold: a worker the master forked since (a crash's replacement, a
         scale-up) is cold. Promote a worker of the generation again to replace
         it warm, after a pause that lets a burst of replacements gather; with
-        none of the generation left, start the schedule over."""
+        none of the generation left, start the schedule over. True: promote
+        nothing now."""
         serving = self._serving()
         if not any(h.generation < self.generation for h in serving):
-            return
+            return False
         if not any(h.generation == self.generation for h in serving):
-            if len(serving) == len(self._m.slots):
-                log.info("no worker of the generation is left; the refork schedule starts over")
-                self.generation, self.regrow, self.retry_at = 0, False, 0.0
-            return
+            self.regrow = False  # a cold worker must not become a mold of the generation
+            if len(serving) < len(self._m.slots):
+                return True  # the others still boot: decide once every slot serves
+            log.info("no worker of the generation is left; the refork schedule starts over")
+            self.generation, self.retry_at = 0, 0.0
+            return False
         if not self.regrow:
-            self.regrow = True
-            self.retry_at = now + RETRY_AFTER
+            self.regrow, self.retry_at = True, now + RETRY_AFTER
+            return True
+        return False
 
     def _due(self) -> WorkerHandle | None:
         """The worker to promote now, if one is due."""
@@ -203,6 +205,7 @@ class Reforker:
             if self._m.stopping:
                 self._m.procs.signal(handle.pid, signal.SIGTERM)
             else:
+                handle.ready_at = now  # booted: judged by its heartbeat from now on
                 handle.became_mold(now, 0)
                 self.mold = handle
                 log.info("mold ready; forking workers from it", mold_pid=handle.pid, generation=0)

@@ -72,8 +72,9 @@ class Rollout:
         systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
         log.info("reloading", workers=len(self.reload_queue), changed=changed or None)
 
-    def reexec(self) -> None:
-        """--preload: new code needs a new process image (shared/reexec.py)."""
+    def reexec(self, before: Callable[[], None]) -> None:
+        """--preload: new code needs a new process image (shared/reexec.py).
+        ``before`` runs once the new code is known to load (the mold retires)."""
         m = self._m
         error = m.procs.check_new_code(m.config.boot_timeout or 60.0)
         if error is not None:
@@ -82,6 +83,7 @@ class Rollout:
                 error=error,
             )
             return
+        before()
         workers = [
             reexec.Adopted(h.pid, h.slot, h.command_fd) for h in m.children.values() if h.command_fd >= 0
         ]

@@ -83,10 +83,12 @@ def start(m: MasterView) -> Started:
                 m.hooks, fresh=reexec.received() is None, workers=lambda: status.workers(m, m.clock())
             )
         m.hooks.run("on_starting", m.info())
-        probed = probe_kind(cfg) if out.target is None and preloads_in_mold(cfg) else None
+        # (--preload's import never had --boot-timeout: neither has this probe)
+        probed = probe_kind(cfg, patient=True) if out.target is None and preloads_in_mold(cfg) else None
         # an app server is preloaded in a mold that the workers are forked from, never
-        # here (refork.preloads_in_mold); a main(worker) target serves no requests to refork
-        in_mold = probed is not None and runners.listens(probed)
+        # here (refork.preloads_in_mold), if this master can adopt what the mold forks;
+        # a main(worker) target serves no requests to refork
+        in_mold = probed is not None and runners.listens(probed) and m.procs.adopt_orphans()
         if cfg.preload and out.target is None and not in_mold:
             out.target = resolve(cfg.target, cfg.interface, cfg.factory)
             log.info("target preloaded", kind=out.target.kind.value)
@@ -174,11 +176,13 @@ def _adopt(out: Started, handover: reexec.Handover, now: float) -> None:
     log.info("re-executed with new code", adopted_workers=len(out.adopted), listeners=len(out.listeners))
 
 
-def probe_kind(cfg: Config) -> Kind:
+def probe_kind(cfg: Config, patient: bool = False) -> Kind:
     """Import the target in a throwaway child and report its kind, so that an
     import error, a misspelt attribute or a target of no known kind stops the
     start before the database is touched, and the master learns whether to
-    bind sockets, without importing the app itself (which stays lazy)."""
+    bind sockets, without importing the app itself (which stays lazy).
+    ``patient``: up to an hour rather than --boot-timeout (a --preload import,
+    which the master once ran itself, never had one)."""
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -200,7 +204,7 @@ def probe_kind(cfg: Config) -> Kind:
     os.close(write_fd)
     chunks: list[bytes] = []
     try:
-        deadline = time.monotonic() + (cfg.boot_timeout or 3600)
+        deadline = time.monotonic() + (3600 if patient else cfg.boot_timeout or 3600)
         while True:
             ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
             if not ready:

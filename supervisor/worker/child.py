@@ -202,6 +202,7 @@ class _WorkerProcess:
         # no control thread here: a stop ends the mold at once, even mid-import
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, lambda signum, frame: os._exit(0))
         if self._stop_recorded():
             return 0
         try:
@@ -212,7 +213,11 @@ class _WorkerProcess:
         except TargetError as exc:
             return self._fail_boot(ExitCode.TARGET, str(exc))
         except MoldRefused as exc:  # a thread the import started: no fork would carry it
-            log.error("cannot be the mold; the master forks the workers instead", reason=str(exc))
+            log.error(
+                "the app cannot be preloaded in a mold: each worker imports it "
+                "(--refork-after off preloads it in the master)",
+                reason=str(exc),
+            )
             channel.send(self.spec.report_fd, channel.NOMOLD, str(exc))
             return 0
         spec = self.spec
@@ -223,7 +228,8 @@ class _WorkerProcess:
         """A stop signal arrived between the fork and now (the handlers of
         ``_reset_process`` wrote its number into the wake-up pipe)."""
         readable, _, _ = select.select([self._wake_r], [], [], 0)
-        return bool(readable) and any(sig in STOP for sig in os.read(self._wake_r, 64))
+        stops = (*STOP, signal.SIGQUIT)
+        return bool(readable) and any(sig in stops for sig in os.read(self._wake_r, 64))
 
     def _become_mold(self, target: Target) -> int:
         """Promoted: its requests are done and its pools closed; fork from now on."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from test_master_decisions import RETIRE, Clock, FakeProcesses, boot, make, pid_of
 
 from supervisor.master.handle import State, StopMode
@@ -238,3 +239,52 @@ def test_with_no_worker_of_the_generation_left_the_schedule_starts_over():
     master.children[pid].heartbeat.done = 10  # type: ignore[attr-defined]
     master.on_message(pid, "due", clock.t)
     assert procs.sent[-1] == (pid, PROMOTE)  # its schedule's first count again
+
+
+def test_the_master_sleeps_while_the_mold_of_generation_0_imports_and_gives_it_time():
+    """No busy loop on the empty slots it will not fill yet; no --boot-timeout
+    for the import (the master's own --preload import never had one); once it
+    is the mold, its heartbeat is what is watched."""
+    master, procs, clock = make(target="app:app", preload=True)
+    procs.__class__ = MoldingProcesses
+    master.refork.schedule = (5,)
+    master.refork._seed = master.refork._subreaper = True
+    master.tick(clock.t)
+    seed = master.refork.seeding
+    assert seed is not None and seed.preloading and not procs.spawned[1:]  # no worker yet
+    assert master.next_wakeup(clock.t) is None  # nothing to wait for but its report
+    clock.t += 10 * master.config.boot_timeout
+    assert seed.overdue(master.config, clock.t) is None
+    master.on_message(seed.pid, "mold 0", clock.t)
+    assert master.refork.mold is seed and seed.state is State.MOLD
+    settle(master, procs, clock)  # every process beats now
+    assert [master.children[s.child.pid].generation for s in master.slots.values() if s.child] == [0, 0]
+    assert master.refork.mold is seed  # generation 0: kept until the first refork
+    # its boot allowance is long past: what is watched is its heartbeat
+    assert master.next_wakeup(clock.t) == pytest.approx(master.config.timeout + 0.001)
+
+
+def test_a_reload_whose_new_code_does_not_load_keeps_the_mold():
+    """--preload re-executes the master; if the new code fails its check the
+    reload is aborted, and the mold (all the preloaded code there is) stays."""
+    master, procs, _, mold = refork_once(preload=True, max_requests=10_000)
+    master.request_reload(master.clock())  # FakeProcesses.check_new_code: it does not load
+    assert master.refork.mold is not None and master.refork.mold.pid == mold
+    assert master.refork.mold.state is State.MOLD and (mold, RETIRE) not in procs.sent
+
+
+def test_a_cold_worker_is_never_promoted_as_a_mold_of_the_generation():
+    master, procs, clock, _ = refork_once()
+    master.refork.regrow, master.refork.retry_at = True, clock.t + 10  # as after a dead mold
+    master.on_exit(pid_of(master, 1), -signal.SIGKILL, clock.t)
+    settle(master, procs, clock)  # slot 1: a cold replacement serves
+    master.children[pid_of(master, 1)].heartbeat.done = 50  # type: ignore[attr-defined]
+    clock.t += 11
+    for handle in master.children.values():
+        handle.heartbeat.beat(clock.t)
+    master.on_exit(pid_of(master, 2), -signal.SIGKILL, clock.t)
+    master.tick(clock.t)  # slot 2's cold replacement boots: none of the generation is left
+    assert not [p for p, what in procs.sent if what == PROMOTE and p in master.children]
+    assert not master.refork.regrow
+    settle(master, procs, clock)  # both serve: the schedule starts over
+    assert master.refork.generation == 0
