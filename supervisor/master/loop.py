@@ -365,7 +365,7 @@ class Master:
             if why is not None:
                 handle.abort(self.procs, why, now)
         if not self.stopping:
-            self.refork.sow(now)
+            self.target = self.refork.sow(now) or self.target  # (the master preloads if the mold failed)
             self._reconcile(now)
             self.refork.tick(now)
 

@@ -28,14 +28,17 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from supervisor.errors import SupervisorError
 from supervisor.logging import get_logger
 from supervisor.master.handle import State
 from supervisor.settings.workers import refork_schedule
+from supervisor.target import resolve
 
 if TYPE_CHECKING:
     from supervisor.master.handle import WorkerHandle
     from supervisor.master.view import ReforkView
     from supervisor.settings.config import Config
+    from supervisor.target import Target
 
 log = get_logger()
 
@@ -63,6 +66,7 @@ class Reforker:
         self.regrow = False  # the mold died: promote again, keeping the generation
         self.seeding: WorkerHandle | None = None  # the mold of generation 0, importing the app
         self._seed = False  # --preload: the app is imported in a mold, not in the master; once
+        self._fallback = False  # that mold failed: the master imports the app itself after all
         self._subreaper = False  # adopt_orphans() succeeded: a mold's workers become the master's
 
     def follow(self, config: Config, seed: bool = False) -> None:
@@ -78,20 +82,41 @@ class Reforker:
                 log.warning("reforking off: this system cannot adopt the mold's workers (no subreaper)")
                 self.schedule = ()
 
-    def sow(self, now: float) -> None:
+    def sow(self, now: float) -> Target | None:
         """Fork the mold of generation 0, before any worker: the workers are forked
-        from it. If it fails, the master forks them, and each imports the app."""
+        from it. If it failed, the target the master is to preload itself."""
         m = self._m
+        if self._fallback and not m.stopping:
+            self._fallback = False
+            return self._preload_here()
         if not self._seed or not self._subreaper or m.stopping:
-            return
+            return None
         self._seed = False
         try:
             handle = m.fork_seed(now)
         except OSError as exc:
-            log.warning("could not fork the mold of generation 0; the master forks workers", error=str(exc))
-            return
+            log.warning("could not fork the mold of generation 0; the master preloads", error=str(exc))
+            self._fallback = True
+            return None
         self.seeding, handle.preloading = handle, True
         log.info("mold of generation 0 spawned; it imports the target", mold_pid=handle.pid)
+        return None
+
+    def _preload_here(self) -> Target | None:
+        """The mold of generation 0 failed (a thread its import started, a
+        crash): the master imports the target itself, as --preload does without
+        reforking, so the workers still share it. None if it cannot either."""
+        from supervisor.http import engines
+
+        cfg = self._m.config
+        try:
+            target = resolve(cfg.target, cfg.interface, cfg.factory)
+        except SupervisorError as exc:
+            log.error("the master cannot preload the target either; each worker imports it", error=str(exc))
+            return None
+        engines.warm(cfg.http, target.kind)
+        log.info("target preloaded", kind=target.kind.value)
+        return target
 
     @property
     def enabled(self) -> bool:
@@ -253,10 +278,10 @@ class Reforker:
             self.seeding = None
             if not self._m.stopping:
                 log.warning(
-                    "the mold of generation 0 exited before it was ready; the master forks the "
-                    "workers, each importing the target",
+                    "the mold of generation 0 exited before it was ready; the master preloads the target",
                     status=desc,
                 )
+                self._fallback = True
             return True
         if handle is self.promoting:
             self.promoting = None

@@ -214,8 +214,8 @@ class _WorkerProcess:
             return self._fail_boot(ExitCode.TARGET, str(exc))
         except MoldRefused as exc:  # a thread the import started: no fork would carry it
             log.error(
-                "the app cannot be preloaded in a mold: each worker imports it "
-                "(--refork-after off preloads it in the master)",
+                "the app cannot be preloaded in a mold; the master preloads it (--refork-after off "
+                "does so from the start)",
                 reason=str(exc),
             )
             channel.send(self.spec.report_fd, channel.NOMOLD, str(exc))

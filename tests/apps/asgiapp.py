@@ -10,10 +10,13 @@ log = logging.getLogger("asgiapp")
 
 STARTED = {"lifespan": False}
 
-if os.environ.get("SLOW_SEED_IMPORT"):
-    with open("/proc/self/cmdline", "rb") as cmdline:
-        if b"worker 0" in cmdline.read():  # the mold of generation 0 (titled so), not the probe
-            time.sleep(float(os.environ["SLOW_SEED_IMPORT"]))
+with open("/proc/self/cmdline", "rb") as _cmdline:
+    _IN_SEED = b"worker 0" in _cmdline.read()  # the mold of generation 0 (titled so), not the probe
+if _IN_SEED and os.environ.get("SLOW_SEED_IMPORT"):
+    time.sleep(float(os.environ["SLOW_SEED_IMPORT"]))
+if _IN_SEED and os.environ.get("THREAD_AT_SEED_IMPORT"):
+    # what an SDK's init does at import: a thread that never ends (here only in that mold)
+    threading.Thread(target=time.sleep, args=(3600,), name="sdk-flusher", daemon=True).start()
 
 
 async def app(scope, receive, send):

@@ -200,3 +200,24 @@ def test_a_stop_while_the_mold_of_generation_0_imports_the_app_ends_at_once(supe
     assert run.wait(15) == 0
     assert time.monotonic() - began < 5
     assert not run.find("worker ready")
+
+
+def test_an_app_that_starts_a_thread_at_import_is_preloaded_by_the_master_instead(supervise):
+    """No fork carries a thread: the mold of generation 0 refuses (after 5 s),
+    reforking turns off, and the master imports the app itself, as --preload
+    does without reforking; the workers are forked from it and serve."""
+    pytest.importorskip("setproctitle")  # the app finds the mold by its title
+    port = free_port()
+    run = supervise(
+        "asgiapp:app", "-w", "2", "--preload", "--no-fleet", "-b", f"127.0.0.1:{port}",
+        env={"THREAD_AT_SEED_IMPORT": "1"},
+    )  # fmt: skip
+    run.wait_ready(2, timeout=30)
+    refusal = "the app cannot be preloaded in a mold; the master preloads it (--refork-after off does so"
+    (refused,) = run.find(refusal + " from the start)")
+    assert "sdk-flusher" in refused["reason"]
+    assert [e["role"] for e in run.find("target preloaded")] == ["master"]
+    assert run.find("reforking is off: a worker cannot become the mold; --refork-after 0 silences this")
+    assert drive(port, 10)
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
