@@ -1,8 +1,10 @@
 """Reforking (``--refork-after``): workers forked from a warmed worker share
 what it warmed, instead of each warming its own copy.
 
-The first worker of the current generation to serve the schedule's count of
-requests is promoted: it finishes its work as if retired, closes its pools,
+With --preload, the app is imported by a mold of generation 0 that the
+master forks before any worker (``sow``), never by the master; if that mold
+fails, the master preloads the app itself after all. The first worker of the
+current generation to serve the schedule's count of requests is promoted: it finishes its work as if retired, closes its pools,
 ends its threads, freezes its heap and becomes the mold (``worker/mold.py``).
 From then on every worker is forked from the mold (the master hands it the
 new worker's channels; it double-forks, and the master adopts the worker as
@@ -20,7 +22,8 @@ as it does when the mold dies: after a pause, keeping the generation, since
 its workers are already the mold's kind. When no worker of the generation is
 left, the schedule starts over. A mold that cannot fork (EAGAIN) leaves the
 current workers in place; the replacement is tried again later. A reload drops
-the mold: new code is forked by the master, and the schedule starts again.
+the mold once the new code is known to load (with --preload the new master
+image then preloads it in a new mold), and the schedule starts again.
 """
 
 from __future__ import annotations
