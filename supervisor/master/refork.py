@@ -4,8 +4,9 @@ what it warmed, instead of each warming its own copy.
 With --preload, the app is imported by a mold of generation 0 that the
 master forks before any worker (``sow``), never by the master; if that mold
 fails, the master preloads the app itself after all. The first worker of the
-current generation to serve the schedule's count of requests is promoted: it finishes its work as if retired, closes its pools,
-ends its threads, freezes its heap and becomes the mold (``worker/mold.py``).
+current generation to serve the schedule's count of requests is promoted: it
+finishes its work as if retired, closes its pools, ends its threads, freezes
+its heap and becomes the mold (``worker/mold.py``).
 From then on every worker is forked from the mold (the master hands it the
 new worker's channels; it double-forks, and the master adopts the worker as
 its subreaper), starting with the slot the mold left; the workers of the
