@@ -96,7 +96,7 @@ class Master:
             try:
                 self.wakeup.open(startup.interrupt)
                 self.take(startup.start(self))
-                self.refork.follow(self.config, seed=self.target is None)
+                self.refork.follow(self.config, seed=self.started.mold_preloads)
                 self.wakeup.arm()
             except startup.Interrupted as stop:
                 log.info("stopped before any worker started", signal=stop.signal_name)

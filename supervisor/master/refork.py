@@ -76,9 +76,8 @@ class Reforker:
     def follow(self, config: Config, seed: bool = False) -> None:
         """Take ``config``'s schedule (validated when it was loaded), or none
         when this system cannot adopt the mold's workers. ``seed``: at start,
-        when the master holds no app, sow a mold of generation 0 if
-        ``preloads_in_mold``."""
-        self._seed = seed and preloads_in_mold(config)
+        start-up left the app to a mold of generation 0: sow it."""
+        self._seed = seed
         self.schedule = refork_schedule(config, config.http)
         if self.schedule and not self._subreaper:
             self._subreaper = self._m.procs.adopt_orphans()

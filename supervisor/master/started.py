@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 @dataclass
 class Started:
     target: Target | None = None  # imported (--preload), else None: the workers import it
+    mold_preloads: bool = False  # --preload, but a mold of generation 0 imports it (refork.py)
     listeners: list[Listener] = field(default_factory=list)
     adopted: list[WorkerHandle] = field(default_factory=list)  # the previous image's, after a re-exec
     old_lifelines: list[int] = field(default_factory=list)  # what those adopted workers watch

@@ -88,12 +88,12 @@ def start(m: MasterView) -> Started:
         # an app server is preloaded in a mold that the workers are forked from, never
         # here (refork.preloads_in_mold), if this master can adopt what the mold forks;
         # a main(worker) target serves no requests to refork
-        in_mold = probed is not None and runners.listens(probed) and m.procs.adopt_orphans()
-        if cfg.preload and out.target is None and not in_mold:
+        out.mold_preloads = probed is not None and runners.listens(probed) and m.procs.adopt_orphans()
+        if cfg.preload and out.target is None and not out.mold_preloads:
             out.target = resolve(cfg.target, cfg.interface, cfg.factory)
             log.info("target preloaded", kind=out.target.kind.value)
         kind = out.target.kind if out.target is not None else (probed or probe_kind(cfg))
-        _open_listeners(out, cfg, kind, m.clock(), warm=not in_mold)
+        _open_listeners(out, cfg, kind, m.clock(), warm=not out.mold_preloads)
         if out.listeners:
             undo.callback(sockets.close, out.listeners, unlink=True)
         if cfg.health_bind:

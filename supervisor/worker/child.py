@@ -197,12 +197,9 @@ class _WorkerProcess:
         imported here, not in the master, so that once every worker descends
         from a later mold no process holds a copy of the app that nobody shares."""
         from supervisor.http import engines
-        from supervisor.worker.mold import Mold, MoldRefused, quiesce
+        from supervisor.worker.mold import Mold, MoldRefused, end_on_stop_signals, quiesce
 
-        # no control thread here: a stop ends the mold at once, even mid-import
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGQUIT, lambda signum, frame: os._exit(0))
+        end_on_stop_signals()  # from now on, even mid-import
         if self._stop_recorded():
             return 0
         try:

@@ -57,6 +57,15 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(0)
 
 
+def end_on_stop_signals() -> None:
+    """A mold has no control thread: TERM and INT take their default action
+    (they end it); QUIT (a fast stop) ends it too, without the core dump of its
+    default."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, _exit_now)
+
+
 class MoldRefused(Exception):
     """The worker cannot fork safely (a thread that will not end): it exits instead."""
 
@@ -106,12 +115,8 @@ class Mold:
     def serve(self) -> int:
         spec = self.spec
         proctitle.set_title(f"mold gen {self.generation} {spec.config.target}")
-        # no control thread any more: TERM and INT take their default action (they end a
-        # mold); QUIT (a fast stop) ends it too, without the core dump of its default
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGQUIT, _exit_now)
+        end_on_stop_signals()
         sock = socket.socket(fileno=spec.command_fd)  # the same fd: each new worker closes it
         channel.send(spec.report_fd, channel.MOLD, str(self.generation))
         log.info("mold ready", generation=self.generation)
