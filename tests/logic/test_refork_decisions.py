@@ -159,7 +159,6 @@ class MoldingProcesses(ReforkingProcesses):
 
     def spawn(self, spec):  # type: ignore[no-untyped-def]
         spawned = super().spawn(spec)
-        self.generations = {**getattr(self, "generations", {}), spawned.pid: spec.generation}
         return spawned._replace(command_fd=spawned.pid)
 
 

@@ -15,7 +15,10 @@ import pytest
 from conftest import RawConnection, Run, alive, free_port, wait_until
 
 
-def start(supervise, *extra: str, workers: int = 2, env: dict[str, str] | None = None) -> tuple[Run, int]:
+def start(
+    supervise, *extra: str, workers: int = 2, env: dict[str, str] | None = None, ready: bool = True
+) -> tuple[Run, int]:
+    """``ready``: wait until every worker is ready before returning."""
     port = free_port()
     run = supervise(
         "asgiapp:app",
@@ -28,7 +31,8 @@ def start(supervise, *extra: str, workers: int = 2, env: dict[str, str] | None =
         *extra,
         env=env,
     )
-    run.wait_ready(workers)
+    if ready:
+        run.wait_ready(workers)
     return run, port
 
 
@@ -189,11 +193,7 @@ def test_a_stop_while_the_mold_of_generation_0_imports_the_app_ends_at_once(supe
     """The app is imported in the mold, after the master started: a TERM then
     must not wait for the import, nor for the graceful timeout."""
     pytest.importorskip("setproctitle")  # the app finds the mold by its title
-    port = free_port()
-    run = supervise(
-        "asgiapp:app", "-w", "2", "--preload", "--no-fleet", "-b", f"127.0.0.1:{port}",
-        env={"SLOW_SEED_IMPORT": "30"},
-    )  # fmt: skip
+    run, _ = start(supervise, env={"SLOW_SEED_IMPORT": "30"}, ready=False)
     run.wait_event("mold of generation 0 spawned; it imports the target", timeout=15)
     began = time.monotonic()
     run.signal(signal.SIGTERM)
@@ -207,12 +207,8 @@ def test_an_app_that_starts_a_thread_at_import_is_preloaded_by_the_master_instea
     reforking turns off, and the master imports the app itself, as --preload
     does without reforking; the workers are forked from it and serve."""
     pytest.importorskip("setproctitle")  # the app finds the mold by its title
-    port = free_port()
-    run = supervise(
-        "asgiapp:app", "-w", "2", "--preload", "--no-fleet", "-b", f"127.0.0.1:{port}",
-        env={"THREAD_AT_SEED_IMPORT": "1"},
-    )  # fmt: skip
-    run.wait_ready(2, timeout=30)
+    run, port = start(supervise, env={"THREAD_AT_SEED_IMPORT": "1"}, ready=False)
+    run.wait_ready(2, timeout=30)  # after the mold's 5 s for its threads to end
     refusal = "the app cannot be preloaded in a mold; the master preloads it (--refork-after off does so"
     (refused,) = run.find(refusal + " from the start)")
     assert "sdk-flusher" in refused["reason"]
