@@ -47,15 +47,16 @@ class WorkerSettings:
         kind="bool",
         group="Workers",
         help="TARGET is a function returning the app; it is called in each worker (or once "
-        "in the master with --preload).",
+        "before forking with --preload, where the app is imported).",
     )
     preload: bool = _setting(
         False,
         flags=("--preload/--no-preload",),
         kind="bool",
         group="Workers",
-        help="Import TARGET in the master before forking (shared memory, fast "
-        "respawn) instead of in each worker.",
+        help="Import TARGET once before forking (shared memory, fast respawn) instead of in "
+        "each worker: in the master, or for an app server with reforking in a mold of "
+        "generation 0.",
     )
     timeout: float = _setting(
         30.0,
